@@ -1,0 +1,61 @@
+"""Prometheus metrics (INTERFACE §6). Prefix `crmsync_`; every metric has a `tenant` label.
+
+Label values are bounded: tenant ids, CRM object names, route templates, status codes,
+actions and categories — never record ids or phone numbers.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+records_fetched = Counter(
+    "crmsync_records_fetched_total", "CRM records fetched", ["tenant", "object"]
+)
+records_synced = Counter(
+    "crmsync_records_synced_total",
+    "Records written to Quo, by outcome (created|updated|linked|unchanged|failed|deleted)",
+    ["tenant", "action"],
+)
+quo_requests = Counter(
+    "crmsync_quo_requests_total",
+    "Quo API requests by method, route template and HTTP status (or 'error')",
+    ["tenant", "method", "route", "status"],
+)
+quo_request_duration = Histogram(
+    "crmsync_quo_request_duration_seconds",
+    "Quo API request latency, limiter wait excluded",
+    ["tenant", "route"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+rate_limit_wait = Counter(
+    "crmsync_rate_limit_wait_seconds_total",
+    "Seconds spent waiting for the per-key Quo rate limiter",
+    ["tenant", "lane"],
+)
+rate_limited_responses = Counter(
+    "crmsync_rate_limited_responses_total", "429 responses received from Quo", ["tenant"]
+)
+queue_depth = Gauge("crmsync_queue_depth", "Items in an actor queue", ["tenant", "queue"])
+webhook_events = Counter(
+    "crmsync_webhook_events_total",
+    "Webhook deliveries by source (crm|quo) and outcome",
+    ["tenant", "source", "outcome"],
+)
+activities_logged = Counter(
+    "crmsync_activities_logged_total", "Notes written to the CRM", ["tenant", "kind"]
+)
+sync_lag = Gauge(
+    "crmsync_sync_lag_seconds", "Age of the oldest unprocessed change", ["tenant"]
+)
+actor_restarts = Counter(
+    "crmsync_actor_restarts_total", "Actor restarts by the tenant supervisor", ["tenant", "actor"]
+)
+tenant_up = Gauge("crmsync_tenant_up", "1 while the tenant's actors are running", ["tenant"])
+last_successful_sync = Gauge(
+    "crmsync_last_successful_sync_timestamp_seconds",
+    "Unix time of the tenant's last successful sync",
+    ["tenant"],
+)
+dead_letters = Gauge(
+    "crmsync_dead_letters", "Unresolved dead-lettered records", ["tenant", "category"]
+)

@@ -1,0 +1,41 @@
+"""Shared test setup: asyncio debug mode everywhere, and blocking the loop fails the test."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# Read by asyncio when each loop is created: every test loop runs in debug mode, which
+# reports never-awaited coroutines, calls from the wrong thread and slow callbacks.
+os.environ["PYTHONASYNCIODEBUG"] = "1"
+
+# A callback that holds the loop this long is a blocking call, not scheduling noise.
+BLOCKING_CALLBACK_SECONDS = 0.5
+
+
+class _SlowCallbackCatcher(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "asyncio" and record.getMessage().startswith("Executing "):
+            seconds = record.args[-1] if isinstance(record.args, tuple) else 0.0
+            if isinstance(seconds, float) and seconds >= BLOCKING_CALLBACK_SECONDS:
+                self.messages.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_calls_on_the_loop() -> Iterator[None]:
+    catcher = _SlowCallbackCatcher()
+    logger = logging.getLogger("asyncio")
+    logger.addHandler(catcher)
+    try:
+        yield
+    finally:
+        logger.removeHandler(catcher)
+    if catcher.messages:
+        pytest.fail("event loop blocked: " + "; ".join(catcher.messages[:3]))
