@@ -1,0 +1,70 @@
+"""Messages between the sync pipeline's actors (small, typed, matched with `match`).
+
+fetcher ─RecordBatch/PageEnd─▶ transformer ─WriteItem/RecordFailed/PageEnd─▶ writer
+       ─Outcome/RecordFailed/PageEnd─▶ mapping verifier; `EndOfStream` closes each queue.
+A page's records all carry its `page`, and its `PageEnd` says how many there were, so
+the verifier knows when every record of a page is settled and its cursor may be saved.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from crmsync.actors.base import EndOfStream
+from crmsync.adapters.base import CrmRecord
+from crmsync.quo.models import ContactInput
+
+Action = Literal["created", "updated", "linked", "unchanged"]
+
+
+class RecordBatch(msgspec.Struct, frozen=True, tag=True):
+    page: int
+    records: list[CrmRecord]
+
+
+class PageEnd(msgspec.Struct, frozen=True, tag=True):
+    page: int
+    crm_object: str
+    record_count: int
+    next_cursor: str | None
+
+
+class WriteItem(msgspec.Struct, frozen=True, tag=True):
+    page: int
+    crm_object: str
+    record_id: str
+    contact: ContactInput
+    content_hash: str
+
+
+class RecordFailed(msgspec.Struct, frozen=True, tag=True):
+    page: int
+    crm_object: str
+    record_id: str
+    category: str
+    error: str
+    payload: str = ""
+
+
+class Outcome(msgspec.Struct, frozen=True, tag=True):
+    page: int
+    crm_object: str
+    record_id: str
+    action: Action
+    quo_contact_id: str
+    content_hash: str
+    sync_method: str
+
+
+class BulkSubmitted(msgspec.Struct, frozen=True, tag=True):
+    """Contacts accepted by `POST /contacts/bulk` (202): not yet visible, no ids yet."""
+
+    items: list[WriteItem]
+    submitted_at: float
+
+
+RawMessage = RecordBatch | PageEnd | EndOfStream
+WriteMessage = WriteItem | RecordFailed | PageEnd | EndOfStream
+VerifyMessage = Outcome | RecordFailed | PageEnd | BulkSubmitted | EndOfStream

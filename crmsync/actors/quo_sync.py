@@ -1,0 +1,77 @@
+"""Create/update/link one contact in Quo without ever making a duplicate.
+
+Shared by the initial-sync writer, the bulk verifier and the live (webhook) path; the
+lane says whether these calls go before backfill in the key's limiter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from crmsync.actors.messages import Action
+from crmsync.quo.client import QuoClient
+from crmsync.quo.errors import QuoConflictError, QuoNotFoundError
+from crmsync.quo.models import Contact, ContactInput, DefaultFields, LabeledValue
+from crmsync.quo.ratelimit import Lane
+from crmsync.transform import content_hash
+
+
+def as_input(contact: Contact) -> ContactInput:
+    """What we would have sent to produce `contact` (ids of emails/phones dropped)."""
+    fields = contact.default_fields
+    return ContactInput(
+        default_fields=DefaultFields(
+            first_name=fields.first_name,
+            last_name=fields.last_name,
+            company=fields.company,
+            role=fields.role,
+            emails=[LabeledValue(name=e.name, value=e.value) for e in fields.emails],
+            phone_numbers=[LabeledValue(name=p.name, value=p.value) for p in fields.phone_numbers],
+        ),
+        external_id=contact.external_id,
+        source=contact.source,
+        source_url=contact.source_url,
+    )
+
+
+class QuoContactSync:
+    def __init__(self, quo: QuoClient, *, lane: Lane = Lane.BACKFILL) -> None:
+        self._quo = quo
+        self._lane = lane
+
+    async def update(self, contact_id: str, contact: ContactInput) -> str | None:
+        """PATCH the full payload; None if the contact no longer exists in Quo."""
+        try:
+            updated = await self._quo.update_contact(contact_id, contact, lane=self._lane)
+        except QuoNotFoundError:
+            return None
+        return updated.id
+
+    async def link_existing(self, external_id: str, contact: ContactInput) -> str | None:
+        """The id of the contact already carrying `external_id`, brought up to date."""
+        existing = await self._quo.find_contact_by_external_id(external_id, lane=self._lane)
+        if existing is None:
+            return None
+        if content_hash(as_input(existing)) != content_hash(contact):
+            await self._quo.update_contact(existing.id, contact, lane=self._lane)
+        return existing.id
+
+    async def create(self, external_id: str, contact: ContactInput) -> tuple[Action, str]:
+        try:
+            created = await self._quo.create_contact(contact, lane=self._lane)
+        except QuoConflictError:
+            # Quo's 409 does not say which field conflicts; externalId is the one we own.
+            linked = await self.link_existing(external_id, contact)
+            if linked is None:
+                raise
+            return "linked", linked
+        return "created", created.id
+
+    async def bulk_create(self, contacts: Sequence[ContactInput]) -> None:
+        await self._quo.bulk_create_contacts(contacts, lane=self._lane)
+
+    async def find_many(self, external_ids: Sequence[str]) -> dict[str, str]:
+        """externalId → Quo contact id for those that exist (≤20 ids per request)."""
+        found = await self._quo.list_contacts_by_external_ids(external_ids, lane=self._lane)
+        wanted = set(external_ids)
+        return {c.external_id: c.id for c in found if c.external_id in wanted}

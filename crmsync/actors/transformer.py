@@ -1,0 +1,74 @@
+"""Transformer: CRM records → Quo contact payloads with a content hash.
+
+Pure CPU work; a record that cannot be transformed becomes a `RecordFailed` with a
+category (dead-lettered downstream) and the page goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+
+from crmsync.actors.base import Actor, EndOfStream
+from crmsync.actors.messages import (
+    PageEnd,
+    RawMessage,
+    RecordBatch,
+    RecordFailed,
+    WriteItem,
+    WriteMessage,
+)
+from crmsync.adapters.base import CrmAdapter, CrmRecord
+from crmsync.transform import TransformError, build_contact
+
+log = logging.getLogger(__name__)
+
+
+class Transformer(Actor[RawMessage]):
+    name = "transformer"
+
+    def __init__(
+        self,
+        tenant: str,
+        *,
+        adapter: CrmAdapter,
+        inbox: asyncio.Queue[RawMessage],
+        out: asyncio.Queue[WriteMessage],
+    ) -> None:
+        super().__init__(tenant, inbox)
+        self._adapter = adapter
+        self._out = out
+        self.dropped_phones = 0
+
+    def _transform(self, page: int, record: CrmRecord) -> WriteItem | RecordFailed:
+        try:
+            result = build_contact(self._adapter.to_person(record), self._adapter.name)
+        except TransformError as exc:
+            category, error = exc.category, str(exc)
+        except Exception as exc:  # a CRM quirk we did not foresee must not stop the sync
+            log.exception("transform failed", extra={"tenant": self.tenant})
+            category, error = "transform", f"{type(exc).__name__}: {exc}"
+        else:
+            self.dropped_phones += result.dropped_phones
+            return WriteItem(
+                page, record.crm_object, record.record_id, result.contact, result.content_hash
+            )
+        return RecordFailed(
+            page, record.crm_object, record.record_id, category, error,
+            msgspec.json.encode(record.raw).decode(),
+        )
+
+    async def run(self) -> None:
+        while True:
+            message = await self.receive()
+            match message:
+                case RecordBatch(page=page, records=records):
+                    for record in records:
+                        await self._out.put(self._transform(page, record))
+                case PageEnd():
+                    await self._out.put(message)
+                case EndOfStream():
+                    await self._out.put(message)
+                    return

@@ -1,0 +1,189 @@
+"""Mapping verifier: the one place where sync results become durable.
+
+For every record it stores the mapping (CRM id ↔ Quo contact id) and settles the
+write intent in one transaction, or dead-letters a failure. It knows how many records
+each page had (`PageEnd`), so it commits a page's cursor only when all of them are
+settled and every earlier page is committed too: a restart resumes with no gap.
+
+Bulk creates (`BulkSubmitted`) come without ids: the verifier lists them by
+`externalId` (≤20 per request) after a short delay, retrying with backoff until all
+are found or the deadline passes; every found contact gets its mapping, and one that
+never shows up is created singly and reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from crmsync import metrics
+from crmsync.actors.base import Actor, EndOfStream
+from crmsync.actors.fetcher import CURSOR, CURSOR_DONE
+from crmsync.actors.messages import (
+    BulkSubmitted,
+    Outcome,
+    PageEnd,
+    RecordFailed,
+    VerifyMessage,
+    WriteItem,
+)
+from crmsync.actors.quo_sync import QuoContactSync
+from crmsync.actors.writer import failure_category
+from crmsync.quo.errors import QuoAuthError, QuoError
+from crmsync.quo.retry import RetryPolicy
+from crmsync.store import Store
+from crmsync.store.mappings import Mapping
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Page:
+    crm_object: str = ""
+    expected: int | None = None
+    settled: int = 0
+    next_cursor: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.expected is not None and self.settled >= self.expected
+
+
+@dataclass
+class BulkOptions:
+    first_check_after: float = 1.0
+    deadline: float = 60.0
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(base_delay=0.5, max_delay=5))
+
+
+class MappingVerifier(Actor[VerifyMessage]):
+    name = "mapping_verifier"
+
+    def __init__(
+        self,
+        tenant: str,
+        *,
+        store: Store,
+        sync: QuoContactSync,
+        inbox: asyncio.Queue[VerifyMessage],
+        run_id: int,
+        entity_type: str = "person",
+        bulk: BulkOptions | None = None,
+        on_settled: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(tenant, inbox)
+        self._store = store
+        self._sync = sync
+        self._run_id = run_id
+        self._entity_type = entity_type
+        self._bulk = bulk or BulkOptions()
+        self._on_settled = on_settled
+        self._pages: dict[int, _Page] = {}
+        self._next_page_to_commit = 0
+        self.bulk_missing: list[str] = []
+
+    async def _settle(self, page: int, action: str) -> None:
+        metrics.records_synced.labels(self.tenant, action).inc()
+        await self._store.runs.add_counts(self.tenant, self._run_id, **{action: 1})
+        self._pages.setdefault(page, _Page()).settled += 1
+        if self._on_settled:
+            self._on_settled(action)
+        await self._commit_finished_pages()
+
+    async def _record_outcome(self, outcome: Outcome) -> None:
+        row = Mapping(
+            tenant_id=self.tenant,
+            crm_object=outcome.crm_object,
+            crm_record_id=outcome.record_id,
+            quo_contact_id=outcome.quo_contact_id,
+            entity_type=self._entity_type,
+            sync_method=outcome.sync_method,  # type: ignore[arg-type]
+            action=outcome.action,
+            content_hash=outcome.content_hash,
+            last_synced_at=time.time(),
+        )
+        async with self._store.transaction():
+            await self._store.mappings.upsert(row)
+            await self._store.intents.settle(self.tenant, outcome.crm_object, outcome.record_id)
+        await self._settle(outcome.page, outcome.action)
+
+    async def _record_failure(self, failed: RecordFailed) -> None:
+        await self._store.dead_letters.add(
+            self.tenant, failed.crm_object, failed.record_id, failed.category,
+            failed.payload, failed.error,
+        )
+        log.warning("record %s failed (%s): %s", failed.record_id, failed.category,
+                    failed.error, extra={"tenant": self.tenant})
+        await self._settle(failed.page, "failed")
+
+    async def _commit_finished_pages(self) -> None:
+        while (page := self._pages.get(self._next_page_to_commit)) and page.complete:
+            await self._store.checkpoints.set(
+                self.tenant, page.crm_object, CURSOR, page.next_cursor or CURSOR_DONE
+            )
+            del self._pages[self._next_page_to_commit]
+            self._next_page_to_commit += 1
+
+    async def _verify_bulk(self, submitted: BulkSubmitted) -> None:
+        pending: dict[str, WriteItem] = {item.record_id: item for item in submitted.items}
+        deadline = submitted.submitted_at + self._bulk.deadline
+        await asyncio.sleep(
+            max(0.0, submitted.submitted_at + self._bulk.first_check_after - time.time())
+        )
+        attempt = 0
+        while pending:
+            found = await self._sync.find_many(list(pending))
+            for record_id, contact_id in found.items():
+                item = pending.pop(record_id)
+                await self._record_outcome(Outcome(
+                    item.page, item.crm_object, item.record_id, "created", contact_id,
+                    item.content_hash, "bulk",
+                ))
+            remaining = deadline - time.time()
+            if not pending or remaining <= 0:
+                break
+            await asyncio.sleep(min(remaining, 0.25 + self._bulk.retry.backoff(attempt)))
+            attempt += 1
+        for item in pending.values():
+            await self._create_missing(item)
+
+    async def _create_missing(self, item: WriteItem) -> None:
+        log.warning("bulk-created contact %s never appeared by the deadline; creating it"
+                    " singly", item.record_id, extra={"tenant": self.tenant})
+        self.bulk_missing.append(item.record_id)
+        try:
+            action, contact_id = await self._sync.create(item.record_id, item.contact)
+        except QuoAuthError:
+            raise
+        except QuoError as exc:
+            await self._record_failure(RecordFailed(
+                item.page, item.crm_object, item.record_id, failure_category(exc), str(exc)
+            ))
+            return
+        await self._record_outcome(Outcome(
+            item.page, item.crm_object, item.record_id, action, contact_id,
+            item.content_hash, "initial",
+        ))
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as bulk_checks:
+            while True:
+                message = await self.receive()
+                match message:
+                    case Outcome():
+                        await self._record_outcome(message)
+                    case RecordFailed():
+                        await self._record_failure(message)
+                    case PageEnd(page=page, crm_object=crm_object):
+                        state = self._pages.setdefault(page, _Page())
+                        state.crm_object = crm_object
+                        state.expected = message.record_count
+                        state.next_cursor = message.next_cursor
+                        await self._commit_finished_pages()
+                    case BulkSubmitted():
+                        bulk_checks.create_task(self._verify_bulk(message))
+                    case EndOfStream():
+                        break

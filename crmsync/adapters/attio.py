@@ -1,0 +1,240 @@
+"""Attio (REST v2) adapter.
+
+Paging: `POST /objects/{object}/records/query` returns only `data` (no cursor, no
+total), so the cursor is the offset and a short page ends the listing; a stable sort
+(creation time, then record id) keeps offsets meaningful. Every attribute is a list of
+historical values: the current one has `active_until: null`. Company names are
+resolved once per page with a single `record_id $in` query and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+
+from crmsync.adapters.base import (
+    CrmPage,
+    CrmRecord,
+    NoteInput,
+    Person,
+    PersonEmail,
+    PersonPhone,
+)
+from crmsync.adapters.http import CrmHttp, CrmNotFoundError
+from crmsync.quo.ratelimit import SlidingWindowLimiter
+
+DEFAULT_BASE_URL = "https://api.attio.com/v2"
+READS_PER_SECOND = 100
+WRITES_PER_SECOND = 25
+COMPANY_CACHE_SIZE = 50_000
+WEBHOOK_EVENTS = ("record.created", "record.updated", "record.deleted", "record.merged")
+
+
+class WebhookSignatureError(Exception):
+    pass
+
+
+def _active(values: Any) -> list[dict[str, Any]]:
+    if not isinstance(values, list):
+        return []
+    return [v for v in values if isinstance(v, dict) and v.get("active_until") is None]
+
+
+def _first_active(values: Any) -> dict[str, Any]:
+    active = _active(values)
+    return active[0] if active else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+class AttioAdapter:
+    """`CrmAdapter` for Attio."""
+
+    name = "attio"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._http = CrmHttp(
+            session,
+            base_url=base_url or DEFAULT_BASE_URL,
+            headers={"Authorization": f"Bearer {api_key}"},
+            read_limiter=SlidingWindowLimiter(READS_PER_SECOND),
+            write_limiter=SlidingWindowLimiter(WRITES_PER_SECOND),
+            timeout=timeout,
+        )
+        self._companies: OrderedDict[str, str | None] = OrderedDict()
+
+    # -- reading people ---------------------------------------------------------------
+
+    async def _query(self, crm_object: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        # records/query is a POST but counts as a read.
+        response = await self._http.call(
+            "POST", f"/objects/{crm_object}/records/query", json=body, is_read=True
+        )
+        data = response.get("data") if isinstance(response, dict) else None
+        return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+
+    async def _resolve_companies(self, raws: list[dict[str, Any]]) -> None:
+        wanted: set[str] = set()
+        for raw in raws:
+            ref = _first_active(raw.get("values", {}).get("company"))
+            target = ref.get("target_record_id")
+            if isinstance(target, str) and target not in self._companies:
+                wanted.add(target)
+        if not wanted:
+            return
+        found = await self._query(
+            "companies",
+            {"filter": {"record_id": {"$in": sorted(wanted)}}, "limit": len(wanted)},
+        )
+        for company in found:
+            record_id = company.get("id", {}).get("record_id")
+            name = _str(_first_active(company.get("values", {}).get("name")).get("value"))
+            if isinstance(record_id, str):
+                self._remember_company(record_id, name)
+        for missing in wanted - set(self._companies):
+            self._remember_company(missing, None)
+
+    def _remember_company(self, record_id: str, name: str | None) -> None:
+        self._companies[record_id] = name
+        self._companies.move_to_end(record_id)
+        while len(self._companies) > COMPANY_CACHE_SIZE:
+            self._companies.popitem(last=False)
+
+    def _to_records(self, crm_object: str, raws: list[dict[str, Any]]) -> list[CrmRecord]:
+        records = []
+        for raw in raws:
+            record_id = raw.get("id", {}).get("record_id")
+            if not isinstance(record_id, str):
+                continue
+            related: dict[str, str] = {}
+            ref = _first_active(raw.get("values", {}).get("company"))
+            name = self._companies.get(str(ref.get("target_record_id")))
+            if name:
+                related["company"] = name
+            records.append(
+                CrmRecord(crm_object=crm_object, record_id=record_id, raw=raw, related=related)
+            )
+        return records
+
+    async def fetch_page(self, crm_object: str, cursor: str | None, page_size: int) -> CrmPage:
+        offset = int(cursor or 0)
+        raws = await self._query(
+            crm_object,
+            {
+                "limit": page_size,
+                "offset": offset,
+                "sorts": [
+                    {"attribute": "created_at", "direction": "asc"},
+                    {"attribute": "record_id", "direction": "asc"},
+                ],
+            },
+        )
+        await self._resolve_companies(raws)
+        next_cursor = str(offset + len(raws)) if len(raws) >= page_size else None
+        return CrmPage(records=self._to_records(crm_object, raws), next_cursor=next_cursor)
+
+    async def fetch_by_ids(self, crm_object: str, ids: Sequence[str]) -> list[CrmRecord]:
+        if not ids:
+            return []
+        raws = await self._query(
+            crm_object, {"filter": {"record_id": {"$in": list(ids)}}, "limit": len(ids)}
+        )
+        await self._resolve_companies(raws)
+        return self._to_records(crm_object, raws)
+
+    def to_person(self, record: CrmRecord) -> Person:
+        values = record.raw.get("values", {})
+        name = _first_active(values.get("name"))
+        emails = tuple(
+            PersonEmail(label="work" if i == 0 else "other", value=email)
+            for i, item in enumerate(_active(values.get("email_addresses")))
+            if (email := _str(item.get("email_address")))
+        )
+        phones = tuple(
+            PersonPhone(
+                label="mobile" if i == 0 else "other",
+                raw=_str(item.get("original_phone_number")) or "",
+                # The spec calls the E.164 form `phone_number`, the docs page
+                # `normalized_phone_number`: read both.
+                e164=_str(item.get("phone_number")) or _str(item.get("normalized_phone_number")),
+                country_code=_str(item.get("country_code")),
+            )
+            for i, item in enumerate(_active(values.get("phone_numbers")))
+        )
+        return Person(
+            crm_object=record.crm_object,
+            record_id=record.record_id,
+            first_name=_str(name.get("first_name")),
+            last_name=_str(name.get("last_name")),
+            full_name=_str(name.get("full_name")),
+            emails=emails,
+            phones=phones,
+            job_title=_str(_first_active(values.get("job_title")).get("value")),
+            company=record.related.get("company"),
+            web_url=_str(record.raw.get("web_url")),
+        )
+
+    # -- activity and webhooks --------------------------------------------------------
+
+    async def find_people_by_phone(self, e164: str) -> list[str]:
+        raws = await self._query("people", {"filter": {"phone_numbers": e164}, "limit": 10})
+        return [r["id"]["record_id"] for r in raws if isinstance(r.get("id"), dict)]
+
+    async def write_note(self, note: NoteInput) -> str:
+        data: dict[str, Any] = {
+            "parent_object": note.crm_object,
+            "parent_record_id": note.person_id,
+            "title": note.title,
+            "format": "markdown",
+            "content": note.markdown,
+        }
+        if note.created_at:
+            data["created_at"] = note.created_at
+        response = await self._http.call("POST", "/notes", json={"data": data})
+        return str(response["data"]["id"]["note_id"])
+
+    async def delete_note(self, note_id: str) -> None:
+        try:
+            await self._http.call("DELETE", f"/notes/{note_id}")
+        except CrmNotFoundError:
+            return
+
+    async def ensure_webhook(self, target_url: str) -> tuple[str, str | None]:
+        """Reuse our webhook for `target_url` or create it; the secret comes only on create."""
+        listed = await self._http.call("GET", "/webhooks")
+        for hook in (listed or {}).get("data", []):
+            if hook.get("target_url") == target_url:
+                return str(hook["id"]["webhook_id"]), None
+        created = await self._http.call(
+            "POST",
+            "/webhooks",
+            json={
+                "data": {
+                    "target_url": target_url,
+                    "subscriptions": [{"event_type": e, "filter": None} for e in WEBHOOK_EVENTS],
+                }
+            },
+        )
+        data = created["data"]
+        return str(data["id"]["webhook_id"]), data.get("secret")
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> None:
+        """Attio signs the raw body: hex HMAC-SHA256 with the webhook secret, no timestamp."""
+        given = headers.get("Attio-Signature") or headers.get("X-Attio-Signature") or ""
+        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        if not given or not hmac.compare_digest(expected, given.strip().lower()):
+            raise WebhookSignatureError("Attio-Signature does not match")

@@ -1,0 +1,87 @@
+"""What every CRM adapter provides, and the CRM-neutral person it produces.
+
+Adapters know HTTP, not actors: one module per CRM implements `CrmAdapter`, turning
+the CRM's records into `Person` values. Everything after that (E.164 phones, the Quo
+payload, its content hash) is shared in `crmsync.transform`, so adding a CRM touches
+its own module and one registry line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+
+class PersonPhone(msgspec.Struct, frozen=True, kw_only=True):
+    label: str
+    raw: str
+    e164: str | None = None  # when the CRM already normalised it
+    country_code: str | None = None  # ISO 3166 alpha-2, for national-format numbers
+
+
+class PersonEmail(msgspec.Struct, frozen=True, kw_only=True):
+    label: str
+    value: str
+
+
+class Person(msgspec.Struct, frozen=True, kw_only=True):
+    """A CRM person, reduced to what a Quo contact can hold."""
+
+    crm_object: str
+    record_id: str
+    first_name: str | None = None
+    last_name: str | None = None
+    full_name: str | None = None
+    emails: tuple[PersonEmail, ...] = ()
+    phones: tuple[PersonPhone, ...] = ()
+    job_title: str | None = None
+    company: str | None = None
+    web_url: str | None = None
+
+
+class CrmRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One raw record as fetched, with related names (e.g. company) already resolved."""
+
+    crm_object: str
+    record_id: str
+    raw: dict[str, Any]
+    related: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class CrmPage(msgspec.Struct, frozen=True, kw_only=True):
+    records: list[CrmRecord]
+    next_cursor: str | None  # None: this was the last page
+
+
+class NoteInput(msgspec.Struct, frozen=True, kw_only=True):
+    crm_object: str
+    person_id: str
+    title: str
+    markdown: str
+    created_at: str | None = None  # RFC 3339; CRMs refuse future times
+
+
+class CrmAdapter(Protocol):
+    """The small surface the pipeline needs from a CRM."""
+
+    name: str
+
+    async def fetch_page(
+        self, crm_object: str, cursor: str | None, page_size: int
+    ) -> CrmPage: ...
+
+    async def fetch_by_ids(self, crm_object: str, ids: Sequence[str]) -> list[CrmRecord]: ...
+
+    def to_person(self, record: CrmRecord) -> Person: ...
+
+    async def find_people_by_phone(self, e164: str) -> list[str]: ...
+
+    async def write_note(self, note: NoteInput) -> str: ...
+
+    async def delete_note(self, note_id: str) -> None: ...
+
+    async def ensure_webhook(self, target_url: str) -> tuple[str, str | None]: ...
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> None: ...

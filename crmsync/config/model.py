@@ -1,0 +1,115 @@
+"""The config tree (INTERFACE §3) as frozen msgspec Structs.
+
+Ranges, patterns and choices live on the field types (`Meta`), so the
+problem-collecting validator (`validate.py`) and msgspec's own decoding enforce
+the same rules from one place. A `Meta.extra["error"]` template, when present,
+replaces the generic "must match ..." message; `{value}` in it is the rejected
+value. Every number has both bounds (a test checks it).
+
+Each table forbids unknown keys and is frozen. The options are repeated on each
+class rather than inherited from a base, because mypy only sees `frozen` where
+a class states it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import msgspec
+
+from crmsync.adapters.registry import KNOWN_CRMS
+from crmsync.config.secret import Secret
+
+HttpUrl = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^https?://[^\s/?#]+",
+        extra={"error": "must be an http:// or https:// URL, got {value}"},
+    ),
+]
+TenantId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+        extra={
+            "error": "invalid tenant id {value} (expected 1-63 lowercase letters, digits "
+            "or '-', starting with a letter or digit)"
+        },
+    ),
+]
+NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+
+if TYPE_CHECKING:
+    CrmName = str
+else:
+    # Literal[("a", "b")] is Literal["a", "b"] at runtime, so the registry stays the
+    # one list of CRMs; mypy cannot follow that, hence plain str for it.
+    CrmName = Annotated[
+        Literal[KNOWN_CRMS],
+        msgspec.Meta(
+            extra={"error": f"unknown CRM {{value}} (expected one of: {', '.join(KNOWN_CRMS)})"}
+        ),
+    ]
+
+
+class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """`[daemon]`: process-wide settings."""
+
+    state_path: str = "./crmsync.db"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "text"
+    shutdown_timeout: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 30.0
+    max_error_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.01
+
+
+class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """`[http]`: the webhook/metrics listener; port 0 picks a free port."""
+
+    host: NonEmptyStr = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8787
+    public_url: HttpUrl | None = None
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+
+
+class QuoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """`[quo]`: the Quo (OpenPhone) API client, its rate limit and retries."""
+
+    base_url: HttpUrl = "https://api.openphone.com/v1"
+    requests_per_second: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    # Slack added to the 1-second window, so network jitter never lets more than
+    # requests_per_second requests land in one server-side second.
+    rate_limit_margin: Annotated[float, msgspec.Meta(ge=0, le=0.5)] = 0.02
+    request_timeout: Annotated[float, msgspec.Meta(ge=1, le=600)] = 30.0
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 6
+    bulk_create: bool = False
+    bulk_batch_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    bulk_verify_deadline: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 60.0
+    webhook_signature_tolerance: Annotated[float, msgspec.Meta(ge=0, le=86400)] = 300.0
+
+
+class TenantConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """One `[[tenants]]` entry: a CRM account synced into one Quo workspace."""
+
+    id: TenantId
+    crm: CrmName
+    quo_api_key: Secret
+    crm_api_key: Secret
+    crm_base_url: HttpUrl | None = None
+    crm_webhook_secret: Secret | None = None
+    object_types: Annotated[tuple[NonEmptyStr, ...], msgspec.Meta(min_length=1)] = ("people",)
+    page_size: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
+    poll_interval: Annotated[float, msgspec.Meta(ge=5, le=86400)] = 300.0
+    enabled: bool = True
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """The whole file; every table is optional and defaults apply."""
+
+    daemon: DaemonConfig = msgspec.field(default_factory=DaemonConfig)
+    http: HttpConfig = msgspec.field(default_factory=HttpConfig)
+    quo: QuoConfig = msgspec.field(default_factory=QuoConfig)
+    tenants: tuple[TenantConfig, ...] = ()
+
+    def tenant(self, tenant_id: str) -> TenantConfig | None:
+        """The tenant with this id, or None."""
+        return next((t for t in self.tenants if t.id == tenant_id), None)

@@ -1,0 +1,55 @@
+"""The normalised config as TOML text, every default filled in, secrets by reference only.
+
+This is what `crmsync check-config` prints. The output parses back to the same
+`Config` (given the same environment), so it can be saved as a complete config.
+"""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+
+from crmsync.config.model import Config
+from crmsync.config.secret import Secret
+
+
+def render_config(config: Config) -> str:
+    """Render `config` as TOML; a secret shows its reference and length, never its value."""
+    lines = ["# crmsync config, normalised: defaults filled in, secrets masked"]
+    for name in ("daemon", "http", "quo"):
+        lines += ["", f"[{name}]", *_table(getattr(config, name))]
+    if not config.tenants:
+        lines += ["", "# no [[tenants]] configured"]
+    for tenant in config.tenants:
+        lines += ["", "[[tenants]]", *_table(tenant)]
+    return "\n".join(lines) + "\n"
+
+
+def _table(section: msgspec.Struct) -> list[str]:
+    lines = []
+    for field in msgspec.structs.fields(section):
+        value = getattr(section, field.name)
+        if value is None:
+            # TOML has no null: an unset optional key is simply absent.
+            lines.append(f"# {field.name} is not set")
+        elif isinstance(value, Secret):
+            chars = len(value.reveal())
+            lines.append(f"{field.name} = {_value(value.reference)}  # resolved, {chars} chars")
+        else:
+            lines.append(f"{field.name} = {_value(value)}")
+    return lines
+
+
+def _value(value: object) -> str:
+    match value:
+        case bool():
+            return "true" if value else "false"
+        case int() | float():
+            return repr(value)
+        case str():
+            # A JSON string is a TOML basic string, except that TOML also wants DEL escaped.
+            return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+        case tuple():
+            return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise TypeError(f"cannot render {type(value).__name__} as TOML")
