@@ -1,8 +1,9 @@
-"""The per-key limiter: exact sliding-window guarantee, throughput, lanes, pauses."""
+"""The per-key limiter: exact sliding-window guarantee on sends, throughput, lanes, pauses."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 
 from crmsync.quo.ratelimit import Lane, LimiterRegistry, SlidingWindowLimiter, key_fingerprint
 
@@ -22,29 +23,45 @@ async def test_event_loop_runs_in_debug_mode() -> None:
     assert asyncio.get_running_loop().get_debug()
 
 
-async def _grant_times(limiter: SlidingWindowLimiter, callers: int, per_caller: int,
-                       lane: Lane = Lane.BACKFILL) -> list[float]:
+async def _send_times(
+    limiter: SlidingWindowLimiter,
+    callers: int,
+    per_caller: int,
+    *,
+    send_delay: tuple[float, float] = (0.0, 0.0),
+) -> list[float]:
+    """Each caller takes a slot, 'sends' after a random delay, and records the send."""
     loop = asyncio.get_running_loop()
-    grants: list[float] = []
+    rng = random.Random(7)
+    sends: list[float] = []
 
     async def caller() -> None:
         for _ in range(per_caller):
-            await limiter.acquire(lane)
-            grants.append(loop.time())
+            slot = await limiter.acquire()
+            await asyncio.sleep(rng.uniform(*send_delay))  # connection setup, busy loop
+            slot.sent()
+            sends.append(loop.time())
+            slot.done()
 
     async with asyncio.TaskGroup() as tg:
         for _ in range(callers):
             tg.create_task(caller())
-    return grants
+    return sends
 
 
-async def test_never_more_than_rate_in_any_sliding_window() -> None:
+async def test_never_more_than_rate_sends_in_any_sliding_window() -> None:
     # A short window keeps the test fast; the property does not depend on its length.
     limiter = SlidingWindowLimiter(5, window=0.1)
-    grants = await _grant_times(limiter, callers=20, per_caller=3)
-    assert len(grants) == 60
-    # Timers may fire a hair late, never early beyond the clock's resolution.
-    assert max_in_any_window(grants, 0.1 - 1e-6) <= 5
+    sends = await _send_times(limiter, callers=20, per_caller=3)
+    assert len(sends) == 60
+    assert max_in_any_window(sends, 0.1 - 1e-6) <= 5
+
+
+async def test_guarantee_holds_when_sends_lag_behind_grants() -> None:
+    """Grants at once, sends spread over up to 40 ms: the window counts the sends."""
+    limiter = SlidingWindowLimiter(5, window=0.1)
+    sends = await _send_times(limiter, callers=20, per_caller=3, send_delay=(0.0, 0.04))
+    assert max_in_any_window(sends, 0.1 - 1e-6) <= 5
 
 
 async def test_leaky_bucket_would_have_allowed_a_double_burst() -> None:
@@ -69,10 +86,21 @@ async def test_backlog_uses_the_whole_rate() -> None:
     limiter = SlidingWindowLimiter(10, window=0.1)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    await _grant_times(limiter, callers=10, per_caller=10)
+    await _send_times(limiter, callers=10, per_caller=10)
     elapsed = loop.time() - started
-    # 100 grants at 10 per 0.1 s: the first 10 at once, then 9 more windows.
-    assert elapsed < 0.9 / 0.95 + 0.05
+    # 100 sends at 10 per 0.1 s: 10 at once, then one more batch per window (0.9 s).
+    assert elapsed < 0.9 / 0.95
+
+
+async def test_an_unreported_send_holds_its_slot_until_done() -> None:
+    limiter = SlidingWindowLimiter(1, window=0.01)
+    slot = await limiter.acquire()
+    blocked = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.05)  # far past the window: only the missing send holds it
+    assert not blocked.done()
+    slot.done()
+    second = await asyncio.wait_for(blocked, timeout=1.0)
+    second.done()
 
 
 async def test_live_lane_jumps_the_backfill_queue() -> None:
@@ -80,16 +108,17 @@ async def test_live_lane_jumps_the_backfill_queue() -> None:
     order: list[str] = []
 
     async def take(name: str, lane: Lane) -> None:
-        await limiter.acquire(lane)
+        slot = await limiter.acquire(lane)
         order.append(name)
+        slot.done()
 
-    await limiter.acquire()  # the window is now full
+    (await limiter.acquire()).done()  # the window is now full
     async with asyncio.TaskGroup() as tg:
         for i in range(5):
             tg.create_task(take(f"backfill{i}", Lane.BACKFILL))
         await asyncio.sleep(0)  # let the backfill callers queue up first
         tg.create_task(take("live", Lane.LIVE))
-    # Live waits behind at most one backfill grant (here: none was mid-grant).
+    # Live waits behind at most one backfill grant.
     assert order.index("live") <= 1
 
 
@@ -98,18 +127,21 @@ async def test_pause_holds_every_caller_of_the_key() -> None:
     loop = asyncio.get_running_loop()
     limiter.pause(0.2)
     started = loop.time()
-    await asyncio.gather(*(limiter.acquire() for _ in range(3)))
+    slots = await asyncio.gather(*(limiter.acquire() for _ in range(3)))
     assert loop.time() - started >= 0.2 - 0.01
+    for slot in slots:
+        slot.done()
 
 
 async def test_cancelled_waiter_does_not_take_a_slot_forever() -> None:
     limiter = SlidingWindowLimiter(1, window=0.05)
-    await limiter.acquire()
+    (await limiter.acquire()).done()
     doomed = asyncio.create_task(limiter.acquire())
     await asyncio.sleep(0)
     doomed.cancel()
     await asyncio.gather(doomed, return_exceptions=True)
-    assert await asyncio.wait_for(limiter.acquire(), timeout=1.0) >= 0.0
+    slot = await asyncio.wait_for(limiter.acquire(), timeout=1.0)
+    slot.done()
     assert limiter.waiting == 0
 
 

@@ -75,19 +75,21 @@ class CrmHttp:
         if body is not None:
             headers["Content-Type"] = "application/json"
         for attempt in range(self._retry.max_retries + 1):
-            await limiter.acquire()
+            slot = await limiter.acquire()
             delay: float | None = None
             try:
                 async with self._session.request(
                     method, self._base_url + path, data=body, params=params,
-                    headers=headers, timeout=self._timeout,
+                    headers=headers, timeout=self._timeout, trace_request_ctx=slot,
                 ) as response:
                     payload = await response.read()
                     status = response.status
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
             except (aiohttp.ClientError, TimeoutError) as exc:
+                slot.done()
                 problem = f"{type(exc).__name__}: {exc}"
             else:
+                slot.done()
                 if status < 300:
                     return msgspec.json.decode(payload) if payload else None
                 problem = f"HTTP {status}: {payload[:200].decode(errors='replace')}"

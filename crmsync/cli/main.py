@@ -19,7 +19,13 @@ from crmsync.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CrmsyncErr
 # command name -> (module under crmsync.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("check_config", "validate the config and print it with secrets masked"),
+    "demo": ("demo", "sync 500 simulated people into a simulated Quo, no account needed"),
+    "sync": ("sync", "run one tenant's sync in the foreground until its backlog is drained"),
     "sim": ("sim", "run one built-in API simulator alone (quo, attio)"),
+    "status": ("status", "show every tenant's state, phase, counts and dead letters"),
+    "mappings": ("mappings", "export a tenant's CRM record <-> Quo contact mappings"),
+    "errors": ("errors_cmd", "list a tenant's dead-lettered records by category"),
+    "retry": ("retry", "re-queue dead-lettered records for the next sync pass"),
 }
 
 

@@ -16,7 +16,7 @@ from crmsync.adapters.base import CrmAdapter
 from crmsync.adapters.registry import build_adapter
 from crmsync.config import Config, TenantConfig
 from crmsync.quo.client import QuoClient
-from crmsync.quo.ratelimit import LimiterRegistry
+from crmsync.quo.ratelimit import LimiterRegistry, slot_trace_config
 from crmsync.quo.retry import RetryPolicy
 
 
@@ -60,5 +60,7 @@ class Resources:
 async def open_resources(config: Config) -> AsyncIterator[Resources]:
     # limit=0: concurrency is bounded by the actors and the rate limiter, not the pool.
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, trace_configs=[slot_trace_config()]
+    ) as session:
         yield Resources(config, session)

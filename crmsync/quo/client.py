@@ -36,7 +36,7 @@ from crmsync.quo.models import (
     Webhook,
     WebhookInput,
 )
-from crmsync.quo.ratelimit import Lane, SlidingWindowLimiter
+from crmsync.quo.ratelimit import Lane, SlidingWindowLimiter, Slot
 from crmsync.quo.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,13 @@ class QuoClient:
         self._retry = retry or RetryPolicy()
 
     async def _send_once(
-        self, method: str, route: str, path: str, params: Params | None, body: bytes | None
+        self,
+        method: str,
+        route: str,
+        path: str,
+        params: Params | None,
+        body: bytes | None,
+        slot: Slot,
     ) -> tuple[int, bytes, str | None]:
         headers = {"Authorization": self._api_key}
         if body is not None:
@@ -99,6 +105,7 @@ class QuoClient:
                 data=body,
                 headers=headers,
                 timeout=self._timeout,
+                trace_request_ctx=slot,
             ) as response:
                 payload = await response.read()
                 status = response.status
@@ -110,6 +117,7 @@ class QuoClient:
                 f"{type(exc).__name__}: {exc}", method=method, route=route
             ) from exc
         finally:
+            slot.done()
             metrics.quo_request_duration.labels(self._tenant, route).observe(
                 time.perf_counter() - started
             )
@@ -129,12 +137,12 @@ class QuoClient:
         """Send with limiter, timeout and retries; return (status, body) of a 2xx."""
         attempt = 0
         while True:
-            waited = await self._limiter.acquire(lane)
-            if waited:
-                metrics.rate_limit_wait.labels(self._tenant, lane.name.lower()).inc(waited)
+            slot = await self._limiter.acquire(lane)
+            if slot.waited:
+                metrics.rate_limit_wait.labels(self._tenant, lane.name.lower()).inc(slot.waited)
             try:
                 status, payload, retry_after = await self._send_once(
-                    method, route, path, params, body
+                    method, route, path, params, body, slot
                 )
                 if status < 300:
                     return status, payload

@@ -3,14 +3,16 @@
 Quo allows N requests per second per API key, shared by everything that uses the key.
 `aiolimiter.AsyncLimiter(N, 1)` is a leaky bucket: it lets a full bucket of N through at
 once and then N per second, so up to 2N requests can start within one sliding second.
-This limiter instead keeps the start times of the last N grants and lets a request
-start only once the oldest of them is at least `window` seconds old. That is exactly
-"never more than N starts in any window", and under a backlog it grants a request the
-moment a slot frees, so throughput is N / window.
 
-`window` is one second plus a margin: the server counts arrivals, not our starts, and
-network jitter between two requests can shift them closer together by up to that
-margin.
+This limiter counts *sends*, not grants. A request granted at t may leave the process
+noticeably later (connection setup, a busy loop), and the server counts arrivals, so a
+guarantee on grant times alone is not one. Each grant is a `Slot` that occupies the
+window from the moment its request was sent (reported by an aiohttp trace hook, see
+`slot_trace_config`; or, conservatively, when the request finished) until `window`
+seconds later. A new request is granted only while fewer than N slots are in flight
+or were sent within the last `window` seconds, so no `window` interval ever contains
+more than N sends; `window` is one second plus a margin for network jitter.
+Under a backlog the next request is granted the moment a slot expires.
 
 Two lanes share the key: live work (webhook-driven writes, activity logging) is always
 granted before queued backfill, so a live request waits behind at most the backfill
@@ -23,7 +25,10 @@ import asyncio
 import enum
 import hashlib
 from collections import deque
-from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
 
 
 class Lane(enum.IntEnum):
@@ -33,25 +38,38 @@ class Lane(enum.IntEnum):
     BACKFILL = 1
 
 
-class SlidingWindowLimiter:
-    """At most `rate` grants in any `window`-second interval, live lane first."""
+class Slot:
+    """One granted request; `sent()` starts its window, `done()` ends its flight."""
 
-    def __init__(
-        self,
-        rate: int,
-        *,
-        window: float = 1.0,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
+    __slots__ = ("_limiter", "sent_at", "waited")
+
+    def __init__(self, limiter: SlidingWindowLimiter, waited: float) -> None:
+        self._limiter = limiter
+        self.sent_at: float | None = None
+        self.waited = waited
+
+    def sent(self) -> None:
+        if self.sent_at is None:
+            self.sent_at = self._limiter.now()
+            self._limiter.wake()
+
+    def done(self) -> None:
+        """The request is over; if its send time was not reported, count it from now."""
+        self.sent()
+
+
+class SlidingWindowLimiter:
+    """At most `rate` sends in any `window`-second interval, live lane first."""
+
+    def __init__(self, rate: int, *, window: float = 1.0) -> None:
         if rate < 1:
             raise ValueError("rate must be at least 1")
         if window <= 0:
             raise ValueError("window must be positive")
         self.rate = rate
         self.window = window
-        self._clock = clock
-        self._grants: deque[float] = deque(maxlen=rate)
-        self._waiters: dict[Lane, deque[asyncio.Future[None]]] = {
+        self._slots: deque[Slot] = deque()
+        self._waiters: dict[Lane, deque[asyncio.Future[Slot]]] = {
             lane: deque() for lane in Lane
         }
         self._paused_until = 0.0
@@ -59,19 +77,33 @@ class SlidingWindowLimiter:
         self.total_grants = 0
         self.total_wait_seconds = 0.0
 
-    def _now(self) -> float:
-        return self._clock() if self._clock else asyncio.get_running_loop().time()
+    @staticmethod
+    def now() -> float:
+        return asyncio.get_running_loop().time()
 
     @property
     def waiting(self) -> int:
         return sum(len(q) for q in self._waiters.values())
 
-    def _next_free_at(self) -> float:
-        """Earliest time a new grant keeps the window guarantee (and respects a pause)."""
-        free_at = self._grants[0] + self.window if len(self._grants) == self.rate else 0.0
+    def _next_free_at(self, now: float) -> float | None:
+        """Earliest time a grant keeps the guarantee; None until a send is reported."""
+        while self._slots and (sent := self._slots[0].sent_at) is not None \
+                and sent + self.window <= now:
+            self._slots.popleft()
+        free_at = now
+        if len(self._slots) >= self.rate:
+            # Slots are kept in grant order; count those still occupying the window.
+            live = [s.sent_at for s in self._slots]
+            occupied = [t for t in live if t is None or t + self.window > now]
+            if len(occupied) >= self.rate:
+                expiring = sorted(t for t in occupied if t is not None)
+                need = len(occupied) - self.rate + 1
+                if len(expiring) < need:
+                    return None  # in-flight requests must report their send first
+                free_at = expiring[need - 1] + self.window
         return max(free_at, self._paused_until)
 
-    def _next_waiter(self) -> asyncio.Future[None] | None:
+    def _next_waiter(self) -> asyncio.Future[Slot] | None:
         for lane in Lane:
             queue = self._waiters[lane]
             while queue and queue[0].done():  # cancelled while waiting
@@ -80,63 +112,87 @@ class SlidingWindowLimiter:
                 return queue.popleft()
         return None
 
+    def wake(self) -> None:
+        """Re-check the waiters (a send was reported or a pause changed)."""
+        if self.waiting and self._timer is None:
+            self._dispatch()
+
     def _dispatch(self) -> None:
         """Grant as many waiters as the window allows now; arm a timer for the rest."""
         self._timer = None
         loop = asyncio.get_running_loop()
-        while True:
-            now = self._now()
-            free_at = self._next_free_at()
+        while self.waiting:
+            now = loop.time()
+            free_at = self._next_free_at(now)
+            if free_at is None:
+                return  # Slot.sent() calls wake()
             if free_at > now:
-                if self.waiting:
-                    self._timer = loop.call_at(
-                        loop.time() + (free_at - now), self._dispatch
-                    )
+                self._timer = loop.call_at(free_at, self._dispatch)
                 return
             waiter = self._next_waiter()
             if waiter is None:
                 return
-            self._grants.append(now)
-            self.total_grants += 1
-            waiter.set_result(None)
+            slot = Slot(self, 0.0)
+            self._slots.append(slot)
+            waiter.set_result(slot)
 
-    async def acquire(self, lane: Lane = Lane.BACKFILL) -> float:
-        """Wait for a slot; return the seconds waited."""
-        start = self._now()
-        if not self.waiting and self._next_free_at() <= start:
-            self._grants.append(start)
+    async def acquire(self, lane: Lane = Lane.BACKFILL) -> Slot:
+        """Wait for a slot. Call `slot.sent()` when the request leaves, `done()` after."""
+        start = self.now()
+        if not self.waiting and self._next_free_at(start) == start:
+            slot = Slot(self, 0.0)
+            self._slots.append(slot)
             self.total_grants += 1
-            return 0.0
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return slot
+        waiter: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
         self._waiters[lane].append(waiter)
         if self._timer is None:
             self._dispatch()
         try:
-            await waiter
+            slot = await waiter
         except asyncio.CancelledError:
-            # A grant that raced with the cancellation stays counted: over-counting
-            # only makes us slower, never over the limit.
-            if not waiter.done():
+            if waiter.done() and not waiter.cancelled():
+                # Granted just as we were cancelled: give the slot a send time so it
+                # expires instead of blocking the key forever.
+                waiter.result().done()
+            else:
                 waiter.cancel()
             raise
-        waited = self._now() - start
+        waited = self.now() - start
+        slot.waited = waited
+        self.total_grants += 1
         self.total_wait_seconds += waited
-        return waited
+        return slot
 
     def pause(self, seconds: float) -> None:
         """Hold every request on this key for `seconds` (after a 429)."""
-        until = self._now() + max(0.0, seconds)
+        until = self.now() + max(0.0, seconds)
         if until > self._paused_until:
             self._paused_until = until
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            if self.waiting:
-                self._dispatch()
+            self.wake()
 
     @property
     def paused_for(self) -> float:
-        return max(0.0, self._paused_until - self._now())
+        return max(0.0, self._paused_until - self.now())
+
+
+async def _on_headers_sent(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
+) -> None:
+    slot = getattr(context, "trace_request_ctx", None)
+    if isinstance(slot, Slot):
+        slot.sent()
+
+
+def slot_trace_config() -> aiohttp.TraceConfig:
+    """Attach to the ClientSession so a `Slot` passed as `trace_request_ctx` learns
+    the moment its request's headers were written to the socket."""
+    config = aiohttp.TraceConfig()
+    config.on_request_headers_sent.append(_on_headers_sent)
+    return config
 
 
 def key_fingerprint(api_key: str) -> str:

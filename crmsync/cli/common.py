@@ -1,0 +1,48 @@
+"""Helpers shared by the read-mostly commands (`status`, `mappings`, `errors`, `retry`).
+
+They load the config, check `--tenant` against it, and open the state database without
+ever creating it: a read command on a fresh install sees "no state yet", not a new file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from crmsync.config import Config, TenantConfig
+from crmsync.errors import UsageError
+from crmsync.status_report import rfc3339
+from crmsync.store import Store, open_store
+
+__all__ = ["add_tenant_argument", "open_state", "require_tenant", "rfc3339"]
+
+
+def add_tenant_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tenant", required=True, metavar="ID", help="tenant id")
+
+
+def require_tenant(config: Config, tenant_id: str) -> TenantConfig:
+    """The configured tenant `tenant_id`; a `UsageError` (exit 2) naming the known ones."""
+    tenant = config.tenant(tenant_id)
+    if tenant is None:
+        known = ", ".join(t.id for t in config.tenants) or "none"
+        raise UsageError(f"unknown tenant '{tenant_id}' (configured: {known})")
+    return tenant
+
+
+@asynccontextmanager
+async def open_state(config: Config, *, readonly: bool = True) -> AsyncIterator[Store | None]:
+    """The state database, or None when it does not exist yet (it is never created here).
+
+    Read-only opens are safe while the daemon runs (WAL readers never block the writer);
+    `retry` needs `readonly=False` and then shares the file with the daemon's writer.
+    """
+    path = Path(config.daemon.state_path)
+    if not await asyncio.to_thread(path.is_file):
+        yield None
+        return
+    async with open_store(path, readonly=readonly) as store:
+        yield store

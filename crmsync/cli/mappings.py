@@ -1,0 +1,94 @@
+"""`crmsync mappings --tenant ID [--format jsonl|csv]`: export CRM record ↔ Quo contact pairs.
+
+Rows are streamed from the store a chunk at a time (keyset paging), so exporting a
+large tenant neither loads it whole nor holds a read transaction open for long.
+Deleted records keep their mapping (action `deleted`) and are exported too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from typing import TextIO
+
+import msgspec
+
+from crmsync.cli.common import add_tenant_argument, open_state, require_tenant
+from crmsync.config import load_config
+from crmsync.daemon.loop import run_async
+from crmsync.errors import EXIT_OK
+from crmsync.status_report import rfc3339
+from crmsync.store import Mapping
+
+
+class MappingRow(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
+    """One exported line (INTERFACE §2); csv uses the same names as its header."""
+
+    tenant: str
+    crm_object: str
+    crm_record_id: str
+    quo_contact_id: str
+    entity_type: str
+    sync_method: str
+    action: str
+    last_synced_at: str | None
+    content_hash: str | None
+
+    @classmethod
+    def of(cls, mapping: Mapping) -> MappingRow:
+        return cls(
+            tenant=mapping.tenant_id,
+            crm_object=mapping.crm_object,
+            crm_record_id=mapping.crm_record_id,
+            quo_contact_id=mapping.quo_contact_id,
+            entity_type=mapping.entity_type,
+            sync_method=mapping.sync_method,
+            action=mapping.action,
+            last_synced_at=rfc3339(mapping.last_synced_at),
+            content_hash=mapping.content_hash,
+        )
+
+
+COLUMNS = [field.encode_name for field in msgspec.structs.fields(MappingRow)]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_tenant_argument(parser)
+    parser.add_argument(
+        "--format", choices=("jsonl", "csv"), default="jsonl", help="output format (jsonl)"
+    )
+
+
+async def _export(args: argparse.Namespace, out: TextIO) -> int:
+    config = load_config(args.config)
+    tenant = require_tenant(config, args.tenant)
+    writer = None
+    if args.format == "csv":
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+    encoder = msgspec.json.Encoder()
+    async with open_state(config) as store:
+        if store is None:
+            return EXIT_OK
+        async for mapping in store.mappings.iter_all(tenant.id, include_deleted=True):
+            row = MappingRow.of(mapping)
+            if writer is None:
+                out.write(encoder.encode(row).decode() + "\n")
+            else:
+                writer.writerow(["" if v is None else v for v in msgspec.structs.astuple(row)])
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        code = run_async(_export(args, sys.stdout))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): that ends the export, it is not an error.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    return code

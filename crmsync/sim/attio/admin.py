@@ -1,0 +1,142 @@
+"""`/_sim/` admin routes for tests that run the simulator in another process.
+
+No authentication and no rate limit. Routes:
+
+* `GET /_sim/stats`: request counters, 429s, record/note/webhook counts, deliveries.
+* `POST /_sim/people` {first_name?, last_name?, full_name?, emails?, phones?,
+  job_title?, company_id?, notify?} → 201 {"record_id"}.
+* `PATCH /_sim/people/{id}` {changes..., notify?} → {"record_id", "changed": [attrs]}.
+* `DELETE /_sim/people/{id}` {notify?} (query `?notify=false`) → {}.
+* `POST /_sim/faults` {fail_next?, rate_limit_next?, drop_webhooks?, webhook_mode?}
+  → the current fault settings.
+* `POST /_sim/webhooks/deliver` → waits for queued deliveries; `POST
+  /_sim/webhooks/redeliver-last` → {"status"} of the duplicate delivery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+
+from crmsync.sim.attio.errors import JSONObject, json_response
+from crmsync.sim.attio.people import CHANGEABLE
+from crmsync.sim.attio.state import ATTIO_SIM_KEY, AttioSim
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/_sim/stats")
+async def stats(request: web.Request) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    return json_response({
+        "requests": dict(sim.stats.requests),
+        "rate_limited": sim.stats.rate_limited,
+        "injected_failures": sim.stats.injected_failures,
+        "people": len(sim.people),
+        "companies": len(sim.companies),
+        "notes": len(sim.notes),
+        "webhooks": len(sim.webhooks),
+        "deliveries": [asdict(a) for a in sim.deliverer.attempts],
+        "dropped_deliveries": len(sim.deliverer.dropped),
+        "faults": _faults(sim),
+    })
+
+
+@routes.post("/_sim/people")
+async def add_person(request: web.Request) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    body = await _body(request)
+    notify = bool(body.pop("notify", True))
+    _only(body, CHANGEABLE)
+    try:
+        record_id = sim.add_person(notify=notify, **body)
+    except KeyError as exc:
+        raise web.HTTPBadRequest(reason=f"unknown company: {exc}") from None
+    return json_response({"record_id": record_id}, status=201)
+
+
+@routes.patch("/_sim/people/{record_id}")
+async def update_person(request: web.Request) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    record_id = request.match_info["record_id"]
+    body = await _body(request)
+    notify = bool(body.pop("notify", True))
+    _only(body, CHANGEABLE)
+    if record_id not in sim.people:
+        raise web.HTTPNotFound(reason="no such person")
+    try:
+        changed = sim.update_person(record_id, notify=notify, **body)
+    except KeyError as exc:
+        raise web.HTTPBadRequest(reason=f"unknown company: {exc}") from None
+    return json_response({"record_id": record_id, "changed": changed})
+
+
+@routes.delete("/_sim/people/{record_id}")
+async def delete_person(request: web.Request) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    record_id = request.match_info["record_id"]
+    if record_id not in sim.people:
+        raise web.HTTPNotFound(reason="no such person")
+    notify = request.query.get("notify", "true").lower() != "false"
+    sim.delete_person(record_id, notify=notify)
+    return json_response({})
+
+
+@routes.post("/_sim/faults")
+async def set_faults(request: web.Request) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    body = await _body(request)
+    _only(body, {"fail_next", "rate_limit_next", "drop_webhooks", "webhook_mode"})
+    for name in ("fail_next", "rate_limit_next", "drop_webhooks"):
+        if name in body and (not isinstance(body[name], int) or body[name] < 0):
+            raise web.HTTPBadRequest(reason=f"{name} must be a non-negative integer")
+    sim.faults.fail_next = body.get("fail_next", sim.faults.fail_next)
+    sim.faults.rate_limit_next = body.get("rate_limit_next", sim.faults.rate_limit_next)
+    sim.deliverer.drop_next = body.get("drop_webhooks", sim.deliverer.drop_next)
+    mode = body.get("webhook_mode", sim.deliverer.mode)
+    if mode not in ("send", "drop"):
+        raise web.HTTPBadRequest(reason='webhook_mode must be "send" or "drop"')
+    sim.deliverer.mode = mode
+    return json_response(_faults(sim))
+
+
+@routes.post("/_sim/webhooks/deliver")
+async def deliver(request: web.Request) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    await sim.deliver_pending()
+    return json_response({"attempts": len(sim.deliverer.attempts)})
+
+
+@routes.post("/_sim/webhooks/redeliver-last")
+async def redeliver_last(request: web.Request) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    return json_response({"status": await sim.redeliver_last()})
+
+
+def _faults(sim: AttioSim) -> JSONObject:
+    return {
+        "fail_next": sim.faults.fail_next,
+        "rate_limit_next": sim.faults.rate_limit_next,
+        "drop_webhooks": sim.deliverer.drop_next,
+        "webhook_mode": sim.deliverer.mode,
+    }
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(reason="body is not JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(reason="body must be a JSON object")
+    return body
+
+
+def _only(body: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:
+    unknown = set(body) - allowed
+    if unknown:
+        raise web.HTTPBadRequest(reason=f"unknown fields: {', '.join(sorted(unknown))}")

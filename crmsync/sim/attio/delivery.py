@@ -1,0 +1,180 @@
+"""Signed webhook delivery, with Attio's retry and idempotency behaviour scaled down.
+
+Lifecycle: `submit()` queues a message (or starts a tracked background task when
+auto-delivery is on) → each message is POSTed up to `max_attempts` times with
+exponential backoff, keeping the same body and `Idempotency-Key` → `close()` stops
+retry backoffs, gives in-flight requests a short grace, cancels the rest and closes the
+single lazily created `ClientSession`.
+
+Signature (Attio's documented scheme): `Attio-Signature` and `X-Attio-Signature` both
+carry hex HMAC-SHA256 over the raw body, keyed with the webhook secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import aiohttp
+
+CLOSE_GRACE_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message to one webhook; identical on every attempt and redelivery."""
+
+    webhook_id: str
+    target_url: str
+    secret: str
+    body: bytes
+    idempotency_key: str
+    event_type: str
+    record_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """What happened to one POST (status None: connection error or timeout)."""
+
+    webhook_id: str
+    idempotency_key: str
+    event_type: str
+    record_id: str | None
+    attempt: int
+    status: int | None
+    error: str | None = None
+    redelivery: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def sign(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookDeliverer:
+    """Sends deliveries and records every attempt; owns its tasks and HTTP session."""
+
+    def __init__(
+        self,
+        *,
+        auto: bool,
+        max_attempts: int,
+        retry_delay: float,
+        timeout: float,
+        on_exhausted: Callable[[str], None] | None = None,
+    ) -> None:
+        self.auto = auto
+        self.max_attempts = max(1, max_attempts)
+        self.retry_delay = retry_delay
+        self.timeout = timeout
+        self.mode: Literal["send", "drop"] = "send"
+        self.drop_next = 0
+        self.pending: list[Delivery] = []
+        self.dropped: list[Delivery] = []
+        self.sent: list[Delivery] = []
+        self.attempts: list[DeliveryAttempt] = []
+        self._on_exhausted = on_exhausted
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._closing = asyncio.Event()
+
+    def submit(self, delivery: Delivery) -> None:
+        """Queue or start one delivery; lost on purpose when dropping is switched on."""
+        if self.mode == "drop" or self.drop_next > 0:
+            self.drop_next = max(0, self.drop_next - 1)
+            self.dropped.append(delivery)
+        elif self.auto and not self._closing.is_set():
+            self._start(delivery)
+        else:
+            self.pending.append(delivery)
+
+    async def deliver_pending(self) -> None:
+        """Send everything queued and wait until every delivery (with retries) is done."""
+        pending, self.pending = self.pending, []
+        for delivery in pending:
+            self._start(delivery)
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def redeliver_last(self) -> DeliveryAttempt | None:
+        """POST the most recent sent message again, once (a duplicate delivery)."""
+        if not self.sent:
+            return None
+        return await self._attempt(self.sent[-1], attempt=1, redelivery=True)
+
+    async def close(self) -> None:
+        self._closing.set()
+        if self._tasks:
+            _, still_running = await asyncio.wait(self._tasks, timeout=CLOSE_GRACE_SECONDS)
+            for task in still_running:
+                task.cancel()
+            await asyncio.gather(*still_running, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _start(self, delivery: Delivery) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._deliver(delivery), name=f"attio-sim-webhook-{delivery.idempotency_key}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        self.sent.append(delivery)
+        delay = self.retry_delay
+        for attempt in range(1, self.max_attempts + 1):
+            result = await self._attempt(delivery, attempt=attempt)
+            if result.ok:
+                return
+            if attempt < self.max_attempts:
+                with contextlib.suppress(TimeoutError):  # a backoff that wakes on close
+                    await asyncio.wait_for(self._closing.wait(), delay)
+                delay *= 2
+            if self._closing.is_set():
+                return
+        if self._on_exhausted is not None:
+            self._on_exhausted(delivery.webhook_id)
+
+    async def _attempt(
+        self, delivery: Delivery, *, attempt: int, redelivery: bool = False
+    ) -> DeliveryAttempt:
+        headers = {
+            "Content-Type": "application/json",
+            "Attio-Signature": sign(delivery.secret, delivery.body),
+            "X-Attio-Signature": sign(delivery.secret, delivery.body),
+            "Idempotency-Key": delivery.idempotency_key,
+            "User-Agent": "Attio-Webhooks (crmsync simulator)",
+        }
+        status: int | None = None
+        error: str | None = None
+        try:
+            async with self._client().post(
+                delivery.target_url, data=delivery.body, headers=headers
+            ) as response:
+                await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        result = DeliveryAttempt(
+            delivery.webhook_id, delivery.idempotency_key, delivery.event_type,
+            delivery.record_id, attempt, status, error, redelivery,
+        )
+        self.attempts.append(result)
+        return result
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout)
+            )
+        return self._session

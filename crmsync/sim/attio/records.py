@@ -1,0 +1,134 @@
+"""Record routes: objects, `records/query` (offset paging), get one record, `/v2/self`.
+
+`records/query` answers only `{"data": [...]}`: no cursor and no total, so a client
+must stop on a short page. The default order (creation time, then record id) is
+stable, so offset paging over an unchanged workspace never skips or repeats a record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from crmsync.sim.attio.errors import (
+    json_response,
+    not_found,
+    read_json_object,
+    record_not_found,
+    validation_error,
+)
+from crmsync.sim.attio.model import OBJECT_NOUNS, StoredRecord, format_timestamp
+from crmsync.sim.attio.query import compile_filter, sort_records
+from crmsync.sim.attio.state import ATTIO_SIM_KEY
+from crmsync.sim.attio.store import INDEXED_FIELDS, RecordStore
+
+DEFAULT_LIMIT = 500
+QUERY_KEYS = frozenset({"filter", "sorts", "limit", "offset"})
+
+routes = web.RouteTableDef()
+
+
+def object_slug(request: web.Request) -> str:
+    """The `{object}` path segment (slug or id) as a slug; 404 for unknown objects."""
+    sim = request.app[ATTIO_SIM_KEY]
+    given = request.match_info["object"]
+    slug = sim.workspace.object_slug(given)
+    if slug is None:
+        raise not_found(f'Object with slug/ID "{given}" not found.')
+    return slug
+
+
+@routes.get("/v2/self")
+async def identify(request: web.Request) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    ws = sim.workspace
+    return json_response({
+        "active": True, "scope": "record_permission:read object_configuration:read "
+        "note:read-write webhook:read-write", "client_id": sim.api_token_id,
+        "token_type": "Bearer", "exp": None, "iat": int(ws.created_at.timestamp()),
+        "sub": ws.workspace_id, "aud": sim.api_token_id, "iss": "attio.com",
+        "authorized_by_workspace_member_id": ws.member_id, "workspace_id": ws.workspace_id,
+        "workspace_name": ws.name, "workspace_slug": ws.slug, "workspace_logo_url": None,
+    })
+
+
+@routes.get("/v2/objects/{object}")
+async def get_object(request: web.Request) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    slug = object_slug(request)
+    singular, plural = OBJECT_NOUNS[slug]
+    return json_response({"data": {
+        "id": {"workspace_id": sim.workspace.workspace_id,
+               "object_id": sim.workspace.object_id(slug)},
+        "api_slug": slug, "singular_noun": singular, "plural_noun": plural,
+        "created_at": format_timestamp(sim.workspace.created_at),
+    }})
+
+
+@routes.post("/v2/objects/{object}/records/query")
+async def query_records(request: web.Request) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    slug = object_slug(request)
+    body = await read_json_object(request)
+    unknown = set(body) - QUERY_KEYS
+    if unknown:
+        raise validation_error(f"Unknown body fields: {', '.join(sorted(unknown))}.")
+    limit = _count(body, "limit", DEFAULT_LIMIT, minimum=1)
+    offset = _count(body, "offset", 0, minimum=0)
+    records = _filtered(sim.store(slug), body.get("filter"), slug)
+    if body.get("sorts") is not None:
+        records = sort_records(records, body["sorts"], slug)
+    page = records[offset:offset + limit]
+    return json_response({"data": [sim.render(r) for r in page]})
+
+
+@routes.get("/v2/objects/{object}/records/{record_id}")
+async def get_record(request: web.Request) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    slug = object_slug(request)
+    record_id = request.match_info["record_id"]
+    record = sim.store(slug).get(record_id)
+    if record is None:
+        raise record_not_found(record_id)
+    return json_response({"data": sim.render(record)})
+
+
+def _count(body: dict[str, Any], name: str, default: int, *, minimum: int) -> int:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise validation_error(f'"{name}" must be an integer.')
+    if value < minimum:
+        raise validation_error(f'"{name}" must be at least {minimum}.')
+    return int(value)
+
+
+def _filtered(store: RecordStore, spec: Any, slug: str) -> list[StoredRecord]:
+    """Matching records in default order; exact phone/email lookups use the index."""
+    if spec is None or spec == {}:
+        return store.ordered()
+    predicate = compile_filter(spec, slug)  # validates the whole filter first
+    indexed = _indexed_value(spec, slug)
+    candidates = store.lookup(*indexed) if indexed else store.ordered()
+    return [r for r in candidates if predicate(r)]
+
+
+def _indexed_value(spec: dict[str, Any], slug: str) -> tuple[str, str] | None:
+    """`(attribute, value)` when the filter is one exact phone/email match."""
+    if slug != "people" or len(spec) != 1:
+        return None
+    ((attribute, value),) = spec.items()
+    field = INDEXED_FIELDS.get(attribute)
+    if field is None:
+        return None
+    if isinstance(value, str):
+        return attribute, value
+    if isinstance(value, dict) and len(value) == 1:
+        inner = value.get(field, value.get("$eq"))
+        if isinstance(inner, str):
+            return attribute, inner
+        if isinstance(inner, dict) and set(inner) == {"$eq"} and isinstance(inner["$eq"], str):
+            return attribute, inner["$eq"]
+    return None

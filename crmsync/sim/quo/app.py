@@ -1,0 +1,32 @@
+"""`create_quo_app`: the simulator as an aiohttp application.
+
+The `QuoSim` state hangs off the app under `QUO_SIM_KEY`; the app's cleanup closes it
+(pending bulk timers, the delivery session), so `AppRunner.cleanup()` or the
+`aiohttp_client` fixture's teardown leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from crmsync.sim.quo import activity, admin, contacts, webhooks
+from crmsync.sim.quo.config import QuoSimConfig
+from crmsync.sim.quo.gateway import gateway
+from crmsync.sim.quo.state import QUO_SIM_KEY, QuoSim
+
+# Bulk bodies of a few hundred contacts are legitimate; aiohttp's default is 1 MiB.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+async def _close_sim(app: web.Application) -> None:
+    await app[QUO_SIM_KEY].aclose()
+
+
+def create_quo_app(config: QuoSimConfig | None = None) -> web.Application:
+    """A fresh simulated Quo workspace serving the v1 API under `/v1`."""
+    app = web.Application(middlewares=[gateway], client_max_size=MAX_BODY_BYTES)
+    app[QUO_SIM_KEY] = QuoSim(config)
+    for module_routes in (contacts.routes, webhooks.routes, activity.routes, admin.routes):
+        app.router.add_routes(module_routes)
+    app.on_cleanup.append(_close_sim)
+    return app

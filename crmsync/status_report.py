@@ -1,0 +1,128 @@
+"""The status report (INTERFACE §2): what `crmsync status --json` prints and `/status` serves.
+
+Built from the state database only, so a read-only connection can make it while the
+daemon writes. Every configured tenant appears (one never seen is `stopped`), then any
+tenant that is only in the database (removed from the config, kept for its history).
+Field names are camelCase on the wire; fields may be added, never renamed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from crmsync.config import Config
+from crmsync.store import Counts, RunKind, RunState, Store, Tenant, TenantPhase, TenantState
+
+
+class LastRun(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
+    """The latest sync run, which the tenant's `counts` come from."""
+
+    id: int
+    kind: RunKind
+    state: RunState
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+
+
+class TenantStatus(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
+    id: str
+    crm: str
+    state: TenantState
+    phase: TenantPhase
+    initial_sync_completed_at: str | None
+    last_success_at: str | None
+    last_error: str | None
+    counts: Counts
+    dead_letters: int
+    dead_letters_by_category: dict[str, int]
+    #: saved checkpoints, `{crm_object: {name: value}}`, or None when there are none
+    watermark: dict[str, dict[str, str]] | None
+    configured: bool
+    last_run: LastRun | None
+
+
+class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
+    tenants: list[TenantStatus]
+
+
+def rfc3339(timestamp: float | None) -> str | None:
+    """Unix seconds as RFC 3339 UTC (`2026-11-23T10:00:00Z`; milliseconds only if any)."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(round(timestamp, 3), UTC)
+    spec = "seconds" if moment.microsecond == 0 else "milliseconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+async def build_status(config: Config, store: Store | None) -> StatusReport:
+    """The report for every tenant; `store` None means no state database exists yet."""
+    stored: dict[str, Tenant] = {}
+    if store is not None:
+        stored = {t.tenant_id: t for t in await store.tenants.list_all()}
+    configured = {t.id: t.crm for t in config.tenants}
+    ids = list(configured) + sorted(stored.keys() - configured.keys())
+    tenants = []
+    for tenant_id in ids:
+        row = stored.get(tenant_id)
+        crm = configured.get(tenant_id) or (row.crm if row else "")
+        if store is None or row is None:
+            tenants.append(_never_seen(tenant_id, crm, configured=tenant_id in configured))
+        else:
+            tenants.append(await _tenant_status(store, row, crm, tenant_id in configured))
+    return StatusReport(tenants=tenants)
+
+
+def encode_status(report: StatusReport) -> bytes:
+    return msgspec.json.encode(report)
+
+
+def _never_seen(tenant_id: str, crm: str, *, configured: bool) -> TenantStatus:
+    return TenantStatus(
+        id=tenant_id,
+        crm=crm,
+        state="stopped",
+        phase="setup",
+        initial_sync_completed_at=None,
+        last_success_at=None,
+        last_error=None,
+        counts=Counts(),
+        dead_letters=0,
+        dead_letters_by_category={},
+        watermark=None,
+        configured=configured,
+        last_run=None,
+    )
+
+
+async def _tenant_status(store: Store, row: Tenant, crm: str, configured: bool) -> TenantStatus:
+    tenant_id = row.tenant_id
+    run = await store.runs.latest(tenant_id)
+    by_category = await store.dead_letters.counts_by_category(tenant_id)
+    watermark: dict[str, dict[str, str]] = {}
+    for checkpoint in await store.checkpoints.all(tenant_id):
+        watermark.setdefault(checkpoint.crm_object, {})[checkpoint.name] = checkpoint.value
+    return TenantStatus(
+        id=tenant_id,
+        crm=crm,
+        state=row.state,
+        phase=row.phase,
+        initial_sync_completed_at=rfc3339(row.initial_sync_completed_at),
+        last_success_at=rfc3339(row.last_success_at),
+        last_error=row.last_error,
+        counts=Counts() if run is None else run.counts,
+        dead_letters=sum(by_category.values()),
+        dead_letters_by_category=by_category,
+        watermark=watermark or None,
+        configured=configured,
+        last_run=None if run is None else LastRun(
+            id=run.id,
+            kind=run.kind,
+            state=run.state,
+            started_at=rfc3339(run.started_at),
+            finished_at=rfc3339(run.finished_at),
+            error=run.error,
+        ),
+    )

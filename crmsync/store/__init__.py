@@ -1,0 +1,72 @@
+"""crmsync.store: the SQLite state database (aiosqlite, WAL) of every tenant.
+
+    async with open_store(config.daemon.state_path) as store:
+        await store.tenants.upsert("acme", "attio")
+        async with store.transaction():
+            await store.mappings.upsert(mapping)
+            await store.intents.settle("acme", "people", mapping.crm_record_id)
+
+Write discipline
+----------------
+* **One writer connection.** The daemon opens the file once, read-write, and shares that
+  `Store` between all tenants and actors. aiosqlite runs each connection on its own
+  thread, so its statements are serialised; a lock keeps other tasks' statements out
+  of an open transaction (see `database.py`).
+* **Writes commit immediately** (autocommit) unless made inside
+  `async with store.transaction():`, which is `BEGIN IMMEDIATE … COMMIT`, or `ROLLBACK`
+  if the block raises. Use it for every multi-statement write that must be atomic. A
+  nested `transaction()` in the same task is a savepoint.
+* **Transactions are short.** Never await network I/O (Quo, a CRM, a queue that may
+  block) inside one: it holds the database's write lock and this connection's lock.
+  The order is: record the intent (commit) → call Quo → save mapping + settle intent
+  (one transaction).
+* **Readers open their own read-only connection** (`open_store(path, readonly=True)`,
+  e.g. `crmsync status` while the daemon runs). WAL lets them read a consistent snapshot
+  while the daemon writes; they never block the writer, and `busy_timeout` covers the
+  brief moments (checkpoints) where they could.
+* **Every method is scoped by tenant**: it takes `tenant_id` first (row-based upserts
+  take it from the row) and filters on it. The one exception is `tenants.list_all()`:
+  `status` reports all tenants. An id of another tenant's row behaves as unknown.
+* **Times** are stored as REAL unix seconds (UTC) and returned as `float`.
+"""
+
+from crmsync.store.activities import Activity, ActivityKind
+from crmsync.store.checkpoints import Checkpoint
+from crmsync.store.db import open_store
+from crmsync.store.dead_letters import CATEGORIES, DeadLetter
+from crmsync.store.errors import IllegalTransitionError, StoreError
+from crmsync.store.inbox import InboxEvent, InboxState, Source
+from crmsync.store.intents import Operation, WriteIntent
+from crmsync.store.mappings import Action, Mapping, SyncMethod
+from crmsync.store.migrations import LATEST_VERSION
+from crmsync.store.runs import Counts, RunKind, RunState, SyncRun
+from crmsync.store.store import Store
+from crmsync.store.tenants import Tenant, TenantPhase, TenantState
+
+__all__ = [
+    "CATEGORIES",
+    "LATEST_VERSION",
+    "Action",
+    "Activity",
+    "ActivityKind",
+    "Checkpoint",
+    "Counts",
+    "DeadLetter",
+    "IllegalTransitionError",
+    "InboxEvent",
+    "InboxState",
+    "Mapping",
+    "Operation",
+    "RunKind",
+    "RunState",
+    "Source",
+    "Store",
+    "StoreError",
+    "SyncMethod",
+    "SyncRun",
+    "Tenant",
+    "TenantPhase",
+    "TenantState",
+    "WriteIntent",
+    "open_store",
+]

@@ -1,0 +1,172 @@
+"""`Database`: the one aiosqlite connection of a store, its lock and its transactions.
+
+aiosqlite runs every statement of a connection on that connection's own thread, one at
+a time, so statements never interleave. Transactions still could: while one task is
+between two statements of its `transaction()`, another task's single write would land
+inside that transaction (and vanish with its rollback), and its reads would see
+uncommitted rows. So every statement takes an `asyncio.Lock`, except those of the task
+that owns the open transaction; the lock is held for one statement, or for a whole
+transaction.
+
+The connection is in autocommit mode (`isolation_level=None`): a statement outside
+`transaction()` commits on its own. `transaction()` is `BEGIN IMMEDIATE` (take the write
+lock up front, so a commit never fails on a lock upgrade) … `COMMIT`, or `ROLLBACK` on
+any exception; nested use from the owning task becomes a `SAVEPOINT`. Commit and
+rollback are shielded from cancellation: once sent, they finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+import msgspec
+
+from crmsync.store.errors import StoreError
+
+Params = Sequence[Any]
+RowT = TypeVar("RowT", bound=msgspec.Struct)
+
+
+class Database:
+    """One connection; `readonly` ones refuse writes and transactions."""
+
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        *,
+        path: Path,
+        readonly: bool,
+        clock: Callable[[], float],
+    ) -> None:
+        self.path = path
+        self.readonly = readonly
+        self.now = clock
+        self._conn = conn
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._savepoints = 0
+        self._closed = False
+
+    def in_transaction(self) -> bool:
+        """Whether the current task is inside `transaction()`."""
+        return self._owner is not None and self._owner is asyncio.current_task()
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        if self.in_transaction():
+            yield
+        else:
+            async with self._lock:
+                yield
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        async with self._turn():
+            return list(await self._conn.execute_fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one write; returns the number of rows it changed."""
+        self._check_writable()
+        async with self._turn(), self._conn.execute(sql, params) as cursor:
+            return cursor.rowcount
+
+    async def insert(self, sql: str, params: Params = ()) -> int | None:
+        """Run one INSERT; returns the new rowid, or None when it inserted nothing."""
+        self._check_writable()
+        async with self._turn(), self._conn.execute(sql, params) as cursor:
+            return cursor.lastrowid if cursor.rowcount > 0 else None
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise StoreError(f"state database {self.path} is open read-only")
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Group writes atomically; keep network I/O out of the block (it holds the lock)."""
+        self._check_writable()
+        if self.in_transaction():
+            async with self._savepoint():
+                yield
+            return
+        async with self._lock:
+            self._owner = asyncio.current_task()
+            try:
+                try:
+                    # BEGIN inside the try: if we are cancelled while it is queued, it
+                    # still runs on the connection thread, and the ROLLBACK undoes it.
+                    await self._raw("BEGIN IMMEDIATE")
+                    yield
+                except BaseException:
+                    await self._finish("ROLLBACK")
+                    raise
+                try:
+                    await self._finish("COMMIT")
+                except asyncio.CancelledError:
+                    raise  # the shielded COMMIT still completes on the connection thread
+                except BaseException:
+                    await self._finish("ROLLBACK")  # a failed COMMIT leaves it open
+                    raise
+            finally:
+                self._owner = None
+
+    @contextlib.asynccontextmanager
+    async def _savepoint(self) -> AsyncIterator[None]:
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        try:
+            try:
+                await self._raw(f"SAVEPOINT {name}")
+                yield
+            except BaseException:
+                await self._finish(f"ROLLBACK TO {name}")
+                await self._finish(f"RELEASE {name}")
+                raise
+            await self._raw(f"RELEASE {name}")
+        finally:
+            self._savepoints -= 1
+
+    async def _raw(self, sql: str) -> None:
+        async with self._conn.execute(sql):
+            pass
+
+    async def _finish(self, sql: str) -> None:
+        try:
+            await asyncio.shield(self._raw(sql))
+        except sqlite3.OperationalError:
+            # SQLite may already have rolled back by itself (e.g. on SQLITE_FULL); then
+            # ROLLBACK fails ("no transaction is active"), which leaves nothing to undo.
+            if not sql.startswith(("ROLLBACK", "RELEASE")):
+                raise
+
+    async def close(self) -> None:
+        """Close the connection (a second call does nothing)."""
+        if self.in_transaction():
+            raise RuntimeError("cannot close the store inside its own transaction")
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if not self.readonly:
+                # Cheap on close and recommended by SQLite: refreshes planner statistics.
+                with contextlib.suppress(sqlite3.Error):
+                    await self._raw("PRAGMA optimize")
+            await self._conn.close()
+
+
+def columns(cls: type[msgspec.Struct]) -> str:
+    """The SELECT list for a row Struct: its fields, in order (column names match)."""
+    return ", ".join(cls.__struct_fields__)
+
+
+def to_struct(cls: type[RowT], row: sqlite3.Row) -> RowT:
+    """Build `cls` from the columns named like its fields (others in `row` are ignored)."""
+    return cls(**{name: row[name] for name in cls.__struct_fields__})

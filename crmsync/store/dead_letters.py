@@ -1,0 +1,149 @@
+"""`dead_letters`: records that could not be synced, kept with why and when to retry.
+
+A dead letter is opened with `add` (attempts = 1). The retrier takes `due_for_retry` rows
+and either resolves them (`mark_resolved`) or records another failure
+(`record_attempt`, with the next retry time, or None to wait for `crmsync retry`).
+`crmsync retry` calls `retry_now`. `category` is free text so a new kind of failure
+needs no migration; `CATEGORIES` lists the ones crmsync uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+import msgspec
+
+from crmsync.store.database import Database, columns, to_struct
+
+CATEGORIES: Final = (
+    "validation",
+    "invalid_phone",
+    "quo_conflict",
+    "quo_server",
+    "crm_fetch",
+    "transform",
+    "unmatched",
+)
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    tenant_id: str
+    crm_object: str
+    crm_record_id: str | None
+    category: str
+    payload: str
+    error: str
+    attempts: int
+    created_at: float
+    next_retry_at: float | None
+    resolved_at: float | None
+
+
+_SELECT: Final = f"SELECT {columns(DeadLetter)} FROM dead_letters"  # noqa: S608 (fixed names)
+
+
+class DeadLetters:
+    """Dead letters of each tenant; an id of another tenant's row is unknown here."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(
+        self,
+        tenant_id: str,
+        crm_object: str,
+        crm_record_id: str | None,
+        category: str,
+        payload: str,
+        error: str,
+        next_retry_at: float | None = None,
+    ) -> int:
+        dead_letter_id = await self._db.insert(
+            "INSERT INTO dead_letters (tenant_id, crm_object, crm_record_id, category,"
+            " payload, error, created_at, next_retry_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                tenant_id,
+                crm_object,
+                crm_record_id,
+                category,
+                payload,
+                error,
+                self._db.now(),
+                next_retry_at,
+            ),
+        )
+        assert dead_letter_id is not None  # a plain INSERT always inserts or raises
+        return dead_letter_id
+
+    async def counts_by_category(self, tenant_id: str) -> dict[str, int]:
+        """Unresolved dead letters per category."""
+        rows = await self._db.fetchall(
+            "SELECT category, count(*) FROM dead_letters"
+            " WHERE tenant_id = ? AND resolved_at IS NULL GROUP BY category ORDER BY category",
+            (tenant_id,),
+        )
+        return {row[0]: row[1] for row in rows}
+
+    async def get(self, tenant_id: str, dead_letter_id: int) -> DeadLetter | None:
+        row = await self._db.fetchone(
+            f"{_SELECT} WHERE tenant_id = ? AND id = ?", (tenant_id, dead_letter_id)
+        )
+        return None if row is None else to_struct(DeadLetter, row)
+
+    async def due_for_retry(self, tenant_id: str, now: float) -> list[DeadLetter]:
+        """Unresolved rows whose `next_retry_at` has come, most overdue first."""
+        rows = await self._db.fetchall(
+            f"{_SELECT} WHERE tenant_id = ? AND resolved_at IS NULL"
+            " AND next_retry_at <= ? ORDER BY next_retry_at, id",
+            (tenant_id, now),
+        )
+        return [to_struct(DeadLetter, row) for row in rows]
+
+    async def mark_resolved(self, tenant_id: str, dead_letter_id: int) -> bool:
+        changed = await self._db.execute(
+            "UPDATE dead_letters SET resolved_at = ?, next_retry_at = NULL"
+            " WHERE tenant_id = ? AND id = ? AND resolved_at IS NULL",
+            (self._db.now(), tenant_id, dead_letter_id),
+        )
+        return changed > 0
+
+    async def record_attempt(
+        self, tenant_id: str, dead_letter_id: int, error: str, next_retry_at: float | None
+    ) -> bool:
+        """A retry failed again: count it, keep the new error, schedule (or not) the next."""
+        changed = await self._db.execute(
+            "UPDATE dead_letters SET attempts = attempts + 1, error = ?, next_retry_at = ?"
+            " WHERE tenant_id = ? AND id = ? AND resolved_at IS NULL",
+            (error, next_retry_at, tenant_id, dead_letter_id),
+        )
+        return changed > 0
+
+    async def retry_now(
+        self, tenant_id: str, now: float, dead_letter_ids: Iterable[int] | None = None
+    ) -> int:
+        """Make unresolved rows due at `now` (all of the tenant's, or just these ids)."""
+        if dead_letter_ids is None:
+            return await self._db.execute(
+                "UPDATE dead_letters SET next_retry_at = ?"
+                " WHERE tenant_id = ? AND resolved_at IS NULL",
+                (now, tenant_id),
+            )
+        done = 0
+        for dead_letter_id in sorted(set(dead_letter_ids)):
+            done += await self._db.execute(
+                "UPDATE dead_letters SET next_retry_at = ?"
+                " WHERE tenant_id = ? AND id = ? AND resolved_at IS NULL",
+                (now, tenant_id, dead_letter_id),
+            )
+        return done
+
+    # Last in the class: below it, `list[...]` in annotations would mean this method.
+    async def list(self, tenant_id: str, include_resolved: bool = False) -> list[DeadLetter]:
+        """By category, then oldest first (what `crmsync errors` prints)."""
+        rows = await self._db.fetchall(
+            f"{_SELECT} WHERE tenant_id = ? AND (? OR resolved_at IS NULL) ORDER BY category, id",
+            (tenant_id, include_resolved),
+        )
+        return [to_struct(DeadLetter, row) for row in rows]

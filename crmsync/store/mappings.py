@@ -1,0 +1,129 @@
+"""`mappings`: which Quo contact each CRM record became, and how it got there.
+
+One row per (tenant, CRM object, CRM record), kept after the record is deleted
+(`deleted_at` set, action `deleted`) so a deletion is reported and not re-created.
+`content_hash` is the hash of the last payload written to Quo: an equal hash means the
+record is unchanged and needs no request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Final, Literal
+
+import msgspec
+
+from crmsync.store.database import Database, columns, to_struct
+
+SyncMethod = Literal["initial", "webhook", "poll", "bulk", "manual"]
+Action = Literal["created", "updated", "linked", "unchanged", "deleted"]
+
+
+class Mapping(msgspec.Struct, frozen=True, kw_only=True):
+    tenant_id: str
+    crm_object: str
+    crm_record_id: str
+    quo_contact_id: str
+    entity_type: str
+    sync_method: SyncMethod
+    action: Action
+    content_hash: str | None
+    last_synced_at: float
+    deleted_at: float | None = None
+
+
+_COLUMNS: Final = columns(Mapping)
+_SELECT: Final = f"SELECT {_COLUMNS} FROM mappings"  # noqa: S608 (fixed names)
+_UPSERT: Final = (
+    f"INSERT INTO mappings ({_COLUMNS})"  # noqa: S608 (fixed names)
+    f" VALUES ({', '.join('?' * len(Mapping.__struct_fields__))})"
+    " ON CONFLICT (tenant_id, crm_object, crm_record_id) DO UPDATE SET "
+    + ", ".join(
+        f"{name} = excluded.{name}"
+        for name in Mapping.__struct_fields__
+        if name not in ("tenant_id", "crm_object", "crm_record_id")
+    )
+)
+# Ids per `IN (...)` query: far below SQLite's bound-parameter limit (999 before 3.32).
+_ID_CHUNK: Final = 500
+
+
+class Mappings:
+    """Mapping rows; `upsert` is keyed by the row's tenant, object and record id."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def upsert(self, row: Mapping) -> None:
+        """Insert or replace the mapping of `row.crm_record_id` (tenant from the row)."""
+        await self._db.execute(_UPSERT, msgspec.structs.astuple(row))
+
+    async def get(self, tenant_id: str, crm_object: str, crm_record_id: str) -> Mapping | None:
+        row = await self._db.fetchone(
+            f"{_SELECT} WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?",
+            (tenant_id, crm_object, crm_record_id),
+        )
+        return None if row is None else to_struct(Mapping, row)
+
+    async def get_many(
+        self, tenant_id: str, crm_object: str, crm_record_ids: Iterable[str]
+    ) -> dict[str, Mapping]:
+        """The mappings of those records that have one, by CRM record id."""
+        ids = list(dict.fromkeys(crm_record_ids))
+        found: dict[str, Mapping] = {}
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start : start + _ID_CHUNK]
+            rows = await self._db.fetchall(
+                f"{_SELECT} WHERE tenant_id = ? AND crm_object = ?"
+                f" AND crm_record_id IN ({', '.join('?' * len(chunk))})",
+                (tenant_id, crm_object, *chunk),
+            )
+            found.update((row["crm_record_id"], to_struct(Mapping, row)) for row in rows)
+        return found
+
+    async def by_quo_contact(self, tenant_id: str, quo_contact_id: str) -> list[Mapping]:
+        """The CRM records mapped to a Quo contact (normally one), e.g. to log a call."""
+        rows = await self._db.fetchall(
+            f"{_SELECT} WHERE tenant_id = ? AND quo_contact_id = ? ORDER BY id",
+            (tenant_id, quo_contact_id),
+        )
+        return [to_struct(Mapping, row) for row in rows]
+
+    async def iter_all(
+        self, tenant_id: str, *, include_deleted: bool = True, chunk_size: int = 500
+    ) -> AsyncIterator[Mapping]:
+        """Every mapping of the tenant, streamed `chunk_size` rows per query.
+
+        Keyset paging by rowid: no statement or lock stays open between chunks, so the
+        writer carries on while a long export is consumed.
+        """
+        after = 0
+        while True:
+            rows = await self._db.fetchall(
+                f"SELECT id, {_COLUMNS} FROM mappings WHERE tenant_id = ? AND id > ?"  # noqa: S608
+                " AND (? OR deleted_at IS NULL) ORDER BY id LIMIT ?",
+                (tenant_id, after, include_deleted, chunk_size),
+            )
+            for row in rows:
+                yield to_struct(Mapping, row)
+            if len(rows) < chunk_size:
+                return
+            after = rows[-1]["id"]
+
+    async def count(self, tenant_id: str, *, include_deleted: bool = False) -> int:
+        row = await self._db.fetchone(
+            "SELECT count(*) FROM mappings WHERE tenant_id = ? AND (? OR deleted_at IS NULL)",
+            (tenant_id, include_deleted),
+        )
+        return 0 if row is None else int(row[0])
+
+    async def mark_deleted(
+        self, tenant_id: str, crm_object: str, crm_record_id: str, at: float
+    ) -> bool:
+        """The CRM record (and its Quo contact) is gone; returns whether it was mapped."""
+        changed = await self._db.execute(
+            "UPDATE mappings SET deleted_at = ?, action = 'deleted', last_synced_at = ?"
+            " WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?",
+            (at, at, tenant_id, crm_object, crm_record_id),
+        )
+        return changed > 0

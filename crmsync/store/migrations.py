@@ -1,0 +1,190 @@
+"""Versioned schema migrations, tracked in `PRAGMA user_version`.
+
+`MIGRATIONS[i]` takes the schema from version i to i + 1. Each runs in its own
+`BEGIN IMMEDIATE` transaction together with the `user_version` bump, and the version is
+read again under that write lock, so two processes opening the same file at once
+migrate it once. Never edit a released migration; append a new one.
+
+Conventions: every table carries `tenant_id` (referencing `tenants`, so deleting a
+tenant row removes all of its state); times are REAL unix seconds (UTC); ids shown to
+users (runs, inbox events, dead letters) are AUTOINCREMENT so a pruned id is never
+reused for another row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final
+
+from crmsync.store.database import Database
+from crmsync.store.errors import StoreError
+
+_V1: Final = """
+CREATE TABLE tenants (
+    tenant_id TEXT NOT NULL PRIMARY KEY,  -- NOT NULL: SQLite allows NULL keys otherwise
+    crm TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'starting'
+        CHECK (state IN ('starting', 'running', 'parked', 'failed', 'stopped')),
+    phase TEXT NOT NULL DEFAULT 'setup' CHECK (phase IN ('setup', 'initial_sync', 'live')),
+    last_error TEXT,
+    last_success_at REAL,
+    initial_sync_completed_at REAL,
+    updated_at REAL NOT NULL
+);
+
+CREATE TABLE sync_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('initial', 'incremental', 'full')),
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    fetched INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL DEFAULT 0,
+    updated INTEGER NOT NULL DEFAULT 0,
+    linked INTEGER NOT NULL DEFAULT 0,
+    unchanged INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+CREATE INDEX sync_runs_by_tenant ON sync_runs (tenant_id, id);
+
+CREATE TABLE checkpoints (
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    crm_object TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, crm_object, name)
+);
+
+CREATE TABLE mappings (
+    id INTEGER PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    crm_object TEXT NOT NULL,
+    crm_record_id TEXT NOT NULL,
+    quo_contact_id TEXT NOT NULL,
+    entity_type TEXT NOT NULL,
+    sync_method TEXT NOT NULL
+        CHECK (sync_method IN ('initial', 'webhook', 'poll', 'bulk', 'manual')),
+    action TEXT NOT NULL
+        CHECK (action IN ('created', 'updated', 'linked', 'unchanged', 'deleted')),
+    content_hash TEXT,
+    last_synced_at REAL NOT NULL,
+    deleted_at REAL,
+    UNIQUE (tenant_id, crm_object, crm_record_id)
+);
+CREATE INDEX mappings_by_quo_contact ON mappings (tenant_id, quo_contact_id);
+
+CREATE TABLE write_intents (
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    crm_object TEXT NOT NULL,
+    crm_record_id TEXT NOT NULL,
+    operation TEXT NOT NULL CHECK (operation IN ('create', 'update', 'delete', 'bulk_create')),
+    payload_hash TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, crm_object, crm_record_id)
+);
+
+CREATE TABLE webhook_inbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    source TEXT NOT NULL CHECK (source IN ('crm', 'quo')),
+    event_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    body BLOB NOT NULL,
+    headers TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    processed_at REAL,
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'processing', 'processed', 'failed', 'ignored')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    UNIQUE (tenant_id, source, event_id)
+);
+CREATE INDEX webhook_inbox_by_state ON webhook_inbox (tenant_id, state, id);
+CREATE INDEX webhook_inbox_by_time ON webhook_inbox (tenant_id, received_at);
+
+CREATE TABLE dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    crm_object TEXT NOT NULL,
+    crm_record_id TEXT,
+    category TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    created_at REAL NOT NULL,
+    next_retry_at REAL,
+    resolved_at REAL
+);
+CREATE INDEX dead_letters_open ON dead_letters (tenant_id, resolved_at, next_retry_at);
+
+CREATE TABLE activities (
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    quo_object_id TEXT NOT NULL,
+    crm_person_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('message', 'call')),
+    crm_note_id TEXT,
+    has_summary INTEGER NOT NULL DEFAULT 0 CHECK (has_summary IN (0, 1)),
+    has_transcript INTEGER NOT NULL DEFAULT 0 CHECK (has_transcript IN (0, 1)),
+    content_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, quo_object_id, crm_person_id)
+);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+LATEST_VERSION: Final = len(MIGRATIONS)
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a script into statements (`executescript` would commit our transaction)."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {pending.strip()[:60]}")
+    return statements
+
+
+async def schema_version(db: Database) -> int:
+    row = await db.fetchone("PRAGMA user_version")
+    return int(row[0]) if row is not None else 0
+
+
+def check_version(db: Database, version: int) -> None:
+    """Refuse a file written by a newer crmsync (its schema may mean other things)."""
+    if version > LATEST_VERSION:
+        raise StoreError(
+            f"state database {db.path} is version {version}, this crmsync knows up to "
+            f"{LATEST_VERSION}; upgrade crmsync"
+        )
+
+
+async def migrate(db: Database) -> tuple[int, ...]:
+    """Bring the schema to `LATEST_VERSION`; returns the versions applied (often none)."""
+    version = await schema_version(db)
+    check_version(db, version)
+    applied: list[int] = []
+    while version < LATEST_VERSION:
+        async with db.transaction():
+            version = await schema_version(db)  # again, now under the write lock
+            check_version(db, version)
+            if version == LATEST_VERSION:
+                break  # another process migrated the file meanwhile
+            for statement in split_statements(MIGRATIONS[version]):
+                await db.execute(statement)
+            version += 1
+            # PRAGMA takes no bound parameters; `version` is an int computed here.
+            await db.execute(f"PRAGMA user_version = {version:d}")
+        applied.append(version)
+    return tuple(applied)

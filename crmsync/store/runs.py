@@ -1,0 +1,154 @@
+"""`sync_runs`: one row per initial, incremental or full sync pass, with its counts.
+
+A run moves pending → running → completed | failed | cancelled (a pending run may also
+fail or be cancelled before it starts). `transition` checks the current state in the
+same UPDATE that changes it, so the check cannot race another writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final, Literal
+
+import msgspec
+
+from crmsync.store.database import Database, to_struct
+from crmsync.store.errors import IllegalTransitionError
+
+RunKind = Literal["initial", "incremental", "full"]
+RunState = Literal["pending", "running", "completed", "failed", "cancelled"]
+
+# The states each state may move to; the three final states lead nowhere.
+TRANSITIONS: Final[dict[RunState, frozenset[RunState]]] = {
+    "pending": frozenset({"running", "failed", "cancelled"}),
+    "running": frozenset({"completed", "failed", "cancelled"}),
+    "completed": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+}
+FINAL_STATES: Final = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+
+
+class Counts(msgspec.Struct, frozen=True, kw_only=True):
+    """What happened to the records of a run (or of all runs, from `totals`)."""
+
+    fetched: int = 0
+    created: int = 0
+    updated: int = 0
+    linked: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    deleted: int = 0
+
+
+COUNT_FIELDS: Final = Counts.__struct_fields__
+_COUNTS = ", ".join(COUNT_FIELDS)
+
+
+class SyncRun(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    tenant_id: str
+    kind: RunKind
+    state: RunState
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+    counts: Counts
+
+
+_RUN_COLUMNS = "id, tenant_id, kind, state, created_at, started_at, finished_at, error"
+_SELECT = f"SELECT {_RUN_COLUMNS}, {_COUNTS} FROM sync_runs"  # noqa: S608 (fixed names)
+
+
+def _run(row: sqlite3.Row) -> SyncRun:
+    return SyncRun(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        kind=row["kind"],
+        state=row["state"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        error=row["error"],
+        counts=to_struct(Counts, row),
+    )
+
+
+class Runs:
+    """Sync runs of each tenant. A run id of another tenant is treated as unknown."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, tenant_id: str, kind: RunKind) -> int:
+        """A new pending run; returns its id."""
+        run_id = await self._db.insert(
+            "INSERT INTO sync_runs (tenant_id, kind, created_at) VALUES (?, ?, ?)",
+            (tenant_id, kind, self._db.now()),
+        )
+        assert run_id is not None  # a plain INSERT always inserts or raises
+        return run_id
+
+    async def transition(
+        self, tenant_id: str, run_id: int, new_state: RunState, error: str | None = None
+    ) -> None:
+        """Move a run on; raises `IllegalTransitionError` (or `KeyError` if unknown)."""
+        sources = [old for old, targets in TRANSITIONS.items() if new_state in targets]
+        stamp = "started_at" if new_state == "running" else "finished_at"
+        changed = await self._db.execute(
+            f"UPDATE sync_runs SET state = ?, {stamp} = ?, error = coalesce(?, error)"  # noqa: S608
+            f" WHERE tenant_id = ? AND id = ? AND state IN ({_marks(len(sources))})",
+            (new_state, self._db.now(), error, tenant_id, run_id, *sources),
+        )
+        if not changed:
+            current = await self.get(tenant_id, run_id)
+            if current is None:
+                raise KeyError(f"tenant {tenant_id!r} has no sync run {run_id}")
+            raise IllegalTransitionError(
+                f"sync run {run_id} of tenant {tenant_id!r} cannot go from "
+                f"{current.state} to {new_state}"
+            )
+
+    async def add_counts(self, tenant_id: str, run_id: int, **deltas: int) -> None:
+        """Add to counters atomically, e.g. `add_counts(t, run, created=3, failed=1)`."""
+        unknown = sorted(set(deltas) - set(COUNT_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown sync run counters: {', '.join(unknown)}")
+        if not deltas:
+            return
+        # Column names come from COUNT_FIELDS (checked above), never from input text.
+        assignments = ", ".join(f"{name} = {name} + ?" for name in deltas)
+        changed = await self._db.execute(
+            f"UPDATE sync_runs SET {assignments} WHERE tenant_id = ? AND id = ?",  # noqa: S608
+            (*deltas.values(), tenant_id, run_id),
+        )
+        if not changed:
+            raise KeyError(f"tenant {tenant_id!r} has no sync run {run_id}")
+
+    async def get(self, tenant_id: str, run_id: int) -> SyncRun | None:
+        row = await self._db.fetchone(
+            f"{_SELECT} WHERE tenant_id = ? AND id = ?", (tenant_id, run_id)
+        )
+        return None if row is None else _run(row)
+
+    async def latest(self, tenant_id: str, kind: RunKind | None = None) -> SyncRun | None:
+        """The most recently created run (of `kind`, if given)."""
+        row = await self._db.fetchone(
+            f"{_SELECT} WHERE tenant_id = ? AND (? IS NULL OR kind = ?) ORDER BY id DESC LIMIT 1",
+            (tenant_id, kind, kind),
+        )
+        return None if row is None else _run(row)
+
+    async def totals(self, tenant_id: str) -> Counts:
+        """Counts summed over every run of the tenant (what `status` shows)."""
+        sums = ", ".join(f"coalesce(sum({name}), 0) AS {name}" for name in COUNT_FIELDS)
+        row = await self._db.fetchone(
+            f"SELECT {sums} FROM sync_runs WHERE tenant_id = ?",  # noqa: S608
+            (tenant_id,),
+        )
+        return Counts() if row is None else to_struct(Counts, row)
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)

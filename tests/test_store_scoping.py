@@ -1,0 +1,269 @@
+"""Tenant scoping, checked systematically for every repository method.
+
+Reads: for each read method, tenant T's answer from a file holding T and O equals its
+answer from a file holding only T (T's rows are written first, so their ids and times
+match). Writes: applying a write to O (with O's own keys, or with T's row ids, which
+O must treat as unknown) leaves every read of T unchanged. A last test fails when a
+repository grows a method that neither list covers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from crmsync.store import Activity, Mapping, Store, open_store
+from crmsync.store.activities import Activities
+from crmsync.store.checkpoints import Checkpoints
+from crmsync.store.dead_letters import DeadLetters
+from crmsync.store.inbox import Inbox
+from crmsync.store.intents import Intents
+from crmsync.store.mappings import Mappings
+from crmsync.store.runs import Runs
+from crmsync.store.tenants import Tenants
+
+ALPHA, BRAVO = "tenant-alpha", "tenant-bravo"
+PAIRS = [(ALPHA, BRAVO), (BRAVO, ALPHA)]
+FAR_FUTURE = 4_000_000_000.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+Ids = dict[str, int]
+
+
+async def populate(store: Store, t: str) -> Ids:
+    """Give tenant `t` rows in every table, under the same keys every tenant uses."""
+    await store.tenants.upsert(t, "attio")
+    await store.tenants.set_state(t, "running", phase="live", last_error=f"{t}-boom")
+    run = await store.runs.create(t, "initial")
+    await store.runs.transition(t, run, "running")
+    await store.runs.add_counts(t, run, fetched=len(t), created=1)
+    await store.checkpoints.set(t, "people", "cursor", f"{t}-cursor")
+    for rec in ("rec-1", "rec-2"):
+        await store.mappings.upsert(
+            Mapping(
+                tenant_id=t,
+                crm_object="people",
+                crm_record_id=rec,
+                quo_contact_id="quo-1",
+                entity_type="person",
+                sync_method="initial",
+                action="created",
+                content_hash=f"{t}-{rec}-hash",
+                last_synced_at=1.0,
+            )
+        )
+    await store.intents.begin(t, "people", "rec-1", "create", f"{t}-hash")
+    event = await store.inbox.insert(t, "crm", "evt-1", "record.updated", t.encode(), {"t": t})
+    done = await store.inbox.insert(t, "quo", "evt-1", "call.completed", t.encode(), {"t": t})
+    busy = await store.inbox.insert(t, "crm", "evt-2", "record.deleted", t.encode(), {"t": t})
+    assert done is not None and busy is not None
+    await store.inbox.mark_processed(t, done)
+    await store.inbox.mark_processing(t, busy)
+    dead = await store.dead_letters.add(t, "people", "rec-1", "validation", t, f"{t}-err", 5.0)
+    await store.dead_letters.add(t, "people", "rec-2", "transform", t, f"{t}-err")
+    await store.activities.upsert(
+        Activity(
+            tenant_id=t,
+            quo_object_id="AC1",
+            crm_person_id="rec-1",
+            kind="call",
+            crm_note_id=f"{t}-note",
+            has_summary=False,
+            has_transcript=False,
+            content_hash=f"{t}-hash",
+            created_at=1.0,
+            updated_at=1.0,
+        )
+    )
+    assert event is not None
+    return {"run": run, "event": event, "dead": dead}
+
+
+Read = Callable[[Store, str, Ids], Awaitable[Any]]
+
+
+async def _collect(store: Store, t: str) -> list[Mapping]:
+    return [m async for m in store.mappings.iter_all(t, chunk_size=1)]
+
+
+READS: dict[str, Read] = {
+    "tenants.get": lambda s, t, ids: s.tenants.get(t),
+    "runs.get": lambda s, t, ids: s.runs.get(t, ids["run"]),
+    "runs.latest": lambda s, t, ids: s.runs.latest(t),
+    "runs.totals": lambda s, t, ids: s.runs.totals(t),
+    "checkpoints.get": lambda s, t, ids: s.checkpoints.get(t, "people", "cursor"),
+    "checkpoints.all": lambda s, t, ids: s.checkpoints.all(t),
+    "mappings.get": lambda s, t, ids: s.mappings.get(t, "people", "rec-1"),
+    "mappings.get_many": lambda s, t, ids: s.mappings.get_many(t, "people", ["rec-1", "rec-2"]),
+    "mappings.by_quo_contact": lambda s, t, ids: s.mappings.by_quo_contact(t, "quo-1"),
+    "mappings.iter_all": lambda s, t, ids: _collect(s, t),
+    "mappings.count": lambda s, t, ids: s.mappings.count(t),
+    "intents.get": lambda s, t, ids: s.intents.get(t, "people", "rec-1"),
+    "intents.pending": lambda s, t, ids: s.intents.pending(t),
+    "inbox.next_pending": lambda s, t, ids: s.inbox.next_pending(t, 10),
+    "inbox.get": lambda s, t, ids: s.inbox.get(t, ids["event"]),
+    "inbox.get_by_event_id": lambda s, t, ids: s.inbox.get_by_event_id(t, "crm", "evt-1"),
+    "inbox.list": lambda s, t, ids: s.inbox.list(t),
+    "dead_letters.list": lambda s, t, ids: s.dead_letters.list(t, include_resolved=True),
+    "dead_letters.counts_by_category": lambda s, t, ids: s.dead_letters.counts_by_category(t),
+    "dead_letters.get": lambda s, t, ids: s.dead_letters.get(t, ids["dead"]),
+    "dead_letters.due_for_retry": lambda s, t, ids: s.dead_letters.due_for_retry(t, FAR_FUTURE),
+    "activities.get": lambda s, t, ids: s.activities.get(t, "AC1", "rec-1"),
+    "activities.for_quo_object": lambda s, t, ids: s.activities.for_quo_object(t, "AC1"),
+}
+
+# Writes by tenant `o`: with its own keys (the same keys `t` uses) or with t's row ids.
+Write = Callable[[Store, str, Ids], Awaitable[Any]]
+_ACTIVITY = Activity(
+    tenant_id="",
+    quo_object_id="AC1",
+    crm_person_id="rec-1",
+    kind="call",
+    crm_note_id="changed",
+    has_summary=True,
+    has_transcript=True,
+    content_hash="changed",
+    created_at=9.0,
+    updated_at=9.0,
+)
+WRITES: dict[str, Write] = {
+    "tenants.upsert": lambda s, o, ids: s.tenants.upsert(o, "pipedrive"),
+    "tenants.set_state": lambda s, o, ids: s.tenants.set_state(o, "parked", phase="setup"),
+    "tenants.clear_error": lambda s, o, ids: s.tenants.clear_error(o),
+    "tenants.mark_success": lambda s, o, ids: s.tenants.mark_success(o, 9.0),
+    "tenants.mark_initial_sync_completed": (
+        lambda s, o, ids: s.tenants.mark_initial_sync_completed(o, 9.0)
+    ),
+    "runs.create": lambda s, o, ids: s.runs.create(o, "full"),
+    "runs.transition": lambda s, o, ids: s.runs.transition(o, ids["run"], "completed"),
+    "runs.add_counts": lambda s, o, ids: s.runs.add_counts(o, ids["run"], created=5),
+    "checkpoints.set": lambda s, o, ids: s.checkpoints.set(o, "people", "cursor", "changed"),
+    "checkpoints.delete": lambda s, o, ids: s.checkpoints.delete(o, "people", "cursor"),
+    "mappings.upsert": lambda s, o, ids: s.mappings.upsert(
+        Mapping(
+            tenant_id=o,
+            crm_object="people",
+            crm_record_id="rec-1",
+            quo_contact_id="quo-9",
+            entity_type="person",
+            sync_method="webhook",
+            action="updated",
+            content_hash="changed",
+            last_synced_at=9.0,
+        )
+    ),
+    "mappings.mark_deleted": lambda s, o, ids: s.mappings.mark_deleted(o, "people", "rec-1", 9.0),
+    "intents.begin": lambda s, o, ids: s.intents.begin(o, "people", "rec-1", "update", "x"),
+    "intents.settle": lambda s, o, ids: s.intents.settle(o, "people", "rec-1"),
+    "inbox.insert": lambda s, o, ids: s.inbox.insert(o, "crm", "evt-9", "x", b"", {}),
+    "inbox.mark_processing": lambda s, o, ids: s.inbox.mark_processing(o, ids["event"]),
+    "inbox.mark_processed": lambda s, o, ids: s.inbox.mark_processed(o, ids["event"]),
+    "inbox.mark_failed": lambda s, o, ids: s.inbox.mark_failed(o, ids["event"], "e"),
+    "inbox.mark_ignored": lambda s, o, ids: s.inbox.mark_ignored(o, ids["event"], "e"),
+    "inbox.requeue_interrupted": lambda s, o, ids: s.inbox.requeue_interrupted(o),
+    "inbox.reset_for_replay": lambda s, o, ids: s.inbox.reset_for_replay(o, [ids["event"]]),
+    "inbox.prune": lambda s, o, ids: s.inbox.prune(o, FAR_FUTURE),
+    "dead_letters.add": lambda s, o, ids: s.dead_letters.add(o, "people", "rec-1", "x", "", ""),
+    "dead_letters.mark_resolved": lambda s, o, ids: s.dead_letters.mark_resolved(o, ids["dead"]),
+    "dead_letters.record_attempt": (
+        lambda s, o, ids: s.dead_letters.record_attempt(o, ids["dead"], "again", None)
+    ),
+    "dead_letters.retry_now": lambda s, o, ids: s.dead_letters.retry_now(o, 9.0),
+    "activities.upsert": lambda s, o, ids: s.activities.upsert(
+        msgspec.structs.replace(_ACTIVITY, tenant_id=o)
+    ),
+}
+# Writes that must also leave the writing tenant's own rows alone, because the row ids
+# they were given belong to the other tenant.
+FOREIGN_ID_WRITES = {
+    "runs.transition",
+    "runs.add_counts",
+    "inbox.mark_processing",
+    "inbox.mark_processed",
+    "inbox.mark_failed",
+    "inbox.mark_ignored",
+    "inbox.reset_for_replay",
+    "dead_letters.mark_resolved",
+    "dead_letters.record_attempt",
+}
+UNSCOPED = {"tenants.list_all"}  # status lists every tenant
+
+
+async def snapshot(store: Store, t: str, ids: Ids) -> dict[str, Any]:
+    return {name: await read(store, t, ids) for name, read in READS.items()}
+
+
+@pytest.mark.parametrize(("t", "o"), PAIRS)
+@pytest.mark.parametrize("read", sorted(READS))
+async def test_reads_see_only_their_tenant(tmp_path: Path, read: str, t: str, o: str) -> None:
+    async with open_store(tmp_path / "alone.db", clock=FakeClock()) as store:
+        ids = await populate(store, t)
+        alone = await READS[read](store, t, ids)
+    async with open_store(tmp_path / "shared.db", clock=FakeClock()) as store:
+        assert await populate(store, t) == ids
+        await populate(store, o)
+        shared = await READS[read](store, t, ids)
+    assert alone not in (None, [], {}, 0)
+    assert shared == alone
+    assert o not in repr(shared)
+
+
+@pytest.mark.parametrize(("t", "o"), PAIRS)
+@pytest.mark.parametrize("write", sorted(WRITES))
+async def test_writes_touch_only_their_tenant(tmp_path: Path, write: str, t: str, o: str) -> None:
+    async with open_store(tmp_path / "state.db", clock=FakeClock()) as store:
+        t_ids = await populate(store, t)
+        o_ids = await populate(store, o)
+        t_before = await snapshot(store, t, t_ids)
+        o_before = await snapshot(store, o, o_ids)
+        foreign = write in FOREIGN_ID_WRITES
+        with contextlib.suppress(KeyError):  # a foreign run id is unknown to `o`
+            await WRITES[write](store, o, t_ids if foreign else o_ids)
+        assert await snapshot(store, t, t_ids) == t_before
+        o_after = await snapshot(store, o, o_ids)
+        # Not vacuous: a write with o's own keys did change o's rows.
+        assert (o_after == o_before) if foreign else (o_after != o_before)
+
+
+REPOSITORIES: dict[str, type] = {
+    "tenants": Tenants,
+    "runs": Runs,
+    "checkpoints": Checkpoints,
+    "mappings": Mappings,
+    "intents": Intents,
+    "inbox": Inbox,
+    "dead_letters": DeadLetters,
+    "activities": Activities,
+}
+
+
+async def test_every_repository_method_is_covered(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "state.db") as store:
+        repos = {
+            name for name, value in vars(store).items() if type(value) in REPOSITORIES.values()
+        }
+    assert repos == set(REPOSITORIES)
+    public = {
+        f"{repo}.{name}"
+        for repo, cls in REPOSITORIES.items()
+        for name, member in vars(cls).items()
+        if not name.startswith("_") and inspect.isfunction(member)
+    }
+    covered = set(READS) | set(WRITES) | UNSCOPED
+    assert public - covered == set(), "add the new method to READS or WRITES"
+    assert covered - public == set()
