@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -21,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from crmsync.config import Config, parse_config
-from crmsync.daemon.pipeline import SyncResult
 from crmsync.daemon.loop import run_async
+from crmsync.daemon.pipeline import SyncResult
 from crmsync.daemon.resources import open_resources
 from crmsync.daemon.sync_once import sync_tenant
 from crmsync.errors import EXIT_FAILED, EXIT_OK, UsageError
@@ -108,7 +109,7 @@ async def _demo(args: argparse.Namespace) -> int:
                 open_resources(config) as resources,
                 open_store(config.daemon.state_path) as store,
             ):
-                with SyncProgress("initial sync") as progress:
+                with SyncProgress("initial sync", total=args.contacts) as progress:
                     result = await sync_tenant(
                         resources, store, config.tenants[0], on_settled=progress.settled
                     )
@@ -141,7 +142,9 @@ def print_summary(
         ("Quo requests", requests),
         ("Quo 429s", quo_sim.rate_limited),
         ("elapsed", f"{elapsed:.1f} s"),
-        ("rate-limit utilisation", f"{requests / 10 / elapsed:.2f}" if elapsed else "-"),
+        # Share of what a sliding-window limit of 10/s allows in this time (a first
+        # burst of 10, then 10 per second).
+        ("rate-limit utilisation", f"{requests / (10 * (1 + math.floor(elapsed))):.2f}"),
     ):
         table.add_row(label, str(value))
     console.print(table)

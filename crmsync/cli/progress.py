@@ -1,7 +1,8 @@
-"""Progress for long operations: a rich live display on a TTY, periodic log lines otherwise.
+"""Progress for long operations: a rich progress bar on a TTY, log lines otherwise.
 
-CRMs like Attio give no total, so progress is a running count with a rate, not a bar
-that would have to guess its end.
+CRMs like Attio give no total, so the bar's total is an estimate when one is known
+(the demo's seeded count, or the mappings of an earlier pass) and otherwise the bar
+pulses while the count and rate go up.
 """
 
 from __future__ import annotations
@@ -12,8 +13,15 @@ from collections import Counter
 from types import TracebackType
 
 from rich.console import Console
-from rich.live import Live
-from rich.text import Text
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 LOG_EVERY_SECONDS = 5.0
 
@@ -21,18 +29,34 @@ LOG_EVERY_SECONDS = 5.0
 class SyncProgress:
     """Counts settled records by action; use as a context manager around the sync."""
 
-    def __init__(self, title: str, *, console: Console | None = None) -> None:
+    def __init__(
+        self, title: str, *, total: int | None = None, console: Console | None = None
+    ) -> None:
         self.title = title
+        self.total = total
         self.counts: Counter[str] = Counter()
         self._console = console or Console(stderr=True)
-        self._live: Live | None = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
         self._started = time.monotonic()
         self._last_log = self._started
 
     def __enter__(self) -> SyncProgress:
         if self._console.is_terminal:
-            self._live = Live(self._render(), console=self._console, refresh_per_second=4)
-            self._live.__enter__()
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:.1f}/s"),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[breakdown]}"),
+                console=self._console,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(
+                self.title, total=self.total, rate=0.0, breakdown=""
+            )
         return self
 
     def __exit__(
@@ -41,24 +65,39 @@ class SyncProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._live is not None:
-            self._live.update(self._render())
-            self._live.__exit__(exc_type, exc, tb)
+        if self._progress is not None:
+            self._refresh()
+            self._progress.__exit__(exc_type, exc, tb)
+        else:
+            print(self._line(), file=sys.stderr, flush=True)
+
+    def _rate(self) -> float:
+        elapsed = time.monotonic() - self._started
+        return sum(self.counts.values()) / elapsed if elapsed > 0 else 0.0
+
+    def _breakdown(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
 
     def _line(self) -> str:
         elapsed = time.monotonic() - self._started
         done = sum(self.counts.values())
-        rate = done / elapsed if elapsed > 0 else 0.0
-        parts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
-        return f"{self.title}: {done} records ({rate:.1f}/s, {elapsed:.0f}s) {parts}".rstrip()
+        of_total = f"/{self.total}" if self.total else ""
+        return (f"{self.title}: {done}{of_total} records ({self._rate():.1f}/s, "
+                f"{elapsed:.0f}s) {self._breakdown()}").rstrip()
 
-    def _render(self) -> Text:
-        return Text(self._line())
+    def _refresh(self) -> None:
+        assert self._progress is not None and self._task is not None
+        done = sum(self.counts.values())
+        total = self.total if self.total is None or done <= self.total else done
+        self._progress.update(
+            self._task, completed=done, total=total, rate=self._rate(),
+            breakdown=self._breakdown(),
+        )
 
     def settled(self, action: str) -> None:
         self.counts[action] += 1
-        if self._live is not None:
-            self._live.update(self._render())
+        if self._progress is not None:
+            self._refresh()
             return
         now = time.monotonic()
         if now - self._last_log >= LOG_EVERY_SECONDS:

@@ -10,24 +10,46 @@ from crmsync.errors import EXIT_OK
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("api", choices=["quo"], help="which API to simulate")
+    parser.add_argument("api", choices=["quo", "attio"], help="which API to simulate")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     parser.add_argument(
         "--api-key", action="append", dest="api_keys", metavar="KEY",
-        help="accepted API key (repeatable; default 'test-key')",
+        help="accepted API key (repeatable; default 'test-key' / 'attio-test-key')",
     )
     parser.add_argument(
-        "--rps", type=int, default=10, help="requests per second per key (default 10)"
+        "--rps", type=int, default=None,
+        help="requests per second per key (Quo default 10; Attio reads default 100)",
     )
+    parser.add_argument("--people", type=int, default=0, help="Attio: people to seed")
+    parser.add_argument("--seed", type=int, default=1, help="seed for generated data")
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    if args.api == "quo":
+        from crmsync.sim.quo import QuoSimConfig, serve_quo_simulator_forever
+
+        quo = QuoSimConfig(
+            api_keys=args.api_keys or ["test-key"],
+            requests_per_second=args.rps or 10,
+            seed=args.seed,
+        )
+        await serve_quo_simulator_forever(args.host, args.port, quo)
+        return
+    from crmsync.sim.attio import AttioSimConfig, serve_attio_simulator_forever
+
+    attio = AttioSimConfig(
+        api_keys=args.api_keys or ["attio-test-key"],
+        people=args.people,
+        seed=args.seed,
+        read_rate_per_second=args.rps or 100,
+    )
+    await serve_attio_simulator_forever(args.host, args.port, attio)
 
 
 def run(args: argparse.Namespace) -> int:
-    from crmsync.sim.quo import QuoSimConfig, serve_quo_simulator_forever
+    from crmsync.daemon.loop import run_async
 
-    config = QuoSimConfig(
-        api_keys=args.api_keys or ["test-key"], requests_per_second=args.rps
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_quo_simulator_forever(args.host, args.port, config))
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        run_async(_serve(args))
     return EXIT_OK

@@ -29,7 +29,9 @@ async def _sync(args: argparse.Namespace) -> int:
         known = ", ".join(t.id for t in config.tenants) or "none"
         raise UsageError(f"unknown tenant '{args.tenant}' (configured: {known})")
     async with open_resources(config) as resources, open_store(config.daemon.state_path) as store:
-        with SyncProgress(f"sync {tenant.id}") as progress:
+        # Attio reports no total: an earlier pass's mapping count is the best estimate.
+        estimate = await store.mappings.count(tenant.id) or None
+        with SyncProgress(f"sync {tenant.id}", total=estimate) as progress:
             result = await sync_tenant(
                 resources, store, tenant, full=args.full, on_settled=progress.settled
             )
