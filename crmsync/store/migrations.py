@@ -138,7 +138,29 @@ CREATE TABLE activities (
 );
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+# v2 (live sync): webhook subscriptions with their signing secrets; scan bookkeeping on
+# mappings for safe deletes; a write-ahead marker on activities for exactly-once notes.
+_V2: Final = """
+CREATE TABLE subscriptions (
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    source TEXT NOT NULL CHECK (source IN ('crm', 'quo')),
+    name TEXT NOT NULL,
+    remote_id TEXT NOT NULL,
+    secret TEXT,
+    url TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}',
+    healthy INTEGER NOT NULL DEFAULT 1 CHECK (healthy IN (0, 1)),
+    checked_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, source, name)
+);
+
+ALTER TABLE mappings ADD COLUMN missed_scans INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE mappings ADD COLUMN last_seen_at REAL;
+
+ALTER TABLE activities ADD COLUMN pending_hash TEXT;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
 LATEST_VERSION: Final = len(MIGRATIONS)
 
 

@@ -17,6 +17,7 @@ from crmsync.store.inbox import Inbox
 from crmsync.store.intents import Intents
 from crmsync.store.mappings import Mappings
 from crmsync.store.runs import Runs
+from crmsync.store.subscriptions import Subscriptions
 from crmsync.store.tenants import Tenants
 
 
@@ -37,6 +38,7 @@ class Store:
         self.inbox = Inbox(db)
         self.dead_letters = DeadLetters(db)
         self.activities = Activities(db)
+        self.subscriptions = Subscriptions(db)
 
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """`async with store.transaction():` — BEGIN IMMEDIATE … COMMIT, or ROLLBACK.
