@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,12 +19,16 @@ from typing import Any
 import aiohttp
 
 from crmsync.adapters.base import (
+    CrmChange,
     CrmPage,
     CrmRecord,
     NoteInput,
     Person,
     PersonEmail,
     PersonPhone,
+    WebhookEvent,
+    WebhookFormatError,
+    WebhookSignatureError,
 )
 from crmsync.adapters.http import CrmHttp, CrmNotFoundError
 from crmsync.quo.ratelimit import SlidingWindowLimiter
@@ -33,10 +38,6 @@ READS_PER_SECOND = 100
 WRITES_PER_SECOND = 25
 COMPANY_CACHE_SIZE = 50_000
 WEBHOOK_EVENTS = ("record.created", "record.updated", "record.deleted", "record.merged")
-
-
-class WebhookSignatureError(Exception):
-    pass
 
 
 def _active(values: Any) -> list[dict[str, Any]]:
@@ -76,6 +77,7 @@ class AttioAdapter:
             timeout=timeout,
         )
         self._companies: OrderedDict[str, str | None] = OrderedDict()
+        self._object_ids: dict[str, str] = {}  # slug → Attio object UUID
 
     # -- reading people ---------------------------------------------------------------
 
@@ -156,6 +158,18 @@ class AttioAdapter:
         await self._resolve_companies(raws)
         return self._to_records(crm_object, raws)
 
+    async def fetch_one(self, crm_object: str, record_id: str) -> CrmRecord | None:
+        try:
+            response = await self._http.call("GET", f"/objects/{crm_object}/records/{record_id}")
+        except CrmNotFoundError:
+            return None
+        raw = response.get("data") if isinstance(response, dict) else None
+        if not isinstance(raw, dict):
+            return None
+        await self._resolve_companies([raw])
+        records = self._to_records(crm_object, [raw])
+        return records[0] if records else None
+
     def to_person(self, record: CrmRecord) -> Person:
         values = record.raw.get("values", {})
         name = _first_active(values.get("name"))
@@ -213,19 +227,32 @@ class AttioAdapter:
         except CrmNotFoundError:
             return
 
+    async def object_id(self, slug: str) -> str:
+        """The UUID of an object (webhook payloads name objects by UUID, not slug)."""
+        if slug not in self._object_ids:
+            response = await self._http.call("GET", f"/objects/{slug}")
+            self._object_ids[slug] = str(response["data"]["id"]["object_id"])
+        return self._object_ids[slug]
+
     async def ensure_webhook(self, target_url: str) -> tuple[str, str | None]:
         """Reuse our webhook for `target_url` or create it; the secret comes only on create."""
         listed = await self._http.call("GET", "/webhooks")
         for hook in (listed or {}).get("data", []):
             if hook.get("target_url") == target_url:
                 return str(hook["id"]["webhook_id"]), None
+        # Only people: company or deal events would otherwise look like person ids.
+        people_only = {"$and": [{
+            "field": "id.object_id", "operator": "equals", "value": await self.object_id("people"),
+        }]}
         created = await self._http.call(
             "POST",
             "/webhooks",
             json={
                 "data": {
                     "target_url": target_url,
-                    "subscriptions": [{"event_type": e, "filter": None} for e in WEBHOOK_EVENTS],
+                    "subscriptions": [
+                        {"event_type": e, "filter": people_only} for e in WEBHOOK_EVENTS
+                    ],
                 }
             },
         )
@@ -238,3 +265,37 @@ class AttioAdapter:
         expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         if not given or not hmac.compare_digest(expected, given.strip().lower()):
             raise WebhookSignatureError("Attio-Signature does not match")
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+        """`{"webhook_id", "events": [{"event_type", "id": {"record_id", ...}}]}`."""
+        try:
+            payload = json.loads(body)
+        except ValueError as exc:
+            raise WebhookFormatError("body is not JSON") from exc
+        events = payload.get("events") if isinstance(payload, dict) else None
+        if not isinstance(events, list) or not events:
+            raise WebhookFormatError("no 'events' list in the Attio payload")
+        changes: list[CrmChange] = []
+        for event in events:
+            if not isinstance(event, dict) or not isinstance(event.get("id"), dict):
+                raise WebhookFormatError("an Attio event without an 'id' object")
+            event_type = str(event.get("event_type", ""))
+            record_id = event["id"].get("record_id")
+            people = self._object_ids.get("people")
+            if (
+                not event_type.startswith("record.")
+                or not isinstance(record_id, str)
+                or (people is not None and event["id"].get("object_id") not in (None, people))
+            ):
+                continue  # note.*, list-entry.*, other objects: nothing for contacts
+            changes.append(CrmChange(
+                crm_object="people",
+                record_id=record_id,
+                kind=event_type.removeprefix("record."),
+                merged_from=event.get("duplicate_record_id"),
+            ))
+        # Attio's Idempotency-Key is the same across retries; without it, the body is.
+        event_id = headers.get("Idempotency-Key") or hashlib.sha256(body).hexdigest()
+        return WebhookEvent(
+            event_id=event_id, event_type=str(events[0].get("event_type", "")), changes=changes
+        )

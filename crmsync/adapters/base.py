@@ -63,6 +63,29 @@ class NoteInput(msgspec.Struct, frozen=True, kw_only=True):
     created_at: str | None = None  # RFC 3339; CRMs refuse future times
 
 
+class CrmChange(msgspec.Struct, frozen=True, kw_only=True):
+    """One record change announced by a CRM webhook (payloads carry ids, not values)."""
+
+    crm_object: str
+    record_id: str
+    kind: str  # created | updated | deleted | merged
+    merged_from: str | None = None  # the duplicate that a merge removed
+
+
+class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
+    event_id: str  # stable across the CRM's retries: the inbox de-duplicates on it
+    event_type: str
+    changes: list[CrmChange]
+
+
+class WebhookFormatError(ValueError):
+    """The body is not a webhook payload this CRM sends (answer 400)."""
+
+
+class WebhookSignatureError(Exception):
+    """Missing or wrong signature (answer 401)."""
+
+
 class CrmAdapter(Protocol):
     """The small surface the pipeline needs from a CRM."""
 
@@ -74,6 +97,10 @@ class CrmAdapter(Protocol):
 
     async def fetch_by_ids(self, crm_object: str, ids: Sequence[str]) -> list[CrmRecord]: ...
 
+    async def fetch_one(self, crm_object: str, record_id: str) -> CrmRecord | None:
+        """The record, or None on a confirmed 404."""
+        ...
+
     def to_person(self, record: CrmRecord) -> Person: ...
 
     async def find_people_by_phone(self, e164: str) -> list[str]: ...
@@ -84,4 +111,10 @@ class CrmAdapter(Protocol):
 
     async def ensure_webhook(self, target_url: str) -> tuple[str, str | None]: ...
 
-    def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> None: ...
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> None:
+        """Raise `WebhookSignatureError` unless `body` was signed with `secret`."""
+        ...
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+        """Raise `WebhookFormatError` for a body this CRM would not send."""
+        ...
