@@ -4,7 +4,8 @@
 
 Prints the simulator's max requests in any sliding one-second window ÷ limit (must be
 ≤ 1), 429s (must be 0), and utilisation: requests started per second ÷ limit, both
-over the whole run and sustained after the first burst (ideal: 1 / (1 + margin)).
+over the whole run and sustained after the first burst (ideal: 1 / (1 + margin) for
+the send basis, 1 / (1 + margin + round-trip) for the response basis).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import asyncio
 import aiohttp
 
 from crmsync.quo.client import QuoClient
-from crmsync.quo.ratelimit import Lane, SlidingWindowLimiter, Slot, slot_trace_config
+from crmsync.quo.ratelimit import Basis, Lane, SlidingWindowLimiter, Slot, slot_trace_config
 from crmsync.sim.quo import QuoSimConfig, run_quo_simulator
 
 KEY = "bench-key"
@@ -32,13 +33,13 @@ class RecordingLimiter(SlidingWindowLimiter):
         return slot
 
 
-async def bench(callers: int, seconds: float, limit: int, margin: float) -> None:
+async def bench(callers: int, seconds: float, limit: int, margin: float, basis: Basis) -> None:
     config = QuoSimConfig(api_keys=[KEY], requests_per_second=limit)
     async with (
         run_quo_simulator(config=config) as (sim, base_url),
         aiohttp.ClientSession(trace_configs=[slot_trace_config()]) as session,
     ):
-        limiter = RecordingLimiter(limit, window=1.0 + margin)
+        limiter = RecordingLimiter(limit, window=1.0 + margin, basis=basis)
         limiter.grants = []
         client = QuoClient(session, base_url=base_url, api_key=KEY, limiter=limiter, tenant="b")
         loop = asyncio.get_running_loop()
@@ -58,7 +59,7 @@ async def bench(callers: int, seconds: float, limit: int, margin: float) -> None
     # the first grant and the last one.
     steady = (len(in_time) - limit) / (in_time[-1] - in_time[0]) / limit
     print(
-        f"callers={callers} seconds={seconds:g} limit={limit} margin={margin:g} "
+        f"callers={callers} seconds={seconds:g} limit={limit} margin={margin:g} basis={basis} "
         f"max_in_any_1s_window/limit={max(sim.max_in_any_window.values()) / limit:.2f} "
         f"429s={sim.stats.rate_limited} utilisation={overall:.3f} "
         f"steady_state_utilisation={steady:.3f}"
@@ -71,8 +72,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--margin", type=float, default=0.02)
+    parser.add_argument("--basis", choices=["response", "send"], default="response")
     args = parser.parse_args()
-    asyncio.run(bench(args.callers, args.seconds, args.limit, args.margin))
+    asyncio.run(bench(args.callers, args.seconds, args.limit, args.margin, args.basis))
 
 
 if __name__ == "__main__":

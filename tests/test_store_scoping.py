@@ -188,6 +188,8 @@ WRITES: dict[str, Write] = {
     "inbox.requeue_interrupted": lambda s, o, ids: s.inbox.requeue_interrupted(o),
     "inbox.reset_for_replay": lambda s, o, ids: s.inbox.reset_for_replay(o, [ids["event"]]),
     "inbox.prune": lambda s, o, ids: s.inbox.prune(o, FAR_FUTURE),
+    "inbox.claim": lambda s, o, ids: s.inbox.claim(o, ids["event"]),
+    "inbox.retry_later": lambda s, o, ids: s.inbox.retry_later(o, ids["event"], "later"),
     "dead_letters.add": lambda s, o, ids: s.dead_letters.add(o, "people", "rec-1", "x", "", ""),
     "dead_letters.mark_resolved": lambda s, o, ids: s.dead_letters.mark_resolved(o, ids["dead"]),
     "dead_letters.record_attempt": (
@@ -196,6 +198,13 @@ WRITES: dict[str, Write] = {
     "dead_letters.retry_now": lambda s, o, ids: s.dead_letters.retry_now(o, 9.0),
     "activities.upsert": lambda s, o, ids: s.activities.upsert(
         msgspec.structs.replace(_ACTIVITY, tenant_id=o)
+    ),
+    "activities.set_pending": (
+        lambda s, o, ids: s.activities.set_pending(o, "AC1", "rec-1", "call", "pending")
+    ),
+    "activities.finish_write": lambda s, o, ids: s.activities.finish_write(
+        o, "AC1", "rec-1", crm_note_id="changed", content_hash="changed",
+        has_summary=True, has_transcript=True,
     ),
     "subscriptions.upsert": lambda s, o, ids: s.subscriptions.upsert(
         Subscription(
@@ -211,6 +220,8 @@ WRITES: dict[str, Write] = {
 # Writes that must also leave the writing tenant's own rows alone, because the row ids
 # they were given belong to the other tenant.
 FOREIGN_ID_WRITES = {
+    "inbox.claim",
+    "inbox.retry_later",
     "runs.transition",
     "runs.add_counts",
     "inbox.mark_processing",

@@ -15,6 +15,7 @@ import msgspec
 from crmsync.actors.base import EndOfStream
 from crmsync.adapters.base import CrmRecord
 from crmsync.quo.models import ContactInput
+from crmsync.store.mappings import SyncMethod
 
 Action = Literal["created", "updated", "linked", "unchanged"]
 
@@ -55,7 +56,7 @@ class Outcome(msgspec.Struct, frozen=True, tag=True):
     action: Action
     quo_contact_id: str
     content_hash: str
-    sync_method: str
+    sync_method: SyncMethod
 
 
 class BulkSubmitted(msgspec.Struct, frozen=True, tag=True):

@@ -13,6 +13,7 @@ from crmsync.quo.client import QuoClient
 from crmsync.quo.errors import QuoConflictError, QuoNotFoundError
 from crmsync.quo.models import Contact, ContactInput, DefaultFields, LabeledValue
 from crmsync.quo.ratelimit import Lane
+from crmsync.store import Store
 from crmsync.transform import content_hash
 
 
@@ -75,3 +76,47 @@ class QuoContactSync:
         found = await self._quo.list_contacts_by_external_ids(external_ids, lane=self._lane)
         wanted = set(external_ids)
         return {c.external_id: c.id for c in found if c.external_id in wanted}
+
+
+class RecordWriter:
+    """The per-record decision shared by the initial-sync writer and live changes.
+
+    unchanged hash → nothing; mapped → PATCH; an open intent from a crash → look up
+    before creating; otherwise intent, create, (409 → link). Mappings are not written
+    here: the caller stores them with the outcome.
+    """
+
+    def __init__(self, tenant: str, *, store: Store, sync: QuoContactSync) -> None:
+        self.tenant = tenant
+        self._store = store
+        self.sync = sync
+
+    async def existing(
+        self, crm_object: str, record_id: str, contact: ContactInput, content_hash: str
+    ) -> tuple[Action, str] | None:
+        """The outcome when the record needs no create, else None."""
+        mapping = await self._store.mappings.get(self.tenant, crm_object, record_id)
+        if mapping is not None and mapping.deleted_at is None:
+            if mapping.content_hash == content_hash:
+                return "unchanged", mapping.quo_contact_id
+            updated = await self.sync.update(mapping.quo_contact_id, contact)
+            if updated is not None:
+                return "updated", updated
+            # The contact was deleted in Quo: it is created again.
+        if await self._store.intents.get(self.tenant, crm_object, record_id) is not None:
+            found = await self.sync.link_existing(record_id, contact)
+            if found is not None:
+                return "linked", found
+        return None
+
+    async def create(
+        self, crm_object: str, record_id: str, contact: ContactInput, content_hash: str
+    ) -> tuple[Action, str]:
+        await self._store.intents.begin(self.tenant, crm_object, record_id, "create", content_hash)
+        return await self.sync.create(record_id, contact)
+
+    async def write(
+        self, crm_object: str, record_id: str, contact: ContactInput, content_hash: str
+    ) -> tuple[Action, str]:
+        return await self.existing(crm_object, record_id, contact, content_hash) or \
+            await self.create(crm_object, record_id, contact, content_hash)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from crmsync import metrics
 from crmsync.actors.base import Actor, EndOfStream
 from crmsync.actors.fetcher import CURSOR, CURSOR_DONE
+from crmsync.actors.mapping_rows import save_mapping
 from crmsync.actors.messages import (
     BulkSubmitted,
     Outcome,
@@ -35,7 +36,6 @@ from crmsync.actors.writer import failure_category
 from crmsync.quo.errors import QuoAuthError, QuoError
 from crmsync.quo.retry import RetryPolicy
 from crmsync.store import Store
-from crmsync.store.mappings import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -94,20 +94,17 @@ class MappingVerifier(Actor[VerifyMessage]):
         await self._commit_finished_pages()
 
     async def _record_outcome(self, outcome: Outcome) -> None:
-        row = Mapping(
-            tenant_id=self.tenant,
+        await save_mapping(
+            self._store,
+            self.tenant,
             crm_object=outcome.crm_object,
-            crm_record_id=outcome.record_id,
+            record_id=outcome.record_id,
             quo_contact_id=outcome.quo_contact_id,
-            entity_type=self._entity_type,
-            sync_method=outcome.sync_method,  # type: ignore[arg-type]
             action=outcome.action,
             content_hash=outcome.content_hash,
-            last_synced_at=time.time(),
+            sync_method=outcome.sync_method,
+            entity_type=self._entity_type,
         )
-        async with self._store.transaction():
-            await self._store.mappings.upsert(row)
-            await self._store.intents.settle(self.tenant, outcome.crm_object, outcome.record_id)
         await self._settle(outcome.page, outcome.action)
 
     async def _record_failure(self, failed: RecordFailed) -> None:

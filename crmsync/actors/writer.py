@@ -30,9 +30,10 @@ from crmsync.actors.messages import (
     WriteItem,
     WriteMessage,
 )
-from crmsync.actors.quo_sync import QuoContactSync
+from crmsync.actors.quo_sync import QuoContactSync, RecordWriter
 from crmsync.quo.errors import QuoAuthError, QuoError, QuoValidationError
 from crmsync.store import Store
+from crmsync.store.mappings import SyncMethod
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,13 @@ class QuoWriter(Actor[WriteMessage]):
         inbox: asyncio.Queue[WriteMessage],
         out: asyncio.Queue[VerifyMessage],
         concurrency: int,
-        sync_method: str,
+        sync_method: SyncMethod,
         bulk_batch_size: int | None = None,
     ) -> None:
         super().__init__(tenant, inbox)
         self._sync = sync
         self._store = store
+        self._records = RecordWriter(tenant, store=store, sync=sync)
         self._out = out
         self._slots = asyncio.Semaphore(concurrency)
         self._sync_method = sync_method
@@ -70,27 +72,14 @@ class QuoWriter(Actor[WriteMessage]):
 
     async def _write(self, item: WriteItem) -> Outcome | RecordFailed | None:
         """The outcome, or None when the item went into the bulk buffer."""
-        mapping = await self._store.mappings.get(self.tenant, item.crm_object, item.record_id)
-        if mapping is not None and mapping.deleted_at is None:
-            if mapping.content_hash == item.content_hash:
-                return self._outcome(item, "unchanged", mapping.quo_contact_id)
-            contact_id = await self._sync.update(mapping.quo_contact_id, item.contact)
-            if contact_id is not None:
-                return self._outcome(item, "updated", contact_id)
-            # The contact was deleted in Quo: create it again below.
-        intent = await self._store.intents.get(self.tenant, item.crm_object, item.record_id)
-        if intent is not None:
-            found = await self._sync.link_existing(item.record_id, item.contact)
-            if found is not None:
-                return self._outcome(item, "linked", found)
+        args = (item.crm_object, item.record_id, item.contact, item.content_hash)
+        known = await self._records.existing(*args)
+        if known is not None:
+            return self._outcome(item, *known)
         if self._bulk_batch_size:
             self._bulk_buffer.append(item)
             return None
-        await self._store.intents.begin(
-            self.tenant, item.crm_object, item.record_id, "create", item.content_hash
-        )
-        action, contact_id = await self._sync.create(item.record_id, item.contact)
-        return self._outcome(item, action, contact_id)
+        return self._outcome(item, *await self._records.create(*args))
 
     def _outcome(self, item: WriteItem, action: Action, contact_id: str) -> Outcome:
         return Outcome(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -37,6 +38,7 @@ DEFAULT_BASE_URL = "https://api.attio.com/v2"
 READS_PER_SECOND = 100
 WRITES_PER_SECOND = 25
 COMPANY_CACHE_SIZE = 50_000
+NOTES_PAGE_SIZE = 50  # the most GET /v2/notes returns per page
 WEBHOOK_EVENTS = ("record.created", "record.updated", "record.deleted", "record.merged")
 
 
@@ -226,6 +228,34 @@ class AttioAdapter:
             await self._http.call("DELETE", f"/notes/{note_id}")
         except CrmNotFoundError:
             return
+
+    async def find_note_ids(self, crm_object: str, person_id: str, marker: str) -> list[str]:
+        """Ids of the person's notes whose content contains `marker` (not as a prefix).
+
+        Used after a crash between "about to write a note" and "note id saved", so it
+        pages through every note of the person; that is rare and people have few notes.
+        """
+        pattern = re.compile(re.escape(marker) + r"(?![\w-])")
+        found: list[str] = []
+        offset = 0
+        while True:
+            response = await self._http.call("GET", "/notes", params=[
+                ("parent_object", crm_object), ("parent_record_id", person_id),
+                ("limit", str(NOTES_PAGE_SIZE)), ("offset", str(offset)),
+            ])
+            data = response.get("data") if isinstance(response, dict) else None
+            notes = [n for n in data if isinstance(n, dict)] if isinstance(data, list) else []
+            for note in notes:
+                content = "\n".join(
+                    str(note.get(field) or "") for field in ("content_markdown", "content_plaintext")
+                )
+                ident = note.get("id")
+                note_id = ident.get("note_id") if isinstance(ident, dict) else None
+                if isinstance(note_id, str) and pattern.search(content):
+                    found.append(note_id)
+            if len(notes) < NOTES_PAGE_SIZE:
+                return found
+            offset += len(notes)
 
     async def object_id(self, slug: str) -> str:
         """The UUID of an object (webhook payloads name objects by UUID, not slug)."""

@@ -109,6 +109,10 @@ class CrmAdapter(Protocol):
 
     async def delete_note(self, note_id: str) -> None: ...
 
+    async def find_note_ids(self, crm_object: str, person_id: str, marker: str) -> list[str]:
+        """Ids of the person's notes whose content contains `marker` as a whole word."""
+        ...
+
     async def ensure_webhook(self, target_url: str) -> tuple[str, str | None]: ...
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> None:

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mappings": ("mappings", "export a tenant's CRM record <-> Quo contact mappings"),
     "errors": ("errors_cmd", "list a tenant's dead-lettered records by category"),
     "retry": ("retry", "re-queue dead-lettered records for the next sync pass"),
+    "inbox": ("inbox", "list a tenant's received webhook events; replay them"),
 }
 
 

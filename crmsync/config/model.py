@@ -79,6 +79,10 @@ class QuoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only
     # Slack added to the 1-second window, so network jitter never lets more than
     # requests_per_second requests land in one server-side second.
     rate_limit_margin: Annotated[float, msgspec.Meta(ge=0, le=0.5)] = 0.02
+    # When a request starts occupying the window: "response" (when its answer came
+    # back: provably never over the limit, one round-trip slower per slot) or "send"
+    # (when it left: faster, safe only while jitter stays under rate_limit_margin).
+    rate_limit_basis: Literal["response", "send"] = "response"
     request_timeout: Annotated[float, msgspec.Meta(ge=1, le=600)] = 30.0
     max_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 6
     bulk_create: bool = False

@@ -27,6 +27,7 @@ from crmsync.daemon.supervisor import RestartBudget, RestartBudgetSpentError
 from crmsync.quo.client import QuoClient
 from crmsync.quo.errors import QuoAuthError
 from crmsync.store import Store
+from crmsync.store.mappings import SyncMethod
 from crmsync.store.runs import RunKind, SyncRun
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,9 @@ class SyncPipeline:
         verify: asyncio.Queue[VerifyMessage] = asyncio.Queue(maxsize=queue_size)
         sync = QuoContactSync(self._quo)
         tenant = await self._store.tenants.get(self.tenant)
-        method = "initial" if tenant is None or tenant.initial_sync_completed_at is None \
-            else "poll"
+        method: SyncMethod = (
+            "initial" if tenant is None or tenant.initial_sync_completed_at is None else "poll"
+        )
         verifier = MappingVerifier(
             self.tenant, store=self._store, sync=sync, inbox=verify, run_id=run_id,
             bulk=options.bulk, on_settled=self._on_settled,

@@ -31,7 +31,9 @@ class Resources:
         self.config = config
         self.session = session
         self.limiters = LimiterRegistry(
-            config.quo.requests_per_second, window=1.0 + config.quo.rate_limit_margin
+            config.quo.requests_per_second,
+            window=1.0 + config.quo.rate_limit_margin,
+            basis=config.quo.rate_limit_basis,
         )
 
     def clients_for(self, tenant: TenantConfig) -> TenantClients:

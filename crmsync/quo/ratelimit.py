@@ -4,15 +4,23 @@ Quo allows N requests per second per API key, shared by everything that uses the
 `aiolimiter.AsyncLimiter(N, 1)` is a leaky bucket: it lets a full bucket of N through at
 once and then N per second, so up to 2N requests can start within one sliding second.
 
-This limiter counts *sends*, not grants. A request granted at t may leave the process
-noticeably later (connection setup, a busy loop), and the server counts arrivals, so a
-guarantee on grant times alone is not one. Each grant is a `Slot` that occupies the
-window from the moment its request was sent (reported by an aiohttp trace hook, see
-`slot_trace_config`; or, conservatively, when the request finished) until `window`
-seconds later. A new request is granted only while fewer than N slots are in flight
-or were sent within the last `window` seconds, so no `window` interval ever contains
-more than N sends; `window` is one second plus a margin for network jitter.
-Under a backlog the next request is granted the moment a slot expires.
+The server counts *arrivals*, and a request granted at t may leave the process later
+(connection setup, a busy loop) and reach the server's clock later still (network
+jitter, the server's own stalls), so a guarantee on grant times alone is not one.
+Each grant is a `Slot` that occupies the window from a basis time until `window`
+seconds later, and a new request is granted only while fewer than N slots are in
+flight or inside their window:
+
+- basis "response" (default): the moment the request's response came back. The
+  server saw the request before answering it, and the next request reaches it after
+  we send it, so N + 1 arrivals can never fall within one `window`, whatever the
+  delays. The price: each slot cycles in `window` + one round-trip.
+- basis "send": the moment its headers were written (an aiohttp trace hook, see
+  `slot_trace_config`). Faster (a slot cycles in `window`), and exact on our side;
+  on the server's side safe only while arrival jitter stays under the margin.
+
+`window` is one second plus a margin. Under a backlog the next request is granted the
+moment a slot expires.
 
 Two lanes share the key: live work (webhook-driven writes, activity logging) is always
 granted before queued backfill, so a live request waits behind at most the backfill
@@ -26,9 +34,12 @@ import enum
 import hashlib
 from collections import deque
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
+
+
+Basis = Literal["response", "send"]
 
 
 class Lane(enum.IntEnum):
@@ -49,25 +60,32 @@ class Slot:
         self.waited = waited
 
     def sent(self) -> None:
+        """The request's headers left (called by the trace hook)."""
+        if self._limiter.basis == "send":
+            self._start_window()
+
+    def done(self) -> None:
+        """The response came back (or the request failed): the window starts now at
+        the latest."""
+        self._start_window()
+
+    def _start_window(self) -> None:
         if self.sent_at is None:
             self.sent_at = self._limiter.now()
             self._limiter.wake()
-
-    def done(self) -> None:
-        """The request is over; if its send time was not reported, count it from now."""
-        self.sent()
 
 
 class SlidingWindowLimiter:
     """At most `rate` sends in any `window`-second interval, live lane first."""
 
-    def __init__(self, rate: int, *, window: float = 1.0) -> None:
+    def __init__(self, rate: int, *, window: float = 1.0, basis: Basis = "response") -> None:
         if rate < 1:
             raise ValueError("rate must be at least 1")
         if window <= 0:
             raise ValueError("window must be positive")
         self.rate = rate
         self.window = window
+        self.basis = basis
         self._slots: deque[Slot] = deque()
         self._waiters: dict[Lane, deque[asyncio.Future[Slot]]] = {
             lane: deque() for lane in Lane
@@ -203,16 +221,17 @@ def key_fingerprint(api_key: str) -> str:
 class LimiterRegistry:
     """One limiter per API key for the whole process, so tenants sharing a key share it."""
 
-    def __init__(self, rate: int, *, window: float = 1.0) -> None:
+    def __init__(self, rate: int, *, window: float = 1.0, basis: Basis = "response") -> None:
         self.rate = rate
         self.window = window
+        self.basis = basis
         self._limiters: dict[str, SlidingWindowLimiter] = {}
 
     def for_key(self, api_key: str) -> SlidingWindowLimiter:
         fingerprint = key_fingerprint(api_key)
         limiter = self._limiters.get(fingerprint)
         if limiter is None:
-            limiter = SlidingWindowLimiter(self.rate, window=self.window)
+            limiter = SlidingWindowLimiter(self.rate, window=self.window, basis=self.basis)
             self._limiters[fingerprint] = limiter
         return limiter
 

@@ -1,9 +1,14 @@
 """`activities`: which Quo calls and messages were logged to which CRM person, and how.
 
 One row per (Quo call/message id, CRM person): a call with two matched people is logged
-twice. The logger upserts the row after writing the CRM note; a later webhook for the
-same call (its summary or transcript became ready) finds the row, compares
-`content_hash` and updates the existing note (`crm_note_id`) instead of adding one.
+twice. A later webhook for the same call (its summary or transcript became ready) finds
+the row, compares `content_hash` and replaces the note (`crm_note_id`) rather than
+adding a second one.
+
+`pending_hash` is a write-ahead marker: `set_pending` commits it before a note is
+created, `finish_write` clears it once the note id is saved. A row that still has it
+after a crash says "a note with this content may exist in the CRM": the logger looks
+for it there before writing again.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ class Activity(msgspec.Struct, frozen=True, kw_only=True):
     content_hash: str
     created_at: float
     updated_at: float
+    pending_hash: str | None = None  # set while a note write is in flight
 
 
 _COLUMNS: Final = columns(Activity)
@@ -38,7 +44,8 @@ _UPSERT: Final = (
     " ON CONFLICT (tenant_id, quo_object_id, crm_person_id) DO UPDATE SET"
     " kind = excluded.kind, crm_note_id = excluded.crm_note_id,"
     " has_summary = excluded.has_summary, has_transcript = excluded.has_transcript,"
-    " content_hash = excluded.content_hash, updated_at = excluded.updated_at"
+    " content_hash = excluded.content_hash, updated_at = excluded.updated_at,"
+    " pending_hash = excluded.pending_hash"
 )
 
 
@@ -54,6 +61,7 @@ def _activity(row: sqlite3.Row) -> Activity:
         content_hash=row["content_hash"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        pending_hash=row["pending_hash"],
     )
 
 
@@ -83,3 +91,43 @@ class Activities:
     async def upsert(self, row: Activity) -> None:
         """Insert or update the row of (`row.tenant_id`, quo object, person)."""
         await self._db.execute(_UPSERT, msgspec.structs.astuple(row))
+
+    async def set_pending(
+        self,
+        tenant_id: str,
+        quo_object_id: str,
+        crm_person_id: str,
+        kind: ActivityKind,
+        pending_hash: str,
+    ) -> None:
+        """Before writing a note: record its hash (a new row has no note and no hash yet)."""
+        now = self._db.now()
+        await self._db.execute(
+            "INSERT INTO activities (tenant_id, quo_object_id, crm_person_id, kind,"
+            " crm_note_id, has_summary, has_transcript, content_hash, created_at,"
+            " updated_at, pending_hash) VALUES (?, ?, ?, ?, NULL, 0, 0, '', ?, ?, ?)"
+            " ON CONFLICT (tenant_id, quo_object_id, crm_person_id) DO UPDATE SET"
+            " pending_hash = excluded.pending_hash, updated_at = excluded.updated_at",
+            (tenant_id, quo_object_id, crm_person_id, kind, now, now, pending_hash),
+        )
+
+    async def finish_write(
+        self,
+        tenant_id: str,
+        quo_object_id: str,
+        crm_person_id: str,
+        *,
+        crm_note_id: str,
+        content_hash: str,
+        has_summary: bool,
+        has_transcript: bool,
+    ) -> bool:
+        """The note is written: save its id and hash, clear `pending_hash`."""
+        changed = await self._db.execute(
+            "UPDATE activities SET crm_note_id = ?, content_hash = ?, has_summary = ?,"
+            " has_transcript = ?, pending_hash = NULL, updated_at = ?"
+            " WHERE tenant_id = ? AND quo_object_id = ? AND crm_person_id = ?",
+            (crm_note_id, content_hash, has_summary, has_transcript, self._db.now(),
+             tenant_id, quo_object_id, crm_person_id),
+        )
+        return changed > 0

@@ -107,6 +107,19 @@ class Inbox:
         )
         return [_event(row) for row in rows]
 
+    async def claim(self, tenant_id: str, id: int) -> bool:
+        """pending → processing, only if still pending: two processes never both win."""
+        changed = await self._db.execute(
+            "UPDATE webhook_inbox SET state = 'processing', attempts = attempts + 1"
+            " WHERE tenant_id = ? AND id = ? AND state = 'pending'",
+            (tenant_id, id),
+        )
+        return changed > 0
+
+    async def retry_later(self, tenant_id: str, id: int, error: str) -> bool:
+        """processing → pending again after a retryable failure, keeping the error."""
+        return await self._set(tenant_id, id, "state = 'pending', last_error = ?", error)
+
     async def mark_processing(self, tenant_id: str, id: int) -> bool:
         return await self._set(tenant_id, id, "state = 'processing', attempts = attempts + 1")
 

@@ -1,0 +1,265 @@
+"""`crmsync inbox`: a tenant's received webhook events, and replaying them.
+
+    crmsync inbox --tenant ID [--limit N] [--json]            (same as `inbox list`)
+    crmsync inbox replay --tenant ID (--since T | EVENT_ID) [--no-process]
+
+Listing reads the state database read-only (safe while the daemon runs). Replay marks
+the chosen events pending again (read-write, sharing the file with a running daemon
+through SQLite's busy timeout), then processes them in the foreground when this
+crmsync has `crmsync.daemon.inbox_drain`; otherwise the running daemon's inbox
+processor picks them up. Effects stay exactly once either way: processing consults
+the mappings and logged activities, not the inbox state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import cast
+
+import msgspec
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from crmsync.cli.common import open_state, require_tenant
+from crmsync.config import Config, load_config
+from crmsync.daemon.loop import run_async
+from crmsync.errors import EXIT_OK, UsageError
+from crmsync.status_report import rfc3339
+from crmsync.store import InboxEvent, Store
+
+DRAIN_MODULE = "crmsync.daemon.inbox_drain"
+DEFAULT_LIMIT = 50
+#: SQLite's LIMIT takes a 64-bit integer; this means "all of them"
+NO_LIMIT = 2**62
+
+DrainFunction = Callable[[Config, str], Awaitable[int]]
+
+
+class InboxRow(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
+    id: int
+    source: str
+    event_id: str
+    event_type: str
+    state: str
+    attempts: int
+    received_at: str | None
+    processed_at: str | None
+    last_error: str | None
+
+    @classmethod
+    def of(cls, event: InboxEvent) -> InboxRow:
+        return cls(
+            id=event.id,
+            source=event.source,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            state=event.state,
+            attempts=event.attempts,
+            received_at=rfc3339(event.received_at),
+            processed_at=rfc3339(event.processed_at),
+            last_error=event.last_error,
+        )
+
+
+class InboxReport(msgspec.Struct, frozen=True, kw_only=True):
+    tenant: str
+    events: list[InboxRow]  # newest first
+
+
+# -- arguments --------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds, or RFC 3339 (`2026-11-23T10:00:00Z`; no offset means UTC)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(seconds):
+            raise argparse.ArgumentTypeError(f"not a time: {text!r}")
+        return seconds
+    iso = text.strip()
+    if iso[-1:] in ("z", "Z"):
+        iso = iso[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected RFC 3339 (2026-11-23T10:00:00Z) or unix seconds, got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """-c/--config and --debug after the action too (`inbox replay ... -c FILE`).
+
+    SUPPRESS defaults: an option given before the action is not overwritten by the
+    action parser's default.
+    """
+    parser.add_argument("-c", "--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default ./crmsync.toml, then $CRMSYNC_CONFIG)")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks")
+    parser.add_argument("--tenant", metavar="ID", default=argparse.SUPPRESS, help="tenant id")
+
+
+def _add_list_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument("--limit", type=positive_int, metavar="N", default=default,
+                        help=f"show the N newest events (default {DEFAULT_LIMIT})")
+    parser.add_argument("--json", action="store_true", default=default,
+                        help="print the events as JSON")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tenant", metavar="ID", default=None, help="tenant id (required)")
+    _add_list_options(parser, default=None)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    listing = actions.add_parser(
+        "list", help="list received webhook events, newest first (the default)"
+    )
+    _add_common(listing)
+    _add_list_options(listing, default=argparse.SUPPRESS)
+    replay = actions.add_parser(
+        "replay", help="mark events pending again and process them (effects stay exactly once)"
+    )
+    _add_common(replay)
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--since", type=parse_time, metavar="T",
+                       help="every event received at or after T (RFC 3339 or unix seconds)")
+    which.add_argument("event_id", nargs="?", metavar="EVENT_ID",
+                       help="one event: the provider's event id or the inbox id")
+    replay.add_argument("--no-process", action="store_true",
+                        help="only mark them pending; the running daemon processes them")
+
+
+def _tenant_arg(args: argparse.Namespace) -> str:
+    tenant: str | None = getattr(args, "tenant", None)
+    if not tenant:
+        raise UsageError("crmsync inbox: the --tenant ID argument is required")
+    return tenant
+
+
+# -- list -------------------------------------------------------------------------------
+
+
+async def _load(args: argparse.Namespace) -> InboxReport:
+    config = load_config(args.config)
+    tenant = require_tenant(config, _tenant_arg(args)).id
+    limit: int = args.limit or DEFAULT_LIMIT
+    events: list[InboxEvent] = []
+    async with open_state(config) as store:
+        if store is not None:
+            events = await store.inbox.list(tenant, limit=limit)
+    return InboxReport(tenant=tenant, events=[InboxRow.of(e) for e in events])
+
+
+def _print(report: InboxReport, console: Console) -> None:
+    if not report.events:
+        console.print(f"{report.tenant}: no webhook events received")
+        return
+    table = Table(title=f"{escape(report.tenant)}: webhook inbox", title_justify="left")
+    for name in ("id", "source", "event id", "type", "state", "attempts", "received at"):
+        table.add_column(
+            name,
+            no_wrap=name != "event id",
+            justify="right" if name in ("id", "attempts") else "left",
+            overflow="fold",
+        )
+    table.add_column("last error", overflow="fold")
+    for row in report.events:
+        table.add_row(
+            str(row.id), row.source, escape(row.event_id), escape(row.event_type), row.state,
+            str(row.attempts), row.received_at or "", escape(row.last_error or ""),
+        )
+    console.print(table)
+
+
+# -- replay -----------------------------------------------------------------------------
+
+
+async def _find(store: Store, tenant: str, ref: str) -> list[InboxEvent]:
+    """Events named by `ref`: a provider event id (either source), else an inbox id."""
+    found = [
+        event
+        for source in ("crm", "quo")
+        if (event := await store.inbox.get_by_event_id(tenant, source, ref)) is not None
+    ]
+    if not found and ref.isascii() and ref.isdigit():
+        event = await store.inbox.get(tenant, int(ref))
+        if event is not None:
+            found.append(event)
+    return found
+
+
+def _drain_function() -> DrainFunction | None:
+    """`crmsync.daemon.inbox_drain.drain_inbox`, when this crmsync has it."""
+    try:
+        module = importlib.import_module(DRAIN_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name == DRAIN_MODULE:
+            return None
+        raise  # the module exists but is broken: a bug worth seeing
+    drain = getattr(module, "drain_inbox", None)
+    return cast(DrainFunction, drain) if callable(drain) else None
+
+
+async def _replay(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    tenant = require_tenant(config, _tenant_arg(args)).id
+    async with open_state(config, readonly=False) as store:
+        if args.since is not None:
+            events = [] if store is None else await store.inbox.list(
+                tenant, args.since, limit=NO_LIMIT
+            )
+        else:
+            events = [] if store is None else await _find(store, tenant, args.event_id)
+            if not events:
+                raise UsageError(
+                    f"unknown webhook event '{args.event_id}' for tenant '{tenant}' "
+                    f"(see `crmsync inbox --tenant {tenant}`)"
+                )
+        reset = 0
+        if store is not None and events:
+            reset = await store.inbox.reset_for_replay(tenant, [e.id for e in events])
+    noun = "webhook event" if reset == 1 else "webhook events"
+    print(f"{tenant}: {reset} {noun} marked pending for replay")
+    if reset == 0:
+        return EXIT_OK
+    drain = None if args.no_process else _drain_function()
+    if drain is None:
+        print("the running daemon (`crmsync run`) processes them")
+        return EXIT_OK
+    # The state database is closed again: the drain opens its own writer.
+    processed = await drain(config, tenant)
+    print(f"{tenant}: processed {processed} webhook {'event' if processed == 1 else 'events'}")
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "replay":
+        return run_async(_replay(args))
+    report = run_async(_load(args))
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+    else:
+        _print(report, Console())
+    return EXIT_OK

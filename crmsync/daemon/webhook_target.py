@@ -1,0 +1,207 @@
+"""`WebhookTarget`: what the HTTP listener needs from one running tenant.
+
+The listener looks a tenant's target up by the id in the URL, has it verify and parse a
+delivery, stores the event in the inbox, then calls `notify()`: the tenant's inbox
+processor waits on `wake` and drains the inbox. Nothing here calls the CRM or Quo.
+
+Signing secrets live in the state database (`subscriptions`, written when crmsync
+creates a webhook) and, for CRMs whose secret is set by hand, in the config
+(`crm_webhook_secret`). They are cached for a few seconds and re-read at once when a
+signature matches none of them, so a webhook created a moment ago already verifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+
+from crmsync.adapters.base import (
+    CrmAdapter,
+    WebhookEvent,
+    WebhookFormatError,
+    WebhookSignatureError,
+)
+from crmsync.config import Config, TenantConfig
+from crmsync.quo import signature
+from crmsync.store import Source, Store
+
+SECRETS_TTL_SECONDS = 5.0
+
+
+class SecretCache:
+    """The secrets of one tenant and source, cached for `ttl` seconds.
+
+    `refresh()` coalesces: callers that missed while another refresh was running
+    reuse its result instead of each reading the database again.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        tenant: str,
+        source: Source,
+        *,
+        extra: tuple[str, ...] = (),
+        ttl: float = SECRETS_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._tenant = tenant
+        self._source: Source = source
+        self._extra = extra
+        self._ttl = ttl
+        self._clock = clock
+        self._secrets: tuple[str, ...] = ()
+        self._loaded_at: float | None = None
+        self._generation = 0
+        self._lock = asyncio.Lock()
+
+    @property
+    def generation(self) -> int:
+        """Increases on every database read; tells a caller whether it saw the newest."""
+        return self._generation
+
+    async def get(self) -> tuple[int, tuple[str, ...]]:
+        """`(generation, secrets)`, read from the database if the cache is stale."""
+        loaded = self._loaded_at
+        if loaded is None or self._clock() - loaded >= self._ttl:
+            return await self.refresh(self._generation)
+        return self._generation, self._secrets
+
+    async def refresh(self, seen: int) -> tuple[int, tuple[str, ...]]:
+        """Re-read, unless someone already did since generation `seen`."""
+        async with self._lock:
+            if self._generation == seen:
+                stored = await self._store.subscriptions.secrets(self._tenant, self._source)
+                # dict.fromkeys: de-duplicate, keep order (stored first, then config).
+                self._secrets = tuple(dict.fromkeys([*stored, *self._extra]))
+                self._loaded_at = self._clock()
+                self._generation += 1
+            return self._generation, self._secrets
+
+
+class WebhookTarget:
+    """The webhook side of one running tenant (built by the daemon, one per tenant)."""
+
+    def __init__(
+        self,
+        tenant: TenantConfig,
+        *,
+        adapter: CrmAdapter,
+        store: Store,
+        quo_tolerance: float = signature.DEFAULT_TOLERANCE_SECONDS,
+        secrets_ttl: float = SECRETS_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tenant: str = tenant.id
+        self.adapter = adapter
+        self.quo_tolerance = quo_tolerance
+        #: set by `notify()` after an event was stored; the inbox processor clears it
+        self.wake = asyncio.Event()
+        configured = tenant.crm_webhook_secret
+        crm_extra = () if configured is None else (configured.reveal(),)
+        self._crm = SecretCache(
+            store, tenant.id, "crm", extra=crm_extra, ttl=secrets_ttl, clock=clock
+        )
+        self._quo = SecretCache(store, tenant.id, "quo", ttl=secrets_ttl, clock=clock)
+
+    @classmethod
+    def for_tenant(
+        cls, config: Config, tenant: TenantConfig, *, adapter: CrmAdapter, store: Store
+    ) -> WebhookTarget:
+        """A target using the config's Quo signature tolerance."""
+        return cls(
+            tenant,
+            adapter=adapter,
+            store=store,
+            quo_tolerance=config.quo.webhook_signature_tolerance,
+        )
+
+    def __repr__(self) -> str:  # never show secrets
+        return f"WebhookTarget({self.tenant!r})"
+
+    # -- CRM ----------------------------------------------------------------------------
+
+    async def verify_crm(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise `WebhookSignatureError` unless one of the CRM secrets signed `body`."""
+
+        def check(secret: str) -> None:
+            self.adapter.verify_webhook(headers, body, secret)
+
+        await self._verify(self._crm, check, "CRM")
+
+    def parse_crm(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+        """The CRM's event (its id de-duplicates); `WebhookFormatError` if malformed."""
+        return self.adapter.parse_webhook(headers, body)
+
+    # -- Quo ----------------------------------------------------------------------------
+
+    async def verify_quo(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise `WebhookSignatureError` unless a Quo webhook key signed `body`."""
+        header = _header(headers, signature.HEADER)
+        if not header:
+            raise WebhookSignatureError(f"missing {signature.HEADER} header")
+
+        def check(key: str) -> None:
+            try:
+                signature.verify(key, header, body, tolerance_seconds=self.quo_tolerance)
+            except signature.SignatureError as exc:
+                raise WebhookSignatureError(str(exc)) from exc
+
+        await self._verify(self._quo, check, "Quo")
+
+    @staticmethod
+    def parse_quo(body: bytes) -> tuple[str, str]:
+        """`(event_id, event_type)` of a v1 envelope `{"id": "EV…", "type": …}`."""
+        try:
+            envelope = json.loads(body)
+        except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+            raise WebhookFormatError("body is not JSON") from exc
+        if not isinstance(envelope, dict):
+            raise WebhookFormatError("the Quo event is not a JSON object")
+        event_id, event_type = envelope.get("id"), envelope.get("type")
+        if not isinstance(event_id, str) or not event_id.strip():
+            raise WebhookFormatError("the Quo event has no 'id'")
+        if not isinstance(event_type, str) or not event_type.strip():
+            raise WebhookFormatError("the Quo event has no 'type'")
+        return event_id, event_type
+
+    # -- both ---------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Wake the tenant's inbox processor: a new event was committed."""
+        self.wake.set()
+
+    @staticmethod
+    async def _verify(cache: SecretCache, check: Callable[[str], None], what: str) -> None:
+        generation, secrets = await cache.get()
+        if _matches_any(secrets, check):
+            return
+        # A miss may mean a webhook (and its secret) was created after the last read.
+        fresh_generation, fresh = await cache.refresh(generation)
+        if fresh_generation != generation and fresh != secrets and _matches_any(fresh, check):
+            return
+        if not fresh:
+            raise WebhookSignatureError(f"no {what} webhook secret is known for this tenant")
+        raise WebhookSignatureError(f"the {what} webhook signature matches no known secret")
+
+
+def _matches_any(secrets: tuple[str, ...], check: Callable[[str], None]) -> bool:
+    for secret in secrets:
+        try:
+            check(secret)
+        except WebhookSignatureError:
+            continue
+        return True
+    return False
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, case-insensitively even when `headers` is a plain dict."""
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value
