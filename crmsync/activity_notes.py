@@ -137,9 +137,9 @@ def _call_title(call: CallFacts) -> str:
 def transcript_excerpt(transcript: CallTranscript, limit: int = MAX_TRANSCRIPT_CHARS) -> str:
     """The dialogue as `**speaker**: text` lines, cut to at most `limit` characters."""
     lines = []
-    for line in transcript.dialogue or []:
-        speaker = line.identifier or ("Quo user" if line.user_id else "Unknown")
-        lines.append(f"**{speaker}**: {(line.content or '').strip()}")
+    for said in transcript.dialogue or []:
+        speaker = said.identifier or ("Quo user" if said.user_id else "Unknown")
+        lines.append(f"**{speaker}**: {(said.content or '').strip()}")
     text = "\n".join(lines)
     if len(text) <= limit:
         return text
@@ -151,9 +151,9 @@ def transcript_excerpt(transcript: CallTranscript, limit: int = MAX_TRANSCRIPT_C
             break
         kept.append(line)
         used += len(line) + 1
-    if not kept:  # one huge first line: cut inside it
+    if not kept:  # one huge first line: show its start
         kept.append(lines[0][: max(budget, 0)] + "…")
-    omitted = len(lines) - len(kept) + (1 if len(kept[-1]) < len(lines[len(kept) - 1]) else 0)
+    omitted = len(lines) - len(kept)
     kept.append(f"_… transcript shortened, {omitted} more line(s) in Quo_")
     return "\n".join(kept)[:limit]
 

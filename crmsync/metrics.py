@@ -59,3 +59,13 @@ last_successful_sync = Gauge(
 dead_letters = Gauge(
     "crmsync_dead_letters", "Unresolved dead-lettered records", ["tenant", "category"]
 )
+webhook_subscription_healthy = Gauge(
+    "crmsync_webhook_subscription_healthy",
+    "1 while a webhook subscription exists at the provider as crmsync registered it",
+    ["tenant", "source", "name"],
+)
+phones_dropped = Counter(
+    "crmsync_phones_dropped_total",
+    "CRM phone numbers that could not be normalised to E.164 and were left out",
+    ["tenant"],
+)

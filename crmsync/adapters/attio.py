@@ -247,7 +247,7 @@ class AttioAdapter:
             notes = [n for n in data if isinstance(n, dict)] if isinstance(data, list) else []
             for note in notes:
                 content = "\n".join(
-                    str(note.get(field) or "") for field in ("content_markdown", "content_plaintext")
+                    str(note.get(key) or "") for key in ("content_markdown", "content_plaintext")
                 )
                 ident = note.get("id")
                 note_id = ident.get("note_id") if isinstance(ident, dict) else None

@@ -20,6 +20,7 @@ from crmsync.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CrmsyncErr
 COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("check_config", "validate the config and print it with secrets masked"),
     "demo": ("demo", "sync 500 simulated people into a simulated Quo, no account needed"),
+    "run": ("run", "the daemon in the foreground (what systemd starts)"),
     "sync": ("sync", "run one tenant's sync in the foreground until its backlog is drained"),
     "sim": ("sim", "run one built-in API simulator alone (quo, attio)"),
     "status": ("status", "show every tenant's state, phase, counts and dead letters"),

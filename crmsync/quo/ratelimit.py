@@ -38,7 +38,6 @@ from typing import Any, Literal
 
 import aiohttp
 
-
 Basis = Literal["response", "send"]
 
 

@@ -30,6 +30,7 @@ class Mapping(msgspec.Struct, frozen=True, kw_only=True):
     content_hash: str | None
     last_synced_at: float
     deleted_at: float | None = None
+    missed_scans: int = 0  # consecutive complete scans that did not see the record
 
 
 _COLUMNS: Final = columns(Mapping)
@@ -116,6 +117,29 @@ class Mappings:
             (tenant_id, include_deleted),
         )
         return 0 if row is None else int(row[0])
+
+    async def record_scan(
+        self, tenant_id: str, crm_object: str, scan_started_at: float
+    ) -> list[Mapping]:
+        """After a complete scan: live mappings not synced since it started missed it.
+
+        Each one's `missed_scans` goes up by one (and back to 0 for those seen); returns
+        the ones missed by two or more consecutive complete scans, the candidates for
+        a delete that a direct fetch must still confirm.
+        """
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE mappings SET missed_scans = CASE WHEN last_synced_at < ?"
+                " THEN missed_scans + 1 ELSE 0 END"
+                " WHERE tenant_id = ? AND crm_object = ? AND deleted_at IS NULL",
+                (scan_started_at, tenant_id, crm_object),
+            )
+            rows = await self._db.fetchall(
+                f"{_SELECT} WHERE tenant_id = ? AND crm_object = ? AND deleted_at IS NULL"
+                " AND missed_scans >= 2 ORDER BY crm_record_id",
+                (tenant_id, crm_object),
+            )
+        return [to_struct(Mapping, row) for row in rows]
 
     async def mark_deleted(
         self, tenant_id: str, crm_object: str, crm_record_id: str, at: float

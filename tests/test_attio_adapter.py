@@ -1,0 +1,434 @@
+"""The Attio adapter against the Attio simulator on a real socket.
+
+Covers offset paging (a short page ends the listing), company names resolved with one
+query per page and cached, current values only (`active_until: null`), lookups by
+phone, notes, webhook set-up and signatures, and retries on 429 and 5xx. Requests are
+counted twice: by the simulator (per route template) and by an aiohttp trace on the
+client session, which also sees each request's path and body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+from aiohttp import web
+
+from crmsync.adapters.attio import AttioAdapter, WebhookSignatureError
+from crmsync.adapters.base import CrmRecord, NoteInput
+from crmsync.adapters.http import CrmAuthError
+from crmsync.quo.ratelimit import slot_trace_config
+from crmsync.sim.attio import AttioSim, AttioSimConfig, run_attio_simulator, sign
+
+KEY = "attio-test-key"
+PEOPLE = 60
+PAGE = 20
+QUERY_ROUTE = "/v2/objects/{object}/records/query"
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    body: bytes
+
+
+@dataclass
+class Env:
+    sim: AttioSim
+    base_url: str
+    adapter: AttioAdapter
+    session: aiohttp.ClientSession
+    seen: list[Seen] = field(default_factory=list)
+
+    def queries(self, crm_object: str) -> list[dict[str, Any]]:
+        """Bodies of the records/query requests the client sent for one object."""
+        path = f"/v2/objects/{crm_object}/records/query"
+        return [msgspec.json.decode(s.body) for s in self.seen if s.path == path]
+
+    def sim_queries(self) -> int:
+        return self.sim.stats.total(route=QUERY_ROUTE)
+
+
+def recording_trace(seen: list[Seen]) -> aiohttp.TraceConfig:
+    """Record method, path and body of every request the session finished."""
+
+    async def start(
+        _: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        ctx.seen = Seen(params.method, params.url.path, b"")
+
+    async def chunk(
+        _: aiohttp.ClientSession, ctx: SimpleNamespace,
+        params: aiohttp.TraceRequestChunkSentParams,
+    ) -> None:
+        ctx.seen.body += params.chunk
+
+    async def end(
+        _: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        seen.append(ctx.seen)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(start)
+    trace.on_request_chunk_sent.append(chunk)
+    trace.on_request_end.append(end)
+    return trace
+
+
+@contextlib.asynccontextmanager
+async def attio_env(people: int = PEOPLE, api_key: str = KEY) -> AsyncIterator[Env]:
+    seen: list[Seen] = []
+    async with (
+        run_attio_simulator(config=AttioSimConfig(people=people)) as (sim, base_url),
+        aiohttp.ClientSession(trace_configs=[slot_trace_config(), recording_trace(seen)]) as s,
+    ):
+        adapter = AttioAdapter(s, api_key=api_key, base_url=base_url, timeout=5)
+        yield Env(sim, base_url, adapter, s, seen)
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[Env]:
+    async with attio_env() as env:
+        yield env
+
+
+async def all_pages(adapter: AttioAdapter, page_size: int) -> list[list[CrmRecord]]:
+    pages: list[list[CrmRecord]] = []
+    cursor: str | None = None
+    while True:
+        page = await adapter.fetch_page("people", cursor, page_size)
+        pages.append(page.records)
+        if page.next_cursor is None:
+            return pages
+        assert page.next_cursor == str(sum(len(p) for p in pages))
+        cursor = page.next_cursor
+
+
+def company_ids(records: list[CrmRecord]) -> set[str]:
+    ids = set()
+    for record in records:
+        for value in record.raw["values"]["company"]:
+            if value["active_until"] is None:
+                ids.add(value["target_record_id"])
+    return ids
+
+
+# -- paging ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("people", "sizes"),
+    [(45, [20, 20, 5]), (40, [20, 20, 0]), (7, [7])],
+    ids=["short-last-page", "exact-multiple", "single-short-page"],
+)
+async def test_offset_paging_covers_every_person_once_and_a_short_page_ends(
+    people: int, sizes: list[int]
+) -> None:
+    async with attio_env(people) as env:
+        pages = await all_pages(env.adapter, PAGE)
+        assert [len(p) for p in pages] == sizes
+        ids = [r.record_id for page in pages for r in page]
+        assert len(ids) == len(set(ids)) == people
+        assert set(ids) == {r.record_id for r in env.sim.people}
+        offsets = [q.get("offset") for q in env.queries("people")]
+        assert offsets == [20 * i for i in range(len(sizes))]
+        assert all(q["limit"] == PAGE for q in env.queries("people"))
+
+
+async def test_fetch_by_ids_returns_exactly_those_records(env: Env) -> None:
+    wanted = [r.record_id for r in env.sim.people.ordered()[5:9]]
+    records = await env.adapter.fetch_by_ids("people", wanted)
+    assert sorted(r.record_id for r in records) == sorted(wanted)
+    assert await env.adapter.fetch_by_ids("people", []) == []
+
+
+# -- companies -------------------------------------------------------------------------
+
+
+async def test_company_names_are_resolved_with_one_query_per_page_and_cached(env: Env) -> None:
+    """1. fetch page 0: one people query plus ONE companies query for all its companies
+    2. fetch page 0 again: its companies are known, so no companies query
+    3. fetch the next pages: a companies query only for companies not seen before.
+    Result: names match the simulator's company names."""
+    names = {c.record_id: c.first_active("name")["value"] for c in env.sim.companies}
+
+    page0 = await env.adapter.fetch_page("people", None, PAGE)
+    wanted = company_ids(page0.records)
+    assert wanted, "seed 1 links page 0 to companies"
+    company_queries = env.queries("companies")
+    assert len(company_queries) == 1
+    assert set(company_queries[0]["filter"]["record_id"]["$in"]) == wanted
+    assert env.sim_queries() == 2  # one people query, one companies query
+    for record in page0.records:
+        ids = company_ids([record])
+        expected = {names[i] for i in ids}
+        assert set(record.related.values()) == expected
+        person = env.adapter.to_person(record)
+        assert person.company == (names[next(iter(ids))] if ids else None)
+
+    again = await env.adapter.fetch_page("people", None, PAGE)
+    assert len(env.queries("companies")) == 1
+    assert env.sim_queries() == 3
+    assert [r.related for r in again.records] == [r.related for r in page0.records]
+
+    known = set(wanted)
+    cursor = page0.next_cursor
+    while cursor is not None:
+        before = len(env.queries("companies"))
+        page = await env.adapter.fetch_page("people", cursor, PAGE)
+        new = company_ids(page.records) - known
+        queries = env.queries("companies")[before:]
+        if new:
+            assert len(queries) == 1
+            assert set(queries[0]["filter"]["record_id"]["$in"]) == new
+        else:
+            assert queries == []
+        known |= new
+        for record in page.records:
+            assert set(record.related.values()) == {names[i] for i in company_ids([record])}
+        cursor = page.next_cursor
+
+
+async def test_an_unknown_company_reference_leaves_the_company_empty(env: Env) -> None:
+    company = next(iter(env.sim.companies))
+    record_id = env.sim.add_person(first_name="Ada", company_id=company.record_id,
+                                   notify=False)
+    env.sim.companies.remove(company.record_id)  # deleted after the person was linked
+    (record,) = await env.adapter.fetch_by_ids("people", [record_id])
+    assert env.adapter.to_person(record).company is None
+
+
+# -- current values only ---------------------------------------------------------------
+
+
+def active_view(sim: AttioSim, record_id: str) -> dict[str, Any]:
+    stored = sim.person(record_id)
+    name = stored.first_active("name") or {}
+    title = stored.first_active("job_title") or {}
+    return {
+        "first": name.get("first_name") or None,
+        "last": name.get("last_name") or None,
+        "emails": [v["email_address"] for v in stored.active("email_addresses")],
+        "phones": sim.person_phones(record_id),
+        "title": title.get("value"),
+    }
+
+
+async def test_seeded_history_never_leaks_into_the_person(env: Env) -> None:
+    with_history = set(env.sim.facts.with_history)
+    assert with_history
+    records = [r for page in await all_pages(env.adapter, 50) for r in page]
+    checked = 0
+    for record in records:
+        if record.record_id not in with_history:
+            continue
+        person = env.adapter.to_person(record)
+        view = active_view(env.sim, record.record_id)
+        assert person.first_name == view["first"]
+        assert person.last_name == view["last"]
+        assert "Former" not in (person.last_name or "") + (person.full_name or "")
+        assert [e.value for e in person.emails] == view["emails"]
+        assert not any("oldcorp.example" in e.value for e in person.emails)
+        assert [p.e164 for p in person.phones if p.e164] == view["phones"]
+        assert person.job_title == view["title"]
+        checked += 1
+    assert checked == len(with_history)
+
+
+async def test_updated_values_replace_the_old_ones(env: Env) -> None:
+    record_id = env.sim.add_person(
+        first_name="Old", last_name="Name", emails=["old@example.com"],
+        phones=["+38640111111"], job_title="Intern", notify=False,
+    )
+    env.sim.update_person(
+        record_id, first_name="New", last_name="Person", emails=["new@example.com"],
+        phones=["+38641222222"], job_title="CTO", notify=False,
+    )
+    (record,) = await env.adapter.fetch_by_ids("people", [record_id])
+    assert len(record.raw["values"]["name"]) == 2  # the history is really there
+    person = env.adapter.to_person(record)
+    assert (person.first_name, person.last_name) == ("New", "Person")
+    assert [e.value for e in person.emails] == ["new@example.com"]
+    assert [p.e164 for p in person.phones] == ["+38641222222"]
+    assert person.job_title == "CTO"
+    assert person.web_url and record_id in person.web_url
+
+
+async def test_national_and_invalid_numbers_reach_the_person_as_typed(env: Env) -> None:
+    national = env.sim.facts.of("national_phone")[0]
+    invalid = env.sim.facts.of("invalid_phone")[0]
+    records = {r.record_id: r for r in await env.adapter.fetch_by_ids(
+        "people", [national, invalid])}
+    (phone,) = env.adapter.to_person(records[national]).phones
+    assert phone.e164 is None and phone.raw and phone.country_code
+    (bad,) = env.adapter.to_person(records[invalid]).phones
+    assert bad.e164 is None and bad.country_code is None
+
+
+# -- lookups, notes, webhooks ----------------------------------------------------------
+
+
+async def test_find_people_by_phone_finds_both_people_sharing_a_number(env: Env) -> None:
+    shared = env.sim.facts.shared_phones
+    assert shared
+    for e164, record_ids in shared.items():
+        assert len(record_ids) == 2
+        assert sorted(await env.adapter.find_people_by_phone(e164)) == sorted(record_ids)
+    assert await env.adapter.find_people_by_phone("+38649999999") == []
+
+
+async def test_write_note_creates_a_note_on_the_person(env: Env) -> None:
+    person_id = env.sim.people.ordered()[0].record_id
+    note_id = await env.adapter.write_note(NoteInput(
+        crm_object="people", person_id=person_id, title="Call: inbound (42s)",
+        markdown="**Summary**\n\n- asked for a quote", created_at="2024-05-01T10:00:00Z",
+    ))
+    note = env.sim.notes[note_id]
+    assert note["parent_object"] == "people"
+    assert note["parent_record_id"] == person_id
+    assert note["title"] == "Call: inbound (42s)"
+    assert note["content_markdown"] == "**Summary**\n\n- asked for a quote"
+    assert note["created_at"].startswith("2024-05-01T10:00:00")
+
+    await env.adapter.delete_note(note_id)
+    assert note_id not in env.sim.notes
+    await env.adapter.delete_note(note_id)  # already gone: not an error
+
+
+@dataclass
+class Receiver:
+    url: str
+    received: list[tuple[dict[str, str], bytes]]
+    arrived: asyncio.Event
+
+
+@contextlib.asynccontextmanager
+async def webhook_receiver() -> AsyncIterator[Receiver]:
+    received: list[tuple[dict[str, str], bytes]] = []
+    arrived = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        received.append((dict(request.headers), await request.read()))
+        arrived.set()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/webhooks/acme/crm", handle)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        yield Receiver(f"http://127.0.0.1:{port}/webhooks/acme/crm", received, arrived)
+    finally:
+        await runner.cleanup()
+
+
+async def test_ensure_webhook_creates_once_then_reuses(env: Env) -> None:
+    url = "https://sync.example.com/webhooks/acme/crm"
+    webhook_id, secret = await env.adapter.ensure_webhook(url)
+    assert secret
+    assert await env.adapter.ensure_webhook(url) == (webhook_id, None)
+    assert env.sim.stats.total(route="/v2/webhooks") == 3  # list, create, list
+    assert env.sim.stats.requests["POST /v2/webhooks 200"] == 1
+    assert list(env.sim.webhooks) == [webhook_id]
+    events = {s["event_type"] for s in env.sim.webhooks[webhook_id].subscriptions}
+    assert events == {"record.created", "record.updated", "record.deleted", "record.merged"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG adapters/attio.py ensure_webhook: GET /webhooks is not paged (Attio and the "
+    "sim default to limit=10), so with >=10 other webhooks ours is never found and a "
+    "duplicate is created on every start",
+)
+async def test_ensure_webhook_finds_its_webhook_behind_ten_others(env: Env) -> None:
+    api = {"Authorization": f"Bearer {KEY}"}
+    for i in range(10):
+        body = {"data": {"target_url": f"https://other{i}.example.com/hook",
+                         "subscriptions": [{"event_type": "note.created", "filter": None}]}}
+        async with env.session.post(f"{env.base_url}/webhooks", json=body,
+                                    headers=api) as response:
+            assert response.status == 200
+    url = "https://sync.example.com/webhooks/acme/crm"
+    webhook_id, _ = await env.adapter.ensure_webhook(url)
+    assert (await env.adapter.ensure_webhook(url))[0] == webhook_id
+    assert len(env.sim.webhooks) == 11
+
+
+async def test_verify_webhook_accepts_attio_signature_and_rejects_others(env: Env) -> None:
+    """1. ensure_webhook for a local receiver; keep the secret (shown only on create)
+    2. a person is created: the simulator delivers a signed `record.created`
+    3. verify with the right secret, a wrong secret, a tampered body, no header.
+    Result: only the genuine delivery passes."""
+    async with webhook_receiver() as receiver:
+        _, secret = await env.adapter.ensure_webhook(receiver.url)
+        assert secret is not None
+        env.sim.add_person(first_name="Ada", last_name="Lovelace")
+        async with asyncio.timeout(5):
+            await receiver.arrived.wait()
+    headers, body = receiver.received[0]
+    assert msgspec.json.decode(body)["events"][0]["event_type"] == "record.created"
+
+    env.adapter.verify_webhook(headers, body, secret)
+    only_x = {k: v for k, v in headers.items() if k != "Attio-Signature"}
+    env.adapter.verify_webhook(only_x, body, secret)
+    env.adapter.verify_webhook({"Attio-Signature": sign(secret, body).upper()}, body, secret)
+
+    with pytest.raises(WebhookSignatureError):
+        env.adapter.verify_webhook(headers, body, "0" * 64)
+    with pytest.raises(WebhookSignatureError):
+        env.adapter.verify_webhook(headers, body + b" ", secret)
+    with pytest.raises(WebhookSignatureError):
+        env.adapter.verify_webhook({"Content-Type": "application/json"}, body, secret)
+    with pytest.raises(WebhookSignatureError):
+        env.adapter.verify_webhook({"Attio-Signature": ""}, body, secret)
+
+
+# -- retries ---------------------------------------------------------------------------
+
+
+async def test_a_429_is_retried_after_retry_after_and_succeeds(env: Env) -> None:
+    env.sim.faults.rate_limit_next = 1
+    page = await env.adapter.fetch_page("people", None, PAGE)
+    assert len(page.records) == PAGE
+    assert env.sim.stats.rate_limited == 1
+    assert env.sim.stats.requests[f"POST {QUERY_ROUTE} 429"] == 1
+    assert len(env.queries("people")) == 2  # the 429 and its retry
+    assert env.sim.faults.rate_limit_next == 0
+
+
+async def test_5xx_answers_are_retried_and_the_call_succeeds(env: Env) -> None:
+    env.sim.faults.fail_next = 2
+    page = await env.adapter.fetch_page("people", None, PAGE)
+    assert len(page.records) == PAGE
+    assert env.sim.stats.injected_failures == 2
+    assert env.sim.stats.requests[f"POST {QUERY_ROUTE} 500"] == 2
+    assert len(env.queries("people")) == 3
+
+
+async def test_a_5xx_on_a_note_write_is_retried(env: Env) -> None:
+    person_id = env.sim.people.ordered()[0].record_id
+    env.sim.faults.fail_next = 1
+    note_id = await env.adapter.write_note(NoteInput(
+        crm_object="people", person_id=person_id, title="SMS", markdown="hello"))
+    assert note_id in env.sim.notes
+    assert env.sim.stats.requests["POST /v2/notes 500"] == 1
+
+
+async def test_a_wrong_key_fails_at_once_without_retries() -> None:
+    async with attio_env(people=3, api_key="wrong-key") as env:
+        with pytest.raises(CrmAuthError) as caught:
+            await env.adapter.fetch_page("people", None, PAGE)
+        assert caught.value.status == 401
+        assert "wrong-key" not in str(caught.value)
+        assert env.sim_queries() == 1

@@ -1,0 +1,270 @@
+"""`crmsync inbox` and `crmsync inbox replay`, run for real against a state database made here.
+
+1. tenant `acme` received three webhook events (processed, failed, ignored) and `beta` one
+2. `inbox` lists acme's newest first with their state, attempts and errors
+3. `inbox replay --since T` and `inbox replay EVENT_ID` (provider id or inbox id) make
+   them pending again, only acme's and only the chosen ones
+4. with `crmsync.daemon.inbox_drain` present they are processed in the foreground,
+   without it the running daemon is named
+Result: the states in the database match; unknown tenants and events exit 2 in one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from crmsync.store import Source, open_store
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+T0 = 1795428000.0  # 2026-11-23T10:00:00Z
+SECRET = "sk-SECRET-1234"
+
+CONFIG = """\
+[daemon]
+state_path = "{state}"
+
+[[tenants]]
+id = "acme"
+crm = "attio"
+quo_api_key = "env:QUO_KEY"
+crm_api_key = "env:CRM_KEY"
+
+[[tenants]]
+id = "beta"
+crm = "attio"
+quo_api_key = "env:QUO_KEY"
+crm_api_key = "env:CRM_KEY"
+"""
+
+# Loaded before crmsync by the subprocess: stands in for crmsync.daemon.inbox_drain.
+FAKE_DRAIN = """\
+import os, sys, types
+
+async def drain_inbox(config, tenant_id):
+    with open(os.environ["DRAIN_LOG"], "a") as log:
+        log.write(f"{type(config).__name__} {tenant_id}\\n")
+    return 2
+
+module = types.ModuleType("crmsync.daemon.inbox_drain")
+module.drain_inbox = drain_inbox
+sys.modules[module.__name__] = module
+"""
+NO_DRAIN = "import sys\nsys.modules['crmsync.daemon.inbox_drain'] = None\n"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Ids:
+    processed: int
+    failed: int
+    ignored: int
+    beta: int
+
+
+async def cli(tmp_path: Path, *args: str, drain: str | None = NO_DRAIN) -> Result:
+    """`python -m crmsync ARGS -c crmsync.toml`; `drain` is the inbox_drain stand-in."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(drain or "")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join([str(hooks), str(REPO_ROOT)]),
+        "QUO_KEY": SECRET,
+        "CRM_KEY": "crm-SECRET-5678",
+        "COLUMNS": "200",
+        "DRAIN_LOG": str(tmp_path / "drain.log"),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "crmsync", *args, "-c", str(tmp_path / "crmsync.toml"),
+        cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    result = Result(await process.wait(), out.decode(), err.decode())
+    assert "Traceback" not in result.out + result.err
+    assert SECRET not in result.out + result.err
+    return result
+
+
+@pytest.fixture
+def state_path(tmp_path: Path) -> Path:
+    path = tmp_path / "crmsync.db"
+    (tmp_path / "crmsync.toml").write_text(CONFIG.format(state=path))
+    return path
+
+
+async def populate(path: Path) -> Ids:
+    now = [T0]
+    async with open_store(path, clock=lambda: now[0]) as store:
+        for tenant in ("acme", "beta"):
+            await store.tenants.upsert(tenant, "attio")
+        inbox = store.inbox
+
+        async def add(tenant: str, source: Source, event_id: str, at: float) -> int:
+            now[0] = at
+            event_type = "record.updated" if source == "crm" else "message.received"
+            row = await inbox.insert(
+                tenant, source, event_id, event_type, b"{}", {"Idempotency-Key": event_id}
+            )
+            assert row is not None
+            await inbox.mark_processing(tenant, row)
+            return row
+
+        processed = await add("acme", "crm", "idem-1", T0)
+        await inbox.mark_processed("acme", processed)
+        failed = await add("acme", "quo", "EVfailed", T0 + 60)
+        await inbox.mark_processing("acme", failed)
+        await inbox.mark_failed("acme", failed, "Attio answered 500")
+        ignored = await add("acme", "quo", "EVignored", T0 + 120)
+        await inbox.mark_ignored("acme", ignored, "event type not used: call.ringing")
+        beta = await add("beta", "crm", "idem-1", T0 + 60)
+        await inbox.mark_processed("beta", beta)
+    return Ids(processed, failed, ignored, beta)
+
+
+async def states(path: Path, tenant: str = "acme") -> dict[str, str]:
+    async with open_store(path, readonly=True) as store:
+        return {e.event_id: e.state for e in await store.inbox.list(tenant)}
+
+
+async def test_list_newest_first_as_json(tmp_path: Path, state_path: Path) -> None:
+    ids = await populate(state_path)
+    result = await cli(tmp_path, "inbox", "--tenant", "acme", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["tenant"] == "acme"
+    assert report["events"] == [
+        {"id": ids.ignored, "source": "quo", "eventId": "EVignored",
+         "eventType": "message.received", "state": "ignored", "attempts": 1,
+         "receivedAt": "2026-11-23T10:02:00Z", "processedAt": "2026-11-23T10:02:00Z",
+         "lastError": "event type not used: call.ringing"},
+        {"id": ids.failed, "source": "quo", "eventId": "EVfailed",
+         "eventType": "message.received", "state": "failed", "attempts": 2,
+         "receivedAt": "2026-11-23T10:01:00Z", "processedAt": None,
+         "lastError": "Attio answered 500"},
+        {"id": ids.processed, "source": "crm", "eventId": "idem-1",
+         "eventType": "record.updated", "state": "processed", "attempts": 1,
+         "receivedAt": "2026-11-23T10:00:00Z", "processedAt": "2026-11-23T10:00:00Z",
+         "lastError": None},
+    ]
+    limited = await cli(tmp_path, "inbox", "list", "--tenant", "acme", "--limit", "1", "--json")
+    assert [e["eventId"] for e in json.loads(limited.out)["events"]] == ["EVignored"]
+
+
+async def test_list_as_a_table(tmp_path: Path, state_path: Path) -> None:
+    await populate(state_path)
+    result = await cli(tmp_path, "inbox", "--tenant", "acme")
+    assert result.code == 0, result.err
+    for text in ("EVignored", "EVfailed", "idem-1", "Attio answered 500", "2026-11-23T10:01:00Z"):
+        assert text in result.out
+    assert result.out.index("EVignored") < result.out.index("idem-1")
+    empty = await cli(tmp_path, "inbox", "--tenant", "beta", "--limit", "5")
+    assert "idem-1" in empty.out
+
+
+async def test_list_before_any_state_exists(tmp_path: Path, state_path: Path) -> None:
+    result = await cli(tmp_path, "inbox", "--tenant", "acme")
+    assert (result.code, result.out.strip()) == (0, "acme: no webhook events received")
+    assert not await asyncio.to_thread(state_path.exists)
+
+
+@pytest.mark.parametrize("since", ["2026-11-23T10:01:00Z", str(int(T0 + 60)),
+                                   "2026-11-23T11:01:00+01:00"])
+async def test_replay_since(tmp_path: Path, state_path: Path, since: str) -> None:
+    await populate(state_path)
+    result = await cli(tmp_path, "inbox", "replay", "--tenant", "acme", "--since", since)
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "acme: 2 webhook events marked pending for replay",
+        "the running daemon (`crmsync run`) processes them",
+    ]
+    assert await states(state_path) == {
+        "EVignored": "pending", "EVfailed": "pending", "idem-1": "processed",
+    }
+    assert await states(state_path, "beta") == {"idem-1": "processed"}  # another tenant's
+
+
+@pytest.mark.parametrize("ref", ["EVfailed", "failed-row-id"])
+async def test_replay_one_event(tmp_path: Path, state_path: Path, ref: str) -> None:
+    ids = await populate(state_path)
+    ref = str(ids.failed) if ref == "failed-row-id" else ref
+    result = await cli(tmp_path, "inbox", "replay", "--tenant", "acme", ref, "--no-process")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[0] == "acme: 1 webhook event marked pending for replay"
+    assert await states(state_path) == {
+        "EVignored": "ignored", "EVfailed": "pending", "idem-1": "processed",
+    }
+
+
+async def test_replay_processes_in_the_foreground_when_the_drain_exists(
+    tmp_path: Path, state_path: Path
+) -> None:
+    await populate(state_path)
+    result = await cli(
+        tmp_path, "inbox", "--tenant", "acme", "replay", "idem-1", drain=FAKE_DRAIN
+    )
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "acme: 1 webhook event marked pending for replay",
+        "acme: processed 2 webhook events",
+    ]
+    assert (tmp_path / "drain.log").read_text() == "Config acme\n"
+    skipped = await cli(
+        tmp_path, "inbox", "replay", "--tenant", "acme", "idem-1", "--no-process",
+        drain=FAKE_DRAIN,
+    )
+    assert skipped.out.splitlines()[1] == "the running daemon (`crmsync run`) processes them"
+    assert (tmp_path / "drain.log").read_text() == "Config acme\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["inbox", "--tenant", "ghost"], "unknown tenant 'ghost' (configured: acme, beta)"),
+        (["inbox", "replay", "--tenant", "ghost", "EV1"], "unknown tenant 'ghost'"),
+        (["inbox", "replay", "--tenant", "acme", "EVnever"], "unknown webhook event 'EVnever'"),
+        (["inbox", "replay", "--tenant", "acme", "999"], "unknown webhook event '999'"),
+        (["inbox", "replay", "--tenant", "beta", "EVfailed"], "unknown webhook event"),
+        (["inbox"], "--tenant ID argument is required"),
+    ],
+)
+async def test_unknowns_exit_2_in_one_line(
+    tmp_path: Path, state_path: Path, args: list[str], message: str
+) -> None:
+    await populate(state_path)
+    result = await cli(tmp_path, *args)
+    assert result.code == 2
+    assert message in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert await states(state_path) == {
+        "EVignored": "ignored", "EVfailed": "failed", "idem-1": "processed",
+    }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["inbox", "replay", "--tenant", "acme"],
+        ["inbox", "replay", "--tenant", "acme", "--since", "last tuesday"],
+        ["inbox", "replay", "--tenant", "acme", "--since", "nan"],
+        ["inbox", "replay", "--tenant", "acme", "--since", "0", "EV1"],
+        ["inbox", "--tenant", "acme", "--limit", "0"],
+    ],
+)
+async def test_bad_usage_exits_2(tmp_path: Path, state_path: Path, args: list[str]) -> None:
+    result = await cli(tmp_path, *args)
+    assert result.code == 2
+    assert "usage:" in result.err

@@ -1,0 +1,92 @@
+"""`RestartBudget`: OTP-style intensity (5 restarts within 30 s), on an injected clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from crmsync.daemon.supervisor import RestartBudget, RestartBudgetSpentError
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def test_defaults_are_five_restarts_within_thirty_seconds() -> None:
+    budget = RestartBudget()
+    assert (budget.max_restarts, budget.within_seconds) == (5, 30.0)
+
+
+def test_five_restarts_are_allowed_and_the_sixth_spends_the_budget(clock: FakeClock) -> None:
+    budget = RestartBudget(max_restarts=5, within_seconds=30, clock=clock)
+    for _ in range(5):
+        budget.spend()
+        clock.advance(1)
+    with pytest.raises(RestartBudgetSpentError, match="more than 5 restarts within 30s"):
+        budget.spend()
+
+
+def test_a_spent_budget_stays_spent_while_the_restarts_are_recent(clock: FakeClock) -> None:
+    budget = RestartBudget(max_restarts=5, within_seconds=30, clock=clock)
+    for _ in range(5):
+        budget.spend()
+    for _ in range(3):
+        with pytest.raises(RestartBudgetSpentError):
+            budget.spend()
+        clock.advance(5)  # 15 s later: the five restarts are still within 30 s
+    with pytest.raises(RestartBudgetSpentError):
+        budget.spend()
+
+
+def test_restarts_older_than_the_window_age_out(clock: FakeClock) -> None:
+    budget = RestartBudget(max_restarts=5, within_seconds=30, clock=clock)
+    for _ in range(5):
+        budget.spend()  # all at t=1000
+    clock.advance(30)  # exactly 30 s later they still count
+    with pytest.raises(RestartBudgetSpentError):
+        budget.spend()
+    clock.advance(0.001)  # now they are older than the window
+    for _ in range(5):
+        budget.spend()
+    with pytest.raises(RestartBudgetSpentError):
+        budget.spend()
+
+
+def test_only_the_oldest_restarts_age_out(clock: FakeClock) -> None:
+    """1. restarts at t=0, 10, 20, 25, 28  2. at t=31 the first (t=0) has aged out
+    3. one more restart fits, a second does not (t=10 is still within 30 s)."""
+    budget = RestartBudget(max_restarts=5, within_seconds=30, clock=clock)
+    start = clock.now
+    for offset in (0, 10, 20, 25, 28):
+        clock.now = start + offset
+        budget.spend()
+    clock.now = start + 31
+    budget.spend()
+    with pytest.raises(RestartBudgetSpentError):
+        budget.spend()
+    clock.now = start + 40.5  # t=10 ages out
+    budget.spend()
+
+
+def test_restarts_spread_out_never_spend_the_budget(clock: FakeClock) -> None:
+    budget = RestartBudget(max_restarts=5, within_seconds=30, clock=clock)
+    for _ in range(100):
+        budget.spend()
+        clock.advance(7)  # at most 5 restarts in any 30 s
+
+
+def test_a_budget_of_zero_refuses_the_first_restart(clock: FakeClock) -> None:
+    budget = RestartBudget(max_restarts=0, within_seconds=30, clock=clock)
+    with pytest.raises(RestartBudgetSpentError):
+        budget.spend()
