@@ -37,7 +37,8 @@ class Transformed(msgspec.Struct, frozen=True, kw_only=True):
 def to_e164(phone: PersonPhone) -> str | None:
     candidates = [c for c in (phone.e164, phone.raw) if c]
     for candidate in candidates:
-        region = None if candidate.strip().startswith("+") else phone.country_code
+        # phonenumbers wants ISO regions in upper case ("si" would drop the number).
+        region = None if candidate.strip().startswith("+") else (phone.country_code or "").upper()
         try:
             parsed = phonenumbers.parse(candidate, region)
         except phonenumbers.NumberParseException:
@@ -59,7 +60,9 @@ def _names(person: Person, emails: list[str], phones: list[str]) -> tuple[str, s
     full = _clean(person.full_name)
     if full:
         if last and full.endswith(last):
-            return full[: -len(last)].strip() or full, last
+            head = full[: -len(last)].strip()
+            # "Novak" with last name "Novak": the one name goes first, not twice.
+            return (head, last) if head else (last, None)
         head, _, tail = full.partition(" ")
         return head, _clean(tail) or last
     if last:

@@ -119,8 +119,8 @@ async def populate(path: Path) -> None:
         await store.runs.transition("acme", latest, "completed")
         await store.checkpoints.set("acme", "people", "watermark", "2026-11-23T09:59:00Z")
         await store.checkpoints.set("acme", "companies", "cursor", "page-7")
-        for category in ("validation", "validation", "invalid_phone", "quo_server"):
-            await store.dead_letters.add("acme", "people", "rec", category, "{}", "bad")
+        for n, category in enumerate(("validation", "validation", "invalid_phone", "quo_server")):
+            await store.dead_letters.add("acme", "people", f"rec-{n}", category, "{}", "bad")
         resolved = await store.dead_letters.add("acme", "people", "r9", "quo_server", "{}", "x")
         await store.dead_letters.mark_resolved("acme", resolved)
         # beta: registered by the daemon, nothing synced yet.

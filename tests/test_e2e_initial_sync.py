@@ -293,11 +293,6 @@ async def test_existing_contact_with_the_same_external_id_is_linked(tmp_path: Pa
         e2e.assert_rate_respected()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: SyncPipeline._finish (crmsync/daemon/pipeline.py) marks the "
-    "initial sync completed but never moves the tenant's phase from initial_sync to live",
-)
 async def test_status_phase_is_live_once_the_initial_sync_completed(tmp_path: Path) -> None:
     """1. seed 20 Attio people
     2. `crmsync sync` (the initial sync) runs to completion

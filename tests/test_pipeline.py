@@ -290,12 +290,6 @@ async def test_a_quo_validation_error_is_dead_lettered_and_the_sync_goes_on(env:
     assert dead.crm_record_id not in env.contacts_by_external_id()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG actors/writer.py _write/_handle: the write intent begun before POST stays "
-    "open after a definitive 400 (QuoValidationError), so intents.pending() reports a "
-    "record whose Quo state is known",
-)
 async def test_a_rejected_create_leaves_no_open_write_intent(env: Env) -> None:
     env.quo.faults.fail(1, status=400, route="POST /v1/contacts")
     assert (await env.pipeline(max_error_rate=0.05).run()).ok
@@ -320,12 +314,6 @@ async def test_exceeding_max_error_rate_fails_the_run(env: Env) -> None:
     assert await env.cursor() is None  # the pass reached the end
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG actors/verifier.py _record_failure / store/dead_letters.py add: every pass "
-    "inserts a new dead letter for a record that keeps failing (no de-duplication per "
-    "record), so each poll adds another open dead letter for the same record",
-)
 async def test_a_record_failing_again_is_not_dead_lettered_twice(env: Env) -> None:
     env.attio.add_person(notify=False)
     assert (await env.pipeline(max_error_rate=0.05).run()).ok
@@ -333,11 +321,6 @@ async def test_a_record_failing_again_is_not_dead_lettered_twice(env: Env) -> No
     assert len(await env.store.dead_letters.list(TENANT)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG actors/verifier.py _record_outcome: a record that failed in an earlier pass "
-    "and is synced later keeps its dead letter open (never mark_resolved)",
-)
 async def test_a_record_synced_later_resolves_its_dead_letter(env: Env) -> None:
     env.quo.faults.fail(1, status=400, route="POST /v1/contacts")
     assert (await env.pipeline(max_error_rate=0.05).run()).ok
@@ -523,13 +506,6 @@ async def test_a_pass_that_keeps_crashing_spends_the_budget_and_fails_the_run(
     assert tenant.state == "failed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG actors/fetcher.py run + daemon/pipeline.py run: run counts are added as "
-    "records are fetched/settled, so a restarted pass counts its uncommitted pages again "
-    "(fetched 122 for 61 people) and the failure share is halved: 1 of 61 failed (1.6%) "
-    "passes max_error_rate 1%",
-)
 async def test_a_restarted_pass_does_not_count_records_twice(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:

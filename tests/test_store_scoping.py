@@ -189,6 +189,9 @@ WRITES: dict[str, Write] = {
     "inbox.reset_for_replay": lambda s, o, ids: s.inbox.reset_for_replay(o, [ids["event"]]),
     "inbox.prune": lambda s, o, ids: s.inbox.prune(o, FAR_FUTURE),
     "inbox.claim": lambda s, o, ids: s.inbox.claim(o, ids["event"]),
+    "dead_letters.resolve_for_record": (
+        lambda s, o, ids: s.dead_letters.resolve_for_record(o, "people", "rec-1")
+    ),
     "mappings.record_scan": lambda s, o, ids: s.mappings.record_scan(o, "people", FAR_FUTURE),
     "inbox.retry_later": lambda s, o, ids: s.inbox.retry_later(o, ids["event"], "later"),
     "dead_letters.add": lambda s, o, ids: s.dead_letters.add(o, "people", "rec-1", "x", "", ""),

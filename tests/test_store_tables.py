@@ -405,3 +405,18 @@ async def test_activity_upsert_keeps_created_at(store: Store) -> None:
         "rec-2",
     ]
     assert await store.activities.get(T, "ACabc", "rec-3") is None
+
+
+async def test_a_record_keeps_one_open_dead_letter_until_it_syncs(store: Store) -> None:
+    """1. record rec-1 fails on three passes 2. then syncs
+    Result: one open letter with attempts 3 and the last error; then none open."""
+    first = await store.dead_letters.add(T, "people", "rec-1", "quo_server", "{}", "500")
+    await store.dead_letters.add(T, "people", "rec-1", "quo_server", "{}", "502")
+    again = await store.dead_letters.add(T, "people", "rec-1", "quo_validation", "{}", "400")
+    assert again == first
+    letters = await store.dead_letters.list(T)
+    assert [(d.attempts, d.category, d.error) for d in letters] == [(3, "quo_validation", "400")]
+    assert await store.dead_letters.resolve_for_record(T, "people", "rec-1") == 1
+    assert await store.dead_letters.list(T) == []
+    # A later failure opens a new letter rather than reviving the resolved one.
+    assert await store.dead_letters.add(T, "people", "rec-1", "quo_server", "{}", "x") != first

@@ -177,11 +177,6 @@ def test_first_name_fallbacks(fields: dict[str, Any], first: str, last: str | No
     assert result.contact.default_fields.last_name == last
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG transform._names: with only a last name (Attio full_name == last_name), "
-    "the full-name branch returns first == last, e.g. 'Novak Novak'",
-)
 def test_only_a_last_name_is_not_duplicated_into_the_first_name() -> None:
     # Attio renders a person with only a last name as full_name "Novak".
     result = build_contact(

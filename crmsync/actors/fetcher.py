@@ -30,7 +30,6 @@ class Fetcher(Actor[None]):
         *,
         adapter: CrmAdapter,
         store: Store,
-        run_id: int,
         crm_objects: list[str],
         page_size: int,
         out: asyncio.Queue[RawMessage],
@@ -38,7 +37,6 @@ class Fetcher(Actor[None]):
         super().__init__(tenant, None)
         self._adapter = adapter
         self._store = store
-        self._run_id = run_id
         self._crm_objects = crm_objects
         self._page_size = page_size
         self._out = out
@@ -56,7 +54,6 @@ class Fetcher(Actor[None]):
                 result = await self._adapter.fetch_page(crm_object, cursor, self._page_size)
                 fetched = len(result.records)
                 metrics.records_fetched.labels(self.tenant, crm_object).inc(fetched)
-                await self._store.runs.add_counts(self.tenant, self._run_id, fetched=fetched)
                 await self._out.put(RecordBatch(page, result.records))
                 await self._out.put(PageEnd(page, crm_object, fetched, result.next_cursor))
                 page += 1

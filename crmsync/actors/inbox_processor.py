@@ -15,6 +15,8 @@ import logging
 import time
 from typing import Protocol
 
+from multidict import CIMultiDict
+
 from crmsync import metrics
 from crmsync.actors.base import Actor
 from crmsync.actors.crm_changes import CrmChangeHandler
@@ -109,7 +111,9 @@ class InboxProcessor(Actor[None]):
 
     async def _dispatch(self, event: InboxEvent) -> str:
         if event.source == "crm":
-            parsed = self._adapter.parse_webhook(event.headers, event.body)
+            # Stored headers keep the sender's casing; HTTP names are case-insensitive.
+            headers = CIMultiDict(event.headers)
+            parsed = self._adapter.parse_webhook(headers, event.body)
             return ",".join(await self._crm_changes.handle(parsed)) or "no changes"
         if self._quo_events is None:
             return "ignored"

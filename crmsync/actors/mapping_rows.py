@@ -34,3 +34,4 @@ async def save_mapping(
     async with store.transaction():
         await store.mappings.upsert(row)
         await store.intents.settle(tenant, crm_object, record_id)
+        await store.dead_letters.resolve_for_record(tenant, crm_object, record_id)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from crmsync.actors.messages import Action
 from crmsync.quo.client import QuoClient
-from crmsync.quo.errors import QuoConflictError, QuoNotFoundError
+from crmsync.quo.errors import QuoConflictError, QuoNotFoundError, QuoValidationError
 from crmsync.quo.models import Contact, ContactInput, DefaultFields, LabeledValue
 from crmsync.quo.ratelimit import Lane
 from crmsync.store import Store
@@ -113,7 +113,12 @@ class RecordWriter:
         self, crm_object: str, record_id: str, contact: ContactInput, content_hash: str
     ) -> tuple[Action, str]:
         await self._store.intents.begin(self.tenant, crm_object, record_id, "create", content_hash)
-        return await self.sync.create(record_id, contact)
+        try:
+            return await self.sync.create(record_id, contact)
+        except (QuoValidationError, QuoConflictError):
+            # Definitive: Quo refused it, nothing was created, no lookup is owed later.
+            await self._store.intents.settle(self.tenant, crm_object, record_id)
+            raise
 
     async def write(
         self, crm_object: str, record_id: str, contact: ContactInput, content_hash: str

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ class _Page:
     expected: int | None = None
     settled: int = 0
     next_cursor: str | None = None
+    counts: Counter[str] = field(default_factory=Counter)
 
     @property
     def complete(self) -> bool:
@@ -86,9 +88,9 @@ class MappingVerifier(Actor[VerifyMessage]):
         self.bulk_missing: list[str] = []
 
     async def _settle(self, page: int, action: str) -> None:
-        metrics.records_synced.labels(self.tenant, action).inc()
-        await self._store.runs.add_counts(self.tenant, self._run_id, **{action: 1})
-        self._pages.setdefault(page, _Page()).settled += 1
+        state = self._pages.setdefault(page, _Page())
+        state.settled += 1
+        state.counts[action] += 1
         if self._on_settled:
             self._on_settled(action)
         await self._commit_finished_pages()
@@ -118,9 +120,17 @@ class MappingVerifier(Actor[VerifyMessage]):
 
     async def _commit_finished_pages(self) -> None:
         while (page := self._pages.get(self._next_page_to_commit)) and page.complete:
-            await self._store.checkpoints.set(
-                self.tenant, page.crm_object, CURSOR, page.next_cursor or CURSOR_DONE
-            )
+            # Counts go in with the cursor: a pass restarted after a crash redoes only
+            # uncommitted pages, and counts each record once.
+            async with self._store.transaction():
+                await self._store.checkpoints.set(
+                    self.tenant, page.crm_object, CURSOR, page.next_cursor or CURSOR_DONE
+                )
+                await self._store.runs.add_counts(
+                    self.tenant, self._run_id, fetched=page.expected or 0, **page.counts
+                )
+            for action, count in page.counts.items():
+                metrics.records_synced.labels(self.tenant, action).inc(count)
             del self._pages[self._next_page_to_commit]
             self._next_page_to_commit += 1
 

@@ -14,7 +14,7 @@ import hmac
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -39,6 +39,7 @@ READS_PER_SECOND = 100
 WRITES_PER_SECOND = 25
 COMPANY_CACHE_SIZE = 50_000
 NOTES_PAGE_SIZE = 50  # the most GET /v2/notes returns per page
+WEBHOOK_PAGE_SIZE = 100
 WEBHOOK_EVENTS = ("record.created", "record.updated", "record.deleted", "record.merged")
 
 
@@ -136,6 +137,8 @@ class AttioAdapter:
 
     async def fetch_page(self, crm_object: str, cursor: str | None, page_size: int) -> CrmPage:
         offset = int(cursor or 0)
+        if offset == 0:
+            self._companies.clear()  # a new pass: pick up renamed companies
         raws = await self._query(
             crm_object,
             {
@@ -257,6 +260,21 @@ class AttioAdapter:
                 return found
             offset += len(notes)
 
+    async def _webhooks(self) -> AsyncIterator[dict[str, Any]]:
+        """Every webhook of the workspace (listed 100 at a time; Attio's default is 10)."""
+        offset = 0
+        while True:
+            listed = await self._http.call(
+                "GET", "/webhooks",
+                params=[("limit", str(WEBHOOK_PAGE_SIZE)), ("offset", str(offset))],
+            )
+            page = [h for h in (listed or {}).get("data", []) if isinstance(h, dict)]
+            for hook in page:
+                yield hook
+            if len(page) < WEBHOOK_PAGE_SIZE:
+                return
+            offset += len(page)
+
     async def object_id(self, slug: str) -> str:
         """The UUID of an object (webhook payloads name objects by UUID, not slug)."""
         if slug not in self._object_ids:
@@ -266,8 +284,7 @@ class AttioAdapter:
 
     async def ensure_webhook(self, target_url: str) -> tuple[str, str | None]:
         """Reuse our webhook for `target_url` or create it; the secret comes only on create."""
-        listed = await self._http.call("GET", "/webhooks")
-        for hook in (listed or {}).get("data", []):
+        async for hook in self._webhooks():
             if hook.get("target_url") == target_url:
                 return str(hook["id"]["webhook_id"]), None
         # Only people: company or deal events would otherwise look like person ids.

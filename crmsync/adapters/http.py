@@ -69,6 +69,10 @@ class CrmHttp:
     ) -> Any:
         """Send and decode the JSON response (None for an empty body)."""
         read = method == "GET" if is_read is None else is_read
+        # A write that failed with a 5xx or a dropped connection may have happened:
+        # repeating it could duplicate it (a note twice). Only reads are retried then;
+        # a 429 is always retried (the CRM processed nothing).
+        retry_unsure = read or method in ("PUT", "DELETE")
         limiter = self._read_limiter if read else self._write_limiter
         body = None if json is None else msgspec.json.encode(json)
         headers = dict(self._headers)
@@ -88,6 +92,8 @@ class CrmHttp:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 slot.done()
                 problem = f"{type(exc).__name__}: {exc}"
+                if not retry_unsure:
+                    raise CrmApiError(f"{method} {path}: {problem}") from exc
             else:
                 slot.done()
                 if status < 300:
@@ -98,6 +104,8 @@ class CrmHttp:
                 if status == 404:
                     raise CrmNotFoundError(f"{method} {path}: {problem}", status=status)
                 if status != 429 and status < 500:
+                    raise CrmApiError(f"{method} {path}: {problem}", status=status)
+                if status != 429 and not retry_unsure:
                     raise CrmApiError(f"{method} {path}: {problem}", status=status)
                 if status == 429:
                     # The whole account is limited: hold every caller, then retry at once.

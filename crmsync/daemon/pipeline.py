@@ -119,7 +119,7 @@ class SyncPipeline:
         )
         transformer = Transformer(self.tenant, adapter=self._adapter, inbox=raw, out=writes)
         fetcher = Fetcher(
-            self.tenant, adapter=self._adapter, store=self._store, run_id=run_id,
+            self.tenant, adapter=self._adapter, store=self._store,
             crm_objects=options.crm_objects, page_size=options.page_size, out=raw,
         )
         # Sinks first, sources last (and the reverse on the way out).
@@ -178,6 +178,7 @@ class SyncPipeline:
             tenant = await self._store.tenants.get(self.tenant)
             if tenant is None or tenant.initial_sync_completed_at is None:
                 await self._store.tenants.mark_initial_sync_completed(self.tenant, now)
+            await self._store.tenants.set_state(self.tenant, "running", phase="live")
             await self._store.tenants.mark_success(self.tenant, now)
             metrics.last_successful_sync.labels(self.tenant).set(now)
         else:

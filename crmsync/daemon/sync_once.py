@@ -32,6 +32,7 @@ async def sync_tenant(
     *,
     full: bool = False,
     on_settled: Callable[[str], None] | None = None,
+    in_daemon: bool = False,
 ) -> SyncResult:
     await store.tenants.upsert(tenant.id, tenant.crm)
     clients = resources.clients_for(tenant)

@@ -98,8 +98,9 @@ class TenantRuntime:
     ) -> None:
         await self._store.tenants.set_state(self.id, state, phase=phase, last_error=error)
         metrics.tenant_up.labels(self.id).set(1 if state == "running" else 0)
-        self._health.set_reason(self.id, None if state == "running" else f"{self.id}: {state}"
-                                + (f" ({error})" if error else ""))
+        self._health.set_reason(
+            self.id, None if state == "running" else state + (f" ({error})" if error else "")
+        )
 
     async def _run_once(self) -> None:
         await self._set_state("starting", phase="setup")
@@ -107,7 +108,7 @@ class TenantRuntime:
         tenant = await self._store.tenants.get(self.id)
         if tenant is None or tenant.initial_sync_completed_at is None:
             await self._store.tenants.set_state(self.id, "running", phase="initial_sync")
-            self._health.set_reason(self.id, f"{self.id}: initial sync running")
+            self._health.set_reason(self.id, "initial sync running")
             result = await self.new_pass(full=False).run()
             if not result.ok:
                 log.error("initial sync finished with too many failures: %s", result.run.error,

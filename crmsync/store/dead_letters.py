@@ -60,6 +60,51 @@ class DeadLetters:
         error: str,
         next_retry_at: float | None = None,
     ) -> int:
+        """Record a failure; a record with an open dead letter keeps that one (updated,
+        attempts + 1) so a record failing on every pass does not pile up letters."""
+        if crm_record_id is not None:
+            async with self._db.transaction():
+                row = await self._db.fetchone(
+                    "SELECT id FROM dead_letters WHERE tenant_id = ? AND crm_object = ?"
+                    " AND crm_record_id = ? AND resolved_at IS NULL ORDER BY id LIMIT 1",
+                    (tenant_id, crm_object, crm_record_id),
+                )
+                if row is not None:
+                    await self._db.execute(
+                        "UPDATE dead_letters SET category = ?, payload = ?, error = ?,"
+                        " attempts = attempts + 1, next_retry_at = ? WHERE id = ?",
+                        (category, payload, error, next_retry_at, row[0]),
+                    )
+                    return int(row[0])
+                return await self._insert(
+                    tenant_id, crm_object, crm_record_id, category, payload, error,
+                    next_retry_at,
+                )
+        return await self._insert(
+            tenant_id, crm_object, crm_record_id, category, payload, error, next_retry_at
+        )
+
+    async def resolve_for_record(
+        self, tenant_id: str, crm_object: str, crm_record_id: str
+    ) -> int:
+        """The record synced after all: close its open dead letters."""
+        return await self._db.execute(
+            "UPDATE dead_letters SET resolved_at = ?, next_retry_at = NULL"
+            " WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?"
+            " AND resolved_at IS NULL",
+            (self._db.now(), tenant_id, crm_object, crm_record_id),
+        )
+
+    async def _insert(
+        self,
+        tenant_id: str,
+        crm_object: str,
+        crm_record_id: str | None,
+        category: str,
+        payload: str,
+        error: str,
+        next_retry_at: float | None,
+    ) -> int:
         dead_letter_id = await self._db.insert(
             "INSERT INTO dead_letters (tenant_id, crm_object, crm_record_id, category,"
             " payload, error, created_at, next_retry_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
