@@ -304,3 +304,24 @@ async def test_status_phase_is_live_once_the_initial_sync_completed(tmp_path: Pa
         status = await e2e.status()
         assert status["initialSyncCompletedAt"] is not None
         assert status["phase"] == "live", status
+
+
+async def test_a_rejected_quo_key_fails_with_one_clear_line(tmp_path: Path) -> None:
+    """1. seed 10 Attio people; the CLI gets a Quo API key the Quo sim does not know
+    2. `crmsync sync`
+    3. `crmsync status --json`
+    Result: exit 1; stderr names the 401 in one line (no ExceptionGroup wording, no
+    traceback); the tenant is `failed` and its lastError names the 401 too; nothing
+    was written to Quo.
+    """
+    async with e2e_env(tmp_path, people=10, seed=SEED) as e2e:
+        e2e.env["ACME_QUO_KEY"] = "not-a-quo-key"
+        result = await e2e.sync()
+        assert result.rc == 1, result.describe()
+        assert "401" in result.stderr, result.describe()
+        assert "TaskGroup" not in result.stderr, result.describe()
+        assert "ExceptionGroup" not in result.stderr, result.describe()
+        status = await e2e.status()
+        assert status["state"] == "failed"
+        assert "401" in (status["lastError"] or ""), status
+        assert not e2e.quo_contacts()

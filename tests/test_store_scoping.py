@@ -193,6 +193,7 @@ WRITES: dict[str, Write] = {
         lambda s, o, ids: s.dead_letters.resolve_for_record(o, "people", "rec-1")
     ),
     "mappings.record_scan": lambda s, o, ids: s.mappings.record_scan(o, "people", FAR_FUTURE),
+    "mappings.touch": lambda s, o, ids: s.mappings.touch(o, "people", "rec-1", 99.0),
     "inbox.retry_later": lambda s, o, ids: s.inbox.retry_later(o, ids["event"], "later"),
     "dead_letters.add": lambda s, o, ids: s.dead_letters.add(o, "people", "rec-1", "x", "", ""),
     "dead_letters.mark_resolved": lambda s, o, ids: s.dead_letters.mark_resolved(o, ids["dead"]),

@@ -32,6 +32,10 @@ async def save_mapping(
         last_synced_at=time.time(),
     )
     async with store.transaction():
-        await store.mappings.upsert(row)
+        # Unchanged keeps the row's action and sync method: they say how it was made.
+        if action != "unchanged" or not await store.mappings.touch(
+            tenant, crm_object, record_id, row.last_synced_at
+        ):
+            await store.mappings.upsert(row)
         await store.intents.settle(tenant, crm_object, record_id)
         await store.dead_letters.resolve_for_record(tenant, crm_object, record_id)

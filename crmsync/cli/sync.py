@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from crmsync.adapters.http import CrmAuthError
 from crmsync.config import load_config
 from crmsync.daemon.loop import run_async
 from crmsync.daemon.resources import open_resources
 from crmsync.daemon.sync_once import sync_tenant
-from crmsync.errors import EXIT_FAILED, EXIT_OK, UsageError
+from crmsync.errors import EXIT_FAILED, EXIT_OK, CrmsyncError, UsageError
+from crmsync.quo.errors import QuoAuthError
 from crmsync.store import open_store
 
 
@@ -32,9 +34,19 @@ async def _sync(args: argparse.Namespace) -> int:
         # Attio reports no total: an earlier pass's mapping count is the best estimate.
         estimate = await store.mappings.count(tenant.id) or None
         with SyncProgress(f"sync {tenant.id}", total=estimate) as progress:
-            result = await sync_tenant(
-                resources, store, tenant, full=args.full, on_settled=progress.settled
-            )
+            try:
+                result = await sync_tenant(
+                    resources, store, tenant, full=args.full, on_settled=progress.settled
+                )
+            except QuoAuthError as exc:
+                raise CrmsyncError(
+                    f"{tenant.id}: Quo rejected the API key ({exc}); check quo_api_key"
+                    " (a new key takes about 30 s to become active)"
+                ) from None
+            except CrmAuthError as exc:
+                raise CrmsyncError(
+                    f"{tenant.id}: the CRM rejected the API key ({exc}); check crm_api_key"
+                ) from None
     counts = result.run.counts
     print(
         f"{tenant.id}: {result.run.state}: fetched {counts.fetched}, created {counts.created}, "

@@ -23,7 +23,8 @@ from crmsync.actors.transformer import Transformer
 from crmsync.actors.verifier import BulkOptions, MappingVerifier
 from crmsync.actors.writer import QuoWriter
 from crmsync.adapters.base import CrmAdapter
-from crmsync.daemon.supervisor import RestartBudget, RestartBudgetSpentError
+from crmsync.adapters.http import CrmAuthError
+from crmsync.daemon.supervisor import RestartBudget, RestartBudgetSpentError, root_cause
 from crmsync.quo.client import QuoClient
 from crmsync.quo.errors import QuoAuthError
 from crmsync.store import Store
@@ -136,11 +137,12 @@ class SyncPipeline:
             try:
                 bulk_missing, dropped_phones = await self._pass(run_id)
                 break
-            except* QuoAuthError as group:
-                await self._finish(run_id, ok=False, error=str(group.exceptions[0]))
-                raise group.exceptions[0] from None
+            except* (QuoAuthError, CrmAuthError) as group:
+                rejected = root_cause(group)
+                await self._finish(run_id, ok=False, error=f"credentials rejected: {rejected}")
+                raise rejected from None
             except* Exception as group:
-                crash = group.exceptions[0]
+                crash = root_cause(group)
                 reason = f"{type(crash).__name__}: {crash}"
                 try:
                     self._budget.spend()

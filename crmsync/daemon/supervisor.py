@@ -39,3 +39,11 @@ class RestartBudget:
                 f"more than {self.max_restarts} restarts within {self.within_seconds:g}s"
             )
         self._restarts.append(now)
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The first real error inside (possibly nested) exception groups: task groups
+    wrap a child's failure, and a nested task group wraps it again."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

@@ -7,6 +7,11 @@ keeper run together. The tenant supervises them one_for_all with a restart budge
 failed with the reason, and other tenants are unaffected. Rejected credentials
 (401/403 from Quo or the CRM — a new Quo key takes ~30 s to activate) park the
 tenant, retried with backoff.
+
+For the daemon: `settled` is set once the startup attempt is over (the initial sync
+began, or the tenant is live, parked, failed or stopped), `state`/`phase` mirror what
+was last written to the store, and `progress` (fed by every pass) tells stall detection
+and the shutdown drain what is in flight.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from crmsync.config import TenantConfig
 from crmsync.daemon.health import Health
 from crmsync.daemon.pipeline import SyncPipeline
 from crmsync.daemon.resources import Resources
-from crmsync.daemon.supervisor import RestartBudget, RestartBudgetSpentError
+from crmsync.daemon.stall import Progress
+from crmsync.daemon.supervisor import RestartBudget, RestartBudgetSpentError, root_cause
 from crmsync.daemon.sync_once import pipeline_options
 from crmsync.daemon.webhook_target import WebhookTarget
 from crmsync.quo.errors import QuoAuthError
@@ -39,13 +45,6 @@ log = logging.getLogger(__name__)
 
 SUBSCRIPTION_CHECK_SECONDS = 300.0
 PARK_RETRY = RetryPolicy(base_delay=30.0, max_delay=3600.0)
-
-
-def _first(error: BaseException) -> BaseException:
-    """The first real error inside (possibly nested) exception groups."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
 
 
 class TenantRuntime:
@@ -69,6 +68,10 @@ class TenantRuntime:
             resources.config, tenant, adapter=self.adapter, store=store
         )
         self.started = asyncio.Event()  # set once the tenant is live
+        self.settled = asyncio.Event()  # set once the startup attempt is over
+        self.state: TenantState = "starting"
+        self.phase: TenantPhase = "setup"
+        self.progress = Progress()
         live = QuoContactSync(self.quo, lane=Lane.LIVE)
         self.crm_changes = CrmChangeHandler(
             self.id, adapter=self.adapter, store=store, quo=self.quo,
@@ -82,9 +85,11 @@ class TenantRuntime:
         )
 
     def new_pass(self, *, full: bool = True) -> SyncPipeline:
+        self.progress.new_pass()
         return SyncPipeline(
-            self.id, store=self._store, quo=self.quo, adapter=self.adapter,
+            self.id, store=self._store, quo=self.quo, adapter=self.progress.watch(self.adapter),
             options=pipeline_options(self._resources.config, self.config, full=full),
+            on_settled=self.progress.settled,
         )
 
     def inbox_processor(self) -> InboxProcessor:
@@ -97,6 +102,9 @@ class TenantRuntime:
         self, state: TenantState, *, phase: TenantPhase | None = None, error: str | None = None
     ) -> None:
         await self._store.tenants.set_state(self.id, state, phase=phase, last_error=error)
+        self.state, self.phase = state, phase or self.phase
+        if state != "starting":
+            self.settled.set()
         metrics.tenant_up.labels(self.id).set(1 if state == "running" else 0)
         self._health.set_reason(
             self.id, None if state == "running" else state + (f" ({error})" if error else "")
@@ -108,6 +116,8 @@ class TenantRuntime:
         tenant = await self._store.tenants.get(self.id)
         if tenant is None or tenant.initial_sync_completed_at is None:
             await self._store.tenants.set_state(self.id, "running", phase="initial_sync")
+            self.state, self.phase = "running", "initial_sync"
+            self.settled.set()
             self._health.set_reason(self.id, "initial sync running")
             result = await self.new_pass(full=False).run()
             if not result.ok:
@@ -133,16 +143,20 @@ class TenantRuntime:
     async def run(self) -> None:
         """Supervise the tenant until cancelled (stop) or its restart budget is spent."""
         await self._store.tenants.upsert(self.id, self.config.crm)
+        try:
+            await self._supervise()
+        except asyncio.CancelledError:  # stopped: also while parked or backing off
+            await self._set_state("stopped")
+            raise
+
+    async def _supervise(self) -> None:
         budget = RestartBudget(max_restarts=5, within_seconds=30)
         parked = 0
         while True:
             try:
                 await self._run_once()
-            except asyncio.CancelledError:
-                await self._set_state("stopped")
-                raise
             except BaseException as group:  # the supervision boundary
-                error = _first(group)
+                error = root_cause(group)
                 if isinstance(error, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
                     raise
                 reason = f"{type(error).__name__}: {error}"

@@ -118,6 +118,19 @@ class Mappings:
         )
         return 0 if row is None else int(row[0])
 
+    async def touch(
+        self, tenant_id: str, crm_object: str, crm_record_id: str, at: float
+    ) -> bool:
+        """Seen again, unchanged: only `last_synced_at` moves (the action that made the
+        mapping stays); returns whether a live mapping exists."""
+        changed = await self._db.execute(
+            "UPDATE mappings SET last_synced_at = ?, missed_scans = 0"
+            " WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?"
+            " AND deleted_at IS NULL",
+            (at, tenant_id, crm_object, crm_record_id),
+        )
+        return changed > 0
+
     async def record_scan(
         self, tenant_id: str, crm_object: str, scan_started_at: float
     ) -> list[Mapping]:

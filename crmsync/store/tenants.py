@@ -72,8 +72,9 @@ class Tenants:
         await self._update(tenant_id, "last_error = NULL", ())
 
     async def mark_success(self, tenant_id: str, at: float) -> None:
-        """Record a successful sync pass or write at `at` (unix seconds)."""
-        await self._update(tenant_id, "last_success_at = ?", (at,))
+        """Record a successful sync pass or write at `at` (unix seconds); an earlier
+        error is over, so `last_error` is cleared."""
+        await self._update(tenant_id, "last_success_at = ?, last_error = NULL", (at,))
 
     async def mark_initial_sync_completed(self, tenant_id: str, at: float) -> None:
         """The initial sync finished: later starts do incremental syncs instead."""
