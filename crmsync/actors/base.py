@@ -20,8 +20,6 @@ from typing import Generic, TypeVar
 
 import msgspec
 
-from crmsync import metrics
-
 T = TypeVar("T")
 
 
@@ -56,6 +54,4 @@ class Actor(Generic[T]):
 
     async def receive(self) -> T:
         assert self.inbox is not None, f"{self.name} has no inbox"
-        message = await self.inbox.get()
-        metrics.queue_depth.labels(self.tenant, self.name).set(self.inbox.qsize())
-        return message
+        return await self.inbox.get()

@@ -82,7 +82,12 @@ class InboxProcessor(Actor[None]):
         """Apply every pending event that is due; returns how many were applied."""
         done = 0
         now = time.monotonic()
-        for event in await self._store.inbox.next_pending(self.tenant, BATCH):
+        pending = await self._store.inbox.next_pending(self.tenant, BATCH)
+        # Lag: how long the oldest unapplied change has been waiting.
+        metrics.sync_lag.labels(self.tenant).set(
+            max(0.0, time.time() - pending[0].received_at) if pending else 0.0
+        )
+        for event in pending:
             if self._not_before.get(event.id, 0.0) > now:
                 continue
             if not await self._store.inbox.claim(self.tenant, event.id):

@@ -66,6 +66,11 @@ class BulkSubmitted(msgspec.Struct, frozen=True, tag=True):
     submitted_at: float
 
 
+def trace_id(crm_object: str, record_id: str) -> str:
+    """Log field that follows one record from fetch to write (grep it, or filter JSON)."""
+    return f"{crm_object}/{record_id}"
+
+
 RawMessage = RecordBatch | PageEnd | EndOfStream
 WriteMessage = WriteItem | RecordFailed | PageEnd | EndOfStream
 VerifyMessage = Outcome | RecordFailed | PageEnd | BulkSubmitted | EndOfStream

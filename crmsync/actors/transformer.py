@@ -19,6 +19,7 @@ from crmsync.actors.messages import (
     RecordFailed,
     WriteItem,
     WriteMessage,
+    trace_id,
 )
 from crmsync.adapters.base import CrmAdapter, CrmRecord
 from crmsync.transform import TransformError, build_contact
@@ -52,6 +53,9 @@ class Transformer(Actor[RawMessage]):
             category, error = "transform", f"{type(exc).__name__}: {exc}"
         else:
             self.dropped_phones += result.dropped_phones
+            log.debug("transformed (%d phones dropped)", result.dropped_phones, extra={
+                "tenant": self.tenant, "trace_id": trace_id(record.crm_object, record.record_id),
+            })
             return WriteItem(
                 page, record.crm_object, record.record_id, result.contact, result.content_hash
             )

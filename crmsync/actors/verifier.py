@@ -31,6 +31,7 @@ from crmsync.actors.messages import (
     RecordFailed,
     VerifyMessage,
     WriteItem,
+    trace_id,
 )
 from crmsync.actors.quo_sync import QuoContactSync
 from crmsync.actors.writer import failure_category
@@ -107,6 +108,11 @@ class MappingVerifier(Actor[VerifyMessage]):
             sync_method=outcome.sync_method,
             entity_type=self._entity_type,
         )
+        log.debug("%s as Quo contact %s (%s)", outcome.action, outcome.quo_contact_id,
+                  outcome.sync_method, extra={
+                      "tenant": self.tenant,
+                      "trace_id": trace_id(outcome.crm_object, outcome.record_id),
+                  })
         await self._settle(outcome.page, outcome.action)
 
     async def _record_failure(self, failed: RecordFailed) -> None:
@@ -115,7 +121,10 @@ class MappingVerifier(Actor[VerifyMessage]):
             failed.payload, failed.error,
         )
         log.warning("record %s failed (%s): %s", failed.record_id, failed.category,
-                    failed.error, extra={"tenant": self.tenant})
+                    failed.error, extra={
+                        "tenant": self.tenant,
+                        "trace_id": trace_id(failed.crm_object, failed.record_id),
+                    })
         await self._settle(failed.page, "failed")
 
     async def _commit_finished_pages(self) -> None:

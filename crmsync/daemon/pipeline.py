@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from crmsync import metrics
 from crmsync.actors.fetcher import CURSOR, Fetcher
@@ -32,6 +33,8 @@ from crmsync.store.mappings import SyncMethod
 from crmsync.store.runs import RunKind, SyncRun
 
 log = logging.getLogger(__name__)
+
+QUEUE_SAMPLE_SECONDS = 1.0
 
 
 @dataclass
@@ -123,11 +126,24 @@ class SyncPipeline:
             self.tenant, adapter=self._adapter, store=self._store,
             crm_objects=options.crm_objects, page_size=options.page_size, out=raw,
         )
-        # Sinks first, sources last (and the reverse on the way out).
-        async with asyncio.TaskGroup() as actors:
-            for actor in (verifier, writer, transformer, fetcher):
-                actors.create_task(actor.start(), name=f"{self.tenant}:{actor.name}")
+        queues: dict[str, asyncio.Queue[Any]] = {"raw": raw, "write": writes, "verify": verify}
+        sampler = asyncio.create_task(self._sample_queue_depths(queues))
+        try:
+            # Sinks first, sources last (and the reverse on the way out).
+            async with asyncio.TaskGroup() as actors:
+                for actor in (verifier, writer, transformer, fetcher):
+                    actors.create_task(actor.start(), name=f"{self.tenant}:{actor.name}")
+        finally:
+            sampler.cancel()
+            for name in queues:
+                metrics.queue_depth.labels(self.tenant, name).set(0)
         return verifier.bulk_missing, transformer.dropped_phones
+
+    async def _sample_queue_depths(self, queues: dict[str, asyncio.Queue[Any]]) -> None:
+        while True:
+            for name, queue in queues.items():
+                metrics.queue_depth.labels(self.tenant, name).set(queue.qsize())
+            await asyncio.sleep(QUEUE_SAMPLE_SECONDS)
 
     async def run(self) -> SyncResult:
         run_id = await self._start_run()
