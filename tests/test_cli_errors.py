@@ -10,42 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_helpers import T0, cli, write_config
 
 from crmsync.store import open_store
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-T0 = 1795428000.0  # 2026-11-23T10:00:00Z
-SECRET = "sk-SECRET-1234"
 
-CONFIG = """\
-[daemon]
-state_path = "{state}"
-
-[[tenants]]
-id = "acme"
-crm = "attio"
-quo_api_key = "env:QUO_KEY"
-crm_api_key = "env:CRM_KEY"
-
-[[tenants]]
-id = "beta"
-crm = "attio"
-quo_api_key = "env:QUO_KEY"
-crm_api_key = "env:CRM_KEY"
-"""
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
+@pytest.fixture
+def state_path(tmp_path: Path) -> Path:
+    return write_config(tmp_path)
 
 
 @dataclass
@@ -55,34 +31,6 @@ class Ids:
     resolved: int
     server: int
     beta: int
-
-
-async def cli(tmp_path: Path, *args: str) -> Result:
-    """`python -m crmsync ARGS -c crmsync.toml`, with only the environment it needs."""
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(REPO_ROOT),
-        "QUO_KEY": SECRET,
-        "CRM_KEY": "crm-SECRET-5678",
-        "COLUMNS": "200",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "crmsync", *args, "-c", str(tmp_path / "crmsync.toml"),
-        cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
-    result = Result(await process.wait(), out.decode(), err.decode())
-    assert "Traceback" not in result.out + result.err
-    assert SECRET not in result.out + result.err
-    return result
-
-
-@pytest.fixture
-def state_path(tmp_path: Path) -> Path:
-    path = tmp_path / "crmsync.db"
-    (tmp_path / "crmsync.toml").write_text(CONFIG.format(state=path))
-    return path
 
 
 async def populate(path: Path) -> Ids:

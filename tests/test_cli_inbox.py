@@ -13,35 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_helpers import T0, Result, write_config
+from cli_helpers import cli as run_cli
 
 from crmsync.store import Source, open_store
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-T0 = 1795428000.0  # 2026-11-23T10:00:00Z
-SECRET = "sk-SECRET-1234"
-
-CONFIG = """\
-[daemon]
-state_path = "{state}"
-
-[[tenants]]
-id = "acme"
-crm = "attio"
-quo_api_key = "env:QUO_KEY"
-crm_api_key = "env:CRM_KEY"
-
-[[tenants]]
-id = "beta"
-crm = "attio"
-quo_api_key = "env:QUO_KEY"
-crm_api_key = "env:CRM_KEY"
-"""
 
 # Loaded before crmsync by the subprocess: stands in for crmsync.daemon.inbox_drain.
 FAKE_DRAIN = """\
@@ -60,13 +39,6 @@ NO_DRAIN = "import sys\nsys.modules['crmsync.daemon.inbox_drain'] = None\n"
 
 
 @dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
 class Ids:
     processed: int
     failed: int
@@ -75,35 +47,19 @@ class Ids:
 
 
 async def cli(tmp_path: Path, *args: str, drain: str | None = NO_DRAIN) -> Result:
-    """`python -m crmsync ARGS -c crmsync.toml`; `drain` is the inbox_drain stand-in."""
+    """The CLI with `drain` as the inbox_drain stand-in (loaded via sitecustomize)."""
     hooks = tmp_path / "hooks"
     hooks.mkdir(exist_ok=True)
     (hooks / "sitecustomize.py").write_text(drain or "")
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": os.pathsep.join([str(hooks), str(REPO_ROOT)]),
-        "QUO_KEY": SECRET,
-        "CRM_KEY": "crm-SECRET-5678",
-        "COLUMNS": "200",
-        "DRAIN_LOG": str(tmp_path / "drain.log"),
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "crmsync", *args, "-c", str(tmp_path / "crmsync.toml"),
-        cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    return await run_cli(
+        tmp_path, *args, pythonpath=[str(hooks)],
+        extra_env={"DRAIN_LOG": str(tmp_path / "drain.log")},
     )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
-    result = Result(await process.wait(), out.decode(), err.decode())
-    assert "Traceback" not in result.out + result.err
-    assert SECRET not in result.out + result.err
-    return result
 
 
 @pytest.fixture
 def state_path(tmp_path: Path) -> Path:
-    path = tmp_path / "crmsync.db"
-    (tmp_path / "crmsync.toml").write_text(CONFIG.format(state=path))
-    return path
+    return write_config(tmp_path)
 
 
 async def populate(path: Path) -> Ids:

@@ -10,36 +10,14 @@ import asyncio
 import csv
 import io
 import json
-import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_helpers import T0, cli, write_config
 
 from crmsync.store import Mapping, open_store
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-T0 = 1795428000.0  # 2026-11-23T10:00:00Z
-SECRET = "sk-SECRET-1234"
 ROWS = 1203
-
-CONFIG = """\
-[daemon]
-state_path = "{state}"
-
-[[tenants]]
-id = "acme"
-crm = "attio"
-quo_api_key = "env:QUO_KEY"
-crm_api_key = "env:CRM_KEY"
-
-[[tenants]]
-id = "beta"
-crm = "attio"
-quo_api_key = "env:QUO_KEY"
-crm_api_key = "env:CRM_KEY"
-"""
 
 COLUMNS = [
     "tenant", "crmObject", "crmRecordId", "quoContactId", "entityType", "syncMethod",
@@ -47,38 +25,9 @@ COLUMNS = [
 ]
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-async def cli(tmp_path: Path, *args: str) -> Result:
-    """`python -m crmsync ARGS -c crmsync.toml`, with only the environment it needs."""
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(REPO_ROOT),
-        "QUO_KEY": SECRET,
-        "CRM_KEY": "crm-SECRET-5678",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "crmsync", *args, "-c", str(tmp_path / "crmsync.toml"),
-        cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
-    result = Result(await process.wait(), out.decode(), err.decode())
-    assert "Traceback" not in result.out + result.err
-    assert SECRET not in result.out + result.err
-    return result
-
-
 @pytest.fixture
 def state_path(tmp_path: Path) -> Path:
-    path = tmp_path / "crmsync.db"
-    (tmp_path / "crmsync.toml").write_text(CONFIG.format(state=path))
-    return path
+    return write_config(tmp_path)
 
 
 def mapping(tenant: str, i: int) -> Mapping:

@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_helpers import T0, cli
 
 from crmsync.store import open_store
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-T0 = 1795428000.0  # 2026-11-23T10:00:00Z
-SECRET = "sk-SECRET-1234"
 
 CONFIG = """\
 [daemon]
@@ -52,41 +46,12 @@ TENANT_KEYS = {
 COUNT_KEYS = ["fetched", "created", "updated", "linked", "unchanged", "failed", "deleted"]
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = T0
 
     def __call__(self) -> float:
         return self.now
-
-
-async def cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Result:
-    """`python -m crmsync ARGS -c crmsync.toml`, with only the environment it needs."""
-    base = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(REPO_ROOT),
-        "QUO_KEY": SECRET,
-        "CRM_KEY": "crm-SECRET-5678",
-        "COLUMNS": "200",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "crmsync", *args, "-c", str(tmp_path / "crmsync.toml"),
-        cwd=tmp_path, env=base | (env or {}),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
-    result = Result(await process.wait(), out.decode(), err.decode())
-    assert "Traceback" not in result.out + result.err
-    assert SECRET not in result.out + result.err
-    return result
 
 
 @pytest.fixture
