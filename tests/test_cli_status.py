@@ -66,8 +66,9 @@ async def populate(path: Path) -> None:
     async with open_store(path, clock=clock) as store:
         await store.tenants.upsert("acme", "attio")
         await store.tenants.mark_initial_sync_completed("acme", T0)
-        await store.tenants.set_state("acme", "running", phase="live", last_error="429 from Quo")
         await store.tenants.mark_success("acme", T0 + 3600.25)
+        # An error after the last success (a success clears older errors).
+        await store.tenants.set_state("acme", "running", phase="live", last_error="429 from Quo")
         old = await store.runs.create("acme", "initial")
         await store.runs.transition("acme", old, "running")
         await store.runs.add_counts("acme", old, fetched=500, created=500)
