@@ -216,12 +216,6 @@ async def test_message_from_unknown_phone_is_processed_without_note(tmp_path: Pa
         assert "message.received" in line and "processed" in line, listing.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: crmsync/daemon/app.py binds the listener before any tenant has set a "
-    "not-ready reason in Health, so /readyz is 200 until TenantRuntime.run() reaches "
-    "_set_state('starting'); fix: health.set_reason(tenant.id, 'starting') for every "
-    "enabled tenant before serve()"
-))
 async def test_readyz_is_not_ready_before_the_tenant_runs(tmp_path: Path) -> None:
     """Readiness must not be claimed while a tenant has not even started.
 
@@ -231,7 +225,8 @@ async def test_readyz_is_not_ready_before_the_tenant_runs(tmp_path: Path) -> Non
     3. a second daemon starts; its listener binds and answers
     4. the lock is released; the daemon goes live
     Result: the first `/readyz` answer is 503 (INTERFACE §4: 200 only when every
-    enabled tenant is running) — observed: 200 while the tenant is not started.
+    enabled tenant is running). (Regression test: app.py once bound the listener
+    before any tenant had set a not-ready reason, and answered 200 here.)
     """
     async with live_env(tmp_path, people=PEOPLE) as env:
         async with env.daemon():

@@ -89,15 +89,7 @@ async def test_acknowledged_change_survives_sigkill(tmp_path: Path) -> None:
         assert len(e2e.quo_contacts()) == PEOPLE
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: crmsync/daemon/tenant.py TenantRuntime.run() awaits "
-    "store.tenants.upsert() before its supervision loop, so a failure there (here "
-    "'database is locked' after the 5 s busy timeout) escapes to run_daemon's TaskGroup "
-    "and ends the whole daemon (exit 1, 'internal error: ExceptionGroup'); fix: move "
-    "the upsert inside the try of the restart loop (and keep _set_state failures in "
-    "the except branches from escaping too)"
-))
-async def test_locked_state_database_at_start_does_not_kill_the_daemon(
+async def test_locked_state_database_at_start_is_retried(
     tmp_path: Path,
 ) -> None:
     """A tenant's failing first write is a tenant crash, not a daemon crash (STYLE §2-3).
@@ -108,7 +100,8 @@ async def test_locked_state_database_at_start_does_not_kill_the_daemon(
     3. a second daemon starts; the tenant's first write gives up ("database is locked")
     4. the lock is released
     Result: the daemon is still running; the supervisor restarts the tenant, which
-    goes live; SIGTERM ends it with 0 — observed: the daemon exits 1 at step 3.
+    goes live; SIGTERM ends it with 0. (Regression test: the first write once ran
+    outside the restart loop and failed the tenant for good, or ended the daemon.)
     """
     async with live_env(tmp_path, people=PEOPLE) as env:
         async with env.daemon():

@@ -16,4 +16,4 @@ def run(args: argparse.Namespace) -> int:
     from crmsync.daemon.app import run_daemon
 
     config = load_config(args.config)
-    return run_async(run_daemon(config))
+    return run_async(run_daemon(config, args.config))  # SIGHUP re-reads the same path

@@ -1,10 +1,22 @@
-"""`crmsync run`: the daemon.
+"""`crmsync run`: the daemon, the root supervisor of every tenant.
 
-Resources are stacked in one AsyncExitStack (HTTP session, state store, HTTP server)
-and released in reverse. The HTTP port is bound before any tenant starts, so webhooks
-registered during setup can be delivered at once. Signal handlers only set events;
-this coroutine acts on them: TERM/INT stop the tenants (their checkpoints are
-already committed) and close everything.
+    start   resources in one AsyncExitStack (HTTP session, state store, HTTP listener:
+            the port is bound before any tenant starts, so webhooks registered during
+            setup can be delivered at once) → one supervised task per enabled tenant →
+            READY=1 once every tenant's startup attempt is over (readiness handshake:
+            `TenantRuntime.settled`)
+    run     signal handlers only set requests (`signals.py`); `_control` acts on them:
+            HUP → reload (`reload.py`), USR1 → log every task's stack. The monitor task
+            ticks: STATUS= when the summary changes, stall checks (`stall.py`), and the
+            heartbeat the systemd watchdog pings on (`systemd.py`).
+    stop    TERM/INT → STOPPING=1; intake answers 503 (senders retry later) → drain: no
+            new page is fetched, fetched pages run to their committed checkpoint, up to
+            `daemon.shutdown_timeout` → tenants cancelled with a reason → resources
+            closed in reverse → exit 0. A second INT skips the drain: exit 130.
+
+A tenant that crashes is its own supervisor's business (restart budget, parked, failed);
+only a failure of this root (a bug, the state store failing) ends the process non-zero,
+for systemd to restart it.
 """
 
 from __future__ import annotations
@@ -12,53 +24,372 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
+import os
+import time
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import dataclass
 
-from crmsync.config import Config
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from crmsync.config import Config, TenantConfig
 from crmsync.daemon.health import Health
 from crmsync.daemon.http import build_app, serve
 from crmsync.daemon.logs import configure_logging
-from crmsync.daemon.resources import open_resources
+from crmsync.daemon.reload import plan_reload, read_config
+from crmsync.daemon.resources import Resources, open_resources
+from crmsync.daemon.signals import SignalRequests, task_stacks
+from crmsync.daemon.stall import STALL_CHECK_SECONDS, StallDetector
+from crmsync.daemon.systemd import Notifier, keep_watchdog, monotonic_usec, watchdog_period
 from crmsync.daemon.tenant import TenantRuntime
 from crmsync.daemon.webhook_target import WebhookTarget
-from crmsync.store import open_store
+from crmsync.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
+from crmsync.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
+#: how often the monitor ticks (STATUS, heartbeat); faster when the watchdog needs it
+MONITOR_TICK_SECONDS = 1.0
+#: how long a cancelled tenant may take to write its final state
+CANCEL_GRACE_SECONDS = 10.0
+#: the order of states in STATUS=
+STATUS_ORDER = ("running", "initial sync", "starting", "parked", "failed", "stopped")
 
-async def run_daemon(config: Config) -> int:
-    configure_logging(config.daemon)
-    health = Health()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    runtimes: dict[str, TenantRuntime] = {}
 
-    def target(tenant_id: str) -> WebhookTarget | None:
-        runtime = runtimes.get(tenant_id)
-        return runtime.target if runtime is not None else None
+@dataclass
+class _Tenant:
+    runtime: TenantRuntime
+    task: asyncio.Task[None]
+    stall: StallDetector
 
-    async with contextlib.AsyncExitStack() as stack:
-        resources = await stack.enter_async_context(open_resources(config))
-        store = await stack.enter_async_context(open_store(config.daemon.state_path))
-        app = build_app(
-            targets=target, store=store, config=lambda: config, health=health,
-            max_body_bytes=config.http.max_body_bytes,
+
+class Daemon:
+    """One `crmsync run`: `await Daemon(config, ...).run()` returns the exit code."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | os.PathLike[str] | None,
+        notifier: Notifier,
+        watchdog: float | None,
+    ) -> None:
+        self.config = config
+        self._config_path = config_path
+        self._notifier = notifier
+        self._watchdog = watchdog
+        self._tick = MONITOR_TICK_SECONDS if watchdog is None else min(
+            MONITOR_TICK_SECONDS, watchdog / 2
         )
-        port = await stack.enter_async_context(serve(app, config.http.host, config.http.port))
-        log.info("listening on http://%s:%d", config.http.host, port)
-        async with asyncio.TaskGroup() as tenants:
-            tasks = []
-            for tenant in config.tenants:
-                if not tenant.enabled:
+        self.health = Health()
+        self.requests = SignalRequests()
+        self._tenants: dict[str, _Tenant] = {}
+        self._targets: dict[str, WebhookTarget] = {}
+        self._ready = False
+        self._stopping = False
+        self._status = ""
+        self._beat = time.monotonic()
+        self._resources: Resources | None = None
+        self._store: Store | None = None
+        self._group: asyncio.TaskGroup | None = None
+
+    # -- the lifecycle --------------------------------------------------------------
+
+    async def run(self) -> int:
+        configure_logging(self.config.daemon)
+        self.requests.install(asyncio.get_running_loop())
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                stack.callback(self._notifier.close)
+                self._resources = await stack.enter_async_context(open_resources(self.config))
+                self._store = await stack.enter_async_context(
+                    open_store(self.config.daemon.state_path)
+                )
+                app = build_app(
+                    targets=self._targets.get, store=self._store, config=lambda: self.config,
+                    health=self.health, max_body_bytes=self.config.http.max_body_bytes,
+                )
+                app.middlewares.append(self._intake_gate)
+                http = self.config.http
+                port = await stack.enter_async_context(serve(app, http.host, http.port))
+                log.info("listening on http://%s:%d", http.host, port)
+                code = await self._supervise()
+            log.info("stopped")
+            return code
+        finally:
+            self.requests.remove()
+
+    async def _supervise(self) -> int:
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            for tenant in self.config.tenants:
+                if tenant.enabled:
+                    self._launch(self._build(tenant))
+            helpers = [
+                group.create_task(self._monitor(), name="daemon:monitor"),
+                group.create_task(self._announce_ready(), name="daemon:ready"),
+            ]
+            if self._watchdog is not None:
+                log.info("systemd watchdog: WATCHDOG=1 every %.2fs", self._watchdog)
+                helpers.append(group.create_task(
+                    keep_watchdog(self._notifier, self._watchdog, last_beat=lambda: self._beat),
+                    name="daemon:watchdog",
+                ))
+            code = await self._control()
+            for helper in helpers:
+                helper.cancel()
+        return code
+
+    async def _control(self) -> int:
+        """The one coroutine that acts on signals."""
+        requests = self.requests
+        while True:
+            requests.wake.clear()
+            if requests.stop.is_set():
+                return await self._shutdown()
+            if requests.dump.is_set():
+                requests.dump.clear()
+                log.warning("SIGUSR1: %s", task_stacks())
+                continue
+            if requests.reload.is_set() and self._ready:  # before READY=1 it waits
+                requests.reload.clear()
+                await self._reload()
+                continue
+            await requests.wake.wait()
+
+    async def _announce_ready(self) -> None:
+        """READY=1 once every tenant's startup attempt is over (the port is bound)."""
+        for tenant in list(self._tenants.values()):
+            await tenant.runtime.settled.wait()
+        self._ready = True
+        self._status = self._summary()
+        self._notifier.send("READY=1", f"STATUS={self._status}")
+        log.info("ready: %s", self._status)
+        self.requests.wake.set()  # a reload asked for during startup may go now
+
+    async def _monitor(self) -> None:
+        """STATUS= on change, stall checks, and the supervisor heartbeat."""
+        loop = asyncio.get_running_loop()
+        next_stall_check = loop.time() + STALL_CHECK_SECONDS
+        while True:
+            self._push_status()
+            if loop.time() >= next_stall_check:
+                next_stall_check = loop.time() + STALL_CHECK_SECONDS
+                try:
+                    for tenant in list(self._tenants.values()):
+                        await tenant.stall.check()
+                except Exception:  # e.g. the store is busy: no beat this tick
+                    log.exception("stall check failed")
+                    await asyncio.sleep(self._tick)
                     continue
-                runtime = TenantRuntime(tenant, resources=resources, store=store, health=health)
-                runtimes[tenant.id] = runtime
-                tasks.append(tenants.create_task(runtime.run(), name=f"tenant:{tenant.id}"))
-            await stop.wait()
-            log.info("stopping: %d tenants", len(tasks))
-            for task in tasks:
-                task.cancel()
-    log.info("stopped")
-    return 0
+            self._beat = time.monotonic()
+            await asyncio.sleep(self._tick)
+
+    # -- tenants ----------------------------------------------------------------------
+
+    def _build(self, tenant: TenantConfig) -> TenantRuntime:
+        assert self._resources is not None and self._store is not None
+        return TenantRuntime(
+            tenant, resources=self._resources, store=self._store, health=self.health
+        )
+
+    def _launch(self, runtime: TenantRuntime) -> None:
+        assert self._group is not None and self._store is not None
+        self.health.set_reason(runtime.id, "starting")
+        stall = StallDetector(
+            runtime.id, progress=runtime.progress, store=self._store, health=self.health,
+            inbox_active=lambda: runtime.state == "running" and runtime.phase == "live",
+        )
+        task = self._group.create_task(self._run_tenant(runtime), name=f"tenant:{runtime.id}")
+        self._tenants[runtime.id] = _Tenant(runtime, task, stall)
+        self._targets[runtime.id] = runtime.target
+
+    async def _run_tenant(self, runtime: TenantRuntime) -> None:
+        """The tenant's supervisor; whatever escapes it stays here (STYLE rule 3)."""
+        try:
+            await runtime.run()
+        except Exception as exc:  # the supervisor itself failed: contain it, report it
+            log.exception("tenant supervisor failed", extra={"tenant": runtime.id})
+            self.health.set_reason(runtime.id, f"failed ({type(exc).__name__}: {exc})")
+            runtime.state = "failed"
+        finally:
+            runtime.settled.set()
+
+    async def _stop_tenant(self, tenant: _Tenant, reason: str, deadline: float) -> None:
+        """Drain until `deadline` (loop time), then cancel with a reason; wait for it."""
+        runtime, task = tenant.runtime, tenant.task
+        runtime.progress.drain()
+        quiet = asyncio.ensure_future(runtime.progress.wait_quiet())
+        forced = asyncio.ensure_future(self.requests.force.wait())
+        try:
+            timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+            await asyncio.wait({quiet, forced, task}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            quiet.cancel()
+            forced.cancel()
+        if quiet.done() and not quiet.cancelled():
+            assert self._store is not None
+            # The last record settles just before its page's checkpoint transaction
+            # starts, and that transaction holds the store's lock: this read queues
+            # behind it, so it returns once the checkpoint is committed.
+            await self._store.tenants.get(runtime.id)
+            why = f"{reason}: drained"
+        elif self.requests.force.is_set():
+            why = f"{reason}: forced, {runtime.progress.in_flight} records in flight"
+        else:
+            why = f"{reason}: drain deadline passed, {runtime.progress.in_flight} records" \
+                  " in flight (resumed from the last checkpoint on the next start)"
+        if not task.done():
+            log.info("stopping (%s)", why, extra={"tenant": runtime.id})
+            task.cancel(why)
+            _, pending = await asyncio.wait({task}, timeout=CANCEL_GRACE_SECONDS)
+            if pending:
+                log.error("tenant supervisor did not stop within %gs of being cancelled",
+                          CANCEL_GRACE_SECONDS, extra={"tenant": runtime.id})
+        tenant.stall.close()
+
+    def _stop_deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self.config.daemon.shutdown_timeout
+
+    # -- reload -----------------------------------------------------------------------
+
+    async def _reload(self) -> None:
+        self._notifier.send("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
+        log.info("SIGHUP: reloading the config")
+        try:
+            new = await read_config(self._config_path)
+        except ConfigError as exc:
+            for line in exc.lines():
+                log.error("reload rejected, keeping the running config: %s", line)  # noqa: TRY400
+            self._notify_ready()
+            return
+        except Exception:  # a bug must not take the running tenants down with it
+            log.exception("reload failed, keeping the running config")
+            self._notify_ready()
+            return
+        plan = plan_reload(self.config, new)
+        for key in plan.needs_restart:
+            log.warning("%s changed: needs a restart, not applied", key)
+        old = self.config
+        self.config = plan.effective
+        if (old.daemon.log_level, old.daemon.log_format) != (
+            new.daemon.log_level, new.daemon.log_format
+        ):
+            configure_logging(self.config.daemon)
+        if plan.shared:
+            assert self._resources is not None
+            log.info("%s changed: restarting every tenant", ", ".join(plan.shared))
+            self._resources = Resources(self.config, self._resources.session)
+        deadline = self._stop_deadline()
+        stopping = []
+        for tenant_id in plan.stop:
+            self._targets.pop(tenant_id, None)  # new deliveries: 404, the tenant is gone
+            stopping.append(self._stop_tenant(self._tenants[tenant_id], "removed", deadline))
+        replacements = {tid: self._build(t) for tid, t in plan.restart.items()}
+        for tenant_id, runtime in replacements.items():
+            self._targets[tenant_id] = runtime.target  # deliveries verified the new way
+            stopping.append(self._stop_tenant(
+                self._tenants[tenant_id], "config changed", deadline
+            ))
+        await asyncio.gather(*stopping)
+        for tenant_id in plan.stop:
+            del self._tenants[tenant_id]
+            self.health.forget(tenant_id)
+        started = [*replacements.values(), *(self._build(t) for t in plan.start)]
+        for runtime in started:
+            self._launch(runtime)
+        log.info("reloaded: %s", plan.summary())
+        # READY=1 once the new tenants' startup attempts are over (or on a stop request).
+        await _first_of(
+            asyncio.gather(*(runtime.settled.wait() for runtime in started)),
+            self.requests.stop.wait(),
+        )
+        self._notify_ready()
+
+    def _notify_ready(self) -> None:
+        self._status = self._summary()
+        self._notifier.send("READY=1", f"STATUS={self._status}")
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    @web.middleware
+    async def _intake_gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """While stopping, webhooks get 503 (the sender retries) instead of a half-stop."""
+        if self._stopping and request.path.startswith("/webhooks/"):
+            return web.json_response(
+                {"error": "shutting down, retry later"}, status=503,
+                headers={"Retry-After": "30"},
+            )
+        return await handler(request)
+
+    async def _shutdown(self) -> int:
+        timeout = self.config.daemon.shutdown_timeout
+        self._stopping = True
+        self.health.set_reason("daemon", "shutting down")
+        count = len(self._tenants)
+        self._status = f"stopping: draining {_tenants(count)}"
+        self._notifier.send("STOPPING=1", f"STATUS={self._status}")
+        log.info("%s: stopping; draining %s for up to %gs",
+                 self.requests.stop_signal, _tenants(count), timeout)
+        deadline = self._stop_deadline()
+        await asyncio.gather(*(
+            self._stop_tenant(tenant, "shutdown", deadline) for tenant in self._tenants.values()
+        ))
+        if self.requests.force.is_set():
+            log.warning("second SIGINT: forced exit")
+            return EXIT_INTERRUPTED
+        return EXIT_OK
+
+    # -- status -----------------------------------------------------------------------
+
+    def _summary(self) -> str:
+        """One line for STATUS=, e.g. `3 tenants: 2 running, 1 parked`."""
+        states: Counter[str] = Counter()
+        stalled = 0
+        for tenant in self._tenants.values():
+            runtime = tenant.runtime
+            state: str = runtime.state
+            if state == "running" and runtime.phase == "initial_sync":
+                state = "initial sync"
+            states[state] += 1
+            stalled += bool(tenant.stall.stalled)
+        count = len(self._tenants)
+        if not count:
+            return "no tenants enabled"
+        parts = [f"{states[s]} {s}" for s in STATUS_ORDER if states[s]]
+        if stalled:
+            parts.append(f"{stalled} stalled")
+        return f"{_tenants(count)}: {', '.join(parts)}"
+
+    def _push_status(self) -> None:
+        if not self._ready or self._stopping:
+            return  # READY=1 and STOPPING=1 carry their own STATUS=
+        summary = self._summary()
+        if summary != self._status:
+            self._status = summary
+            self._notifier.send(f"STATUS={summary}")
+
+
+def _tenants(count: int) -> str:
+    return f"{count} tenant{'' if count == 1 else 's'}"
+
+
+async def _first_of(*waits: Awaitable[object]) -> None:
+    """Until the first of `waits` is done; the others are cancelled."""
+    futures: list[asyncio.Future[object]] = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+async def run_daemon(config: Config, config_path: str | os.PathLike[str] | None = None) -> int:
+    """Run until stopped; SIGHUP re-reads `config_path` (None: the default lookup)."""
+    daemon = Daemon(
+        config, config_path=config_path, notifier=Notifier.from_env(),
+        watchdog=watchdog_period(),
+    )
+    return await daemon.run()

@@ -111,6 +111,8 @@ class TenantRuntime:
         )
 
     async def _run_once(self) -> None:
+        # Inside the restart loop: a store hiccup at start is a tenant crash, retried.
+        await self._store.tenants.upsert(self.id, self.config.crm)
         await self._set_state("starting", phase="setup")
         await self.subscriptions.ensure()
         tenant = await self._store.tenants.get(self.id)
@@ -142,7 +144,6 @@ class TenantRuntime:
 
     async def run(self) -> None:
         """Supervise the tenant until cancelled (stop) or its restart budget is spent."""
-        await self._store.tenants.upsert(self.id, self.config.crm)
         try:
             await self._supervise()
         except asyncio.CancelledError:  # stopped: also while parked or backing off
