@@ -9,8 +9,10 @@ are in, every PromQL expression of deploy/grafana/crmsync.json (panel targets an
 template-variable selectors) and every rule expression (as loaded by Prometheus) is sent
 to /api/v1/query. Prints per panel and per rule: evaluated without error, returned data,
 and which referenced metrics the demo does not export. Exit 1 if any expression errors or
-any rule's evaluation is unhealthy; no data is only reported (the demo runs no webhooks,
-so some series cannot exist). Every child process is stopped on exit; --timeout bounds
+any rule's evaluation is unhealthy; no data is only reported (series of failures that
+did not happen, such as 429s or dead letters, cannot exist). Before the scrapes are
+counted, the demo's printed curl lines are sent a few times so that webhook, activity
+and live-sync series exist. Every child process is stopped on exit; --timeout bounds
 the whole run.
 """
 
@@ -162,6 +164,39 @@ class Child:
                 self.proc.wait()
 
 
+CURL_POST = re.compile(
+    r"^\s*curl -s -X (?P<method>POST|PATCH) .*-d '(?P<body>.+)' (?P<url>http\S+)$"
+)
+
+
+def send_live_traffic(demo_output: list[str], rounds: int) -> str:
+    """Do what the demo's printed curl lines do, `rounds` times: signed webhooks flow.
+
+    The SMS and call lines make the Quo simulator deliver `message.received`,
+    `call.completed` and `call.summary.completed` to the daemon (webhook and activity
+    series); the CRM line makes Attio deliver `record.updated` (a live contact write).
+    """
+    requests = [m for line in demo_output if (m := CURL_POST.match(line))]
+    if not requests:
+        raise RuntimeError("the demo printed no curl lines to try webhooks")
+    sent = 0
+    for round_ in range(rounds):
+        for match in requests:
+            body = json.loads(match["body"])
+            if "text" in body:
+                body["text"] = f"{body['text']} ({round_})"
+            if "job_title" in body:
+                body["job_title"] = f"{body['job_title']} {round_}"
+            request = urllib.request.Request(
+                match["url"], data=json.dumps(body).encode(), method=match["method"],
+                headers={"content-type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+            sent += 1
+    return f"{sent} simulator requests that send webhooks"
+
+
 def prometheus_config(directory: Path, target: str) -> Path:
     rules = directory / "crmsync.rules.yml"
     shutil.copyfile(RULES, rules)
@@ -252,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
                        lambda: urllib.request.urlopen(f"{base}/-/ready", timeout=2).status == 200)
             demo.wait_for(re.compile(r"Running until Ctrl-C"), deadline)
             synced_after = time.monotonic() - started
+            traffic = send_live_traffic(demo.lines, args.events)
 
             def scrape_count() -> int:
                 reply = api(base, "/api/v1/query",
@@ -293,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
             for child in reversed(children):
                 child.stop()
     print(f"demo: {args.contacts} contacts synced {synced_after:.1f} s after Prometheus "
-          f"started; {scrapes[0]['value'][1]} scrapes; "
+          f"started; {traffic}; {scrapes[0]['value'][1]} scrapes; "
           f"{crmsync_series[0]['value'][1]} crmsync_* series")
     report(f"Dashboard {dashboard_path}", dashboard)
     report(f"Alert rules {RULES.relative_to(ROOT)} (data = the alert condition holds now)",
@@ -310,6 +346,8 @@ def main() -> int:
     parser.add_argument("--contacts", type=int, default=200)
     parser.add_argument("--dashboard", default=str(DASHBOARD), help="Grafana dashboard JSON")
     parser.add_argument("--prometheus", default="prometheus", help="the server binary")
+    parser.add_argument("--events", type=int, default=3,
+                        help="rounds of the demo's webhook curl lines to send (default 3)")
     parser.add_argument("--scrapes", type=int, default=5,
                         help="scrapes to wait for after the demo's sync (default 5)")
     parser.add_argument("--timeout", type=float, default=180, help="bound on the whole run (s)")

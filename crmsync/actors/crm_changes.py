@@ -68,6 +68,8 @@ class CrmChangeHandler:
         except TransformError as exc:
             await self._dead_letter(record, exc.category, str(exc))
             return "failed"
+        if result.dropped_phones:
+            metrics.phones_dropped.labels(self.tenant).inc(result.dropped_phones)
         try:
             action, contact_id = await self._records.write(
                 record.crm_object, record.record_id, result.contact, result.content_hash

@@ -11,6 +11,7 @@ import logging
 
 import msgspec
 
+from crmsync import metrics
 from crmsync.actors.base import Actor, EndOfStream
 from crmsync.actors.messages import (
     PageEnd,
@@ -53,6 +54,8 @@ class Transformer(Actor[RawMessage]):
             category, error = "transform", f"{type(exc).__name__}: {exc}"
         else:
             self.dropped_phones += result.dropped_phones
+            if result.dropped_phones:
+                metrics.phones_dropped.labels(self.tenant).inc(result.dropped_phones)
             log.debug("transformed (%d phones dropped)", result.dropped_phones, extra={
                 "tenant": self.tenant, "trace_id": trace_id(record.crm_object, record.record_id),
             })

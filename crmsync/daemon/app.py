@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable
@@ -41,6 +42,7 @@ from crmsync.daemon.reload import plan_reload, read_config
 from crmsync.daemon.resources import Resources, open_resources
 from crmsync.daemon.signals import SignalRequests, task_stacks
 from crmsync.daemon.stall import STALL_CHECK_SECONDS, StallDetector
+from crmsync.daemon.store_gauges import forget_tenant, refresh_dead_letters
 from crmsync.daemon.systemd import Notifier, keep_watchdog, monotonic_usec, watchdog_period
 from crmsync.daemon.tenant import TenantRuntime
 from crmsync.daemon.webhook_target import WebhookTarget
@@ -93,6 +95,7 @@ class Daemon:
         self._resources: Resources | None = None
         self._store: Store | None = None
         self._group: asyncio.TaskGroup | None = None
+        self.launched = asyncio.Event()  # set once the configured tenants are launched
 
     # -- the lifecycle --------------------------------------------------------------
 
@@ -126,6 +129,7 @@ class Daemon:
             for tenant in self.config.tenants:
                 if tenant.enabled:
                     self._launch(self._build(tenant))
+            self.launched.set()
             helpers = [
                 group.create_task(self._monitor(), name="daemon:monitor"),
                 group.create_task(self._announce_ready(), name="daemon:ready"),
@@ -171,7 +175,9 @@ class Daemon:
     async def _monitor(self) -> None:
         """STATUS= on change, stall checks, and the supervisor heartbeat."""
         loop = asyncio.get_running_loop()
-        next_stall_check = loop.time() + STALL_CHECK_SECONDS
+        assert self._store is not None
+        store = self._store
+        next_stall_check = loop.time()  # at once: the store-backed gauges exist from the start
         while True:
             self._push_status()
             if loop.time() >= next_stall_check:
@@ -179,12 +185,21 @@ class Daemon:
                 try:
                     for tenant in list(self._tenants.values()):
                         await tenant.stall.check()
+                        await refresh_dead_letters(store, tenant.runtime.id)
                 except Exception:  # e.g. the store is busy: no beat this tick
-                    log.exception("stall check failed")
+                    log.exception("stall check or gauge refresh failed")
                     await asyncio.sleep(self._tick)
                     continue
             self._beat = time.monotonic()
             await asyncio.sleep(self._tick)
+
+    def runtime(self, tenant_id: str) -> TenantRuntime | None:
+        tenant = self._tenants.get(tenant_id)
+        return None if tenant is None else tenant.runtime
+
+    def stop(self) -> None:
+        """What SIGTERM does, for a caller in the same process (`crmsync demo`)."""
+        self.requests.received(signal.SIGTERM)
 
     # -- tenants ----------------------------------------------------------------------
 
@@ -213,6 +228,7 @@ class Daemon:
             log.exception("tenant supervisor failed", extra={"tenant": runtime.id})
             self.health.set_reason(runtime.id, f"failed ({type(exc).__name__}: {exc})")
             runtime.state = "failed"
+            runtime.halted.set()
         finally:
             runtime.settled.set()
 
@@ -249,6 +265,7 @@ class Daemon:
                 log.error("tenant supervisor did not stop within %gs of being cancelled",
                           CANCEL_GRACE_SECONDS, extra={"tenant": runtime.id})
         tenant.stall.close()
+        forget_tenant(runtime.id)
 
     def _stop_deadline(self) -> float:
         return asyncio.get_running_loop().time() + self.config.daemon.shutdown_timeout

@@ -63,6 +63,11 @@ class Progress:
         self._held = asyncio.Event()  # never set: held fetches wait here until cancelled
         self._quiet = asyncio.Event()
         self._quiet.set()
+        self._observers: list[Callable[[str], None]] = []
+
+    def observe(self, on_settled: Callable[[str], None]) -> None:
+        """Also call `on_settled(action)` for every settled record (progress displays)."""
+        self._observers.append(on_settled)
 
     @property
     def busy(self) -> bool:
@@ -83,9 +88,10 @@ class Progress:
 
     def settled(self, action: str) -> None:
         """The pipeline's `on_settled`: one record reached its end."""
-        del action
         self.in_flight = max(0, self.in_flight - 1)
         self._changed()
+        for observer in self._observers:
+            observer(action)
 
     def _continues(self, crm_object: str, cursor: str | None) -> bool:
         if self._last_page is None:

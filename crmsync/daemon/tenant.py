@@ -29,7 +29,7 @@ from crmsync.actors.subscriptions import SubscriptionManager
 from crmsync.adapters.http import CrmAuthError
 from crmsync.config import TenantConfig
 from crmsync.daemon.health import Health
-from crmsync.daemon.pipeline import SyncPipeline
+from crmsync.daemon.pipeline import SyncPipeline, SyncResult
 from crmsync.daemon.resources import Resources
 from crmsync.daemon.stall import Progress
 from crmsync.daemon.supervisor import RestartBudget, RestartBudgetSpentError, root_cause
@@ -69,9 +69,15 @@ class TenantRuntime:
         )
         self.started = asyncio.Event()  # set once the tenant is live
         self.settled = asyncio.Event()  # set once the startup attempt is over
+        self.halted = asyncio.Event()  # set while parked, failed or stopped
         self.state: TenantState = "starting"
         self.phase: TenantPhase = "setup"
         self.progress = Progress()
+        # Counters exist from the start at 0: rate() and alerts see "none yet", not absence.
+        metrics.phones_dropped.labels(self.id)
+        metrics.rate_limited_responses.labels(self.id)
+        metrics.actor_restarts.labels(self.id, "tenant")
+        self.initial_result: SyncResult | None = None  # this process's initial sync
         live = QuoContactSync(self.quo, lane=Lane.LIVE)
         self.crm_changes = CrmChangeHandler(
             self.id, adapter=self.adapter, store=store, quo=self.quo,
@@ -103,6 +109,10 @@ class TenantRuntime:
     ) -> None:
         await self._store.tenants.set_state(self.id, state, phase=phase, last_error=error)
         self.state, self.phase = state, phase or self.phase
+        if state in ("parked", "failed", "stopped"):
+            self.halted.set()
+        else:
+            self.halted.clear()
         if state != "starting":
             self.settled.set()
         metrics.tenant_up.labels(self.id).set(1 if state == "running" else 0)
@@ -121,7 +131,7 @@ class TenantRuntime:
             self.state, self.phase = "running", "initial_sync"
             self.settled.set()
             self._health.set_reason(self.id, "initial sync running")
-            result = await self.new_pass(full=False).run()
+            result = self.initial_result = await self.new_pass(full=False).run()
             if not result.ok:
                 log.error("initial sync finished with too many failures: %s", result.run.error,
                           extra={"tenant": self.id})

@@ -17,13 +17,15 @@ import msgspec
 from crmsync.store.database import Database, columns, to_struct
 
 CATEGORIES: Final = (
-    "validation",
-    "invalid_phone",
+    "validation",  # the record cannot be a Quo contact (e.g. an over-long record id)
+    "empty_person",  # no name, email or phone
+    "transform",  # an unexpected error turning the record into a contact
+    "quo_validation",  # Quo answered 400 to the payload
     "quo_conflict",
+    "quo_notfound",
+    "quo_ratelimited",  # retries exhausted
     "quo_server",
-    "crm_fetch",
-    "transform",
-    "unmatched",
+    "quo_transport",
 )
 
 

@@ -1,0 +1,39 @@
+"""`crmsync_dead_letters` follows the store: every category present, zeros included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import REGISTRY
+
+from crmsync.daemon.store_gauges import forget_tenant, refresh_dead_letters
+from crmsync.store import CATEGORIES, open_store
+
+
+def gauge(tenant: str, category: str) -> float | None:
+    return REGISTRY.get_sample_value(
+        "crmsync_dead_letters", {"tenant": tenant, "category": category}
+    )
+
+
+async def test_dead_letter_gauge_counts_open_letters_per_category(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "state.db") as store:
+        for tenant in ("gauge-a", "gauge-b"):
+            await store.tenants.upsert(tenant, "attio")
+        await store.dead_letters.add("gauge-a", "people", "r1", "quo_validation", "{}", "400")
+        await store.dead_letters.add("gauge-a", "people", "r2", "quo_validation", "{}", "400")
+        resolved = await store.dead_letters.add("gauge-a", "people", "r3", "empty_person", "{}",
+                                                "no name")
+        await store.dead_letters.add("gauge-b", "people", "r4", "quo_server", "{}", "500")
+        await store.dead_letters.mark_resolved("gauge-a", resolved)
+
+        await refresh_dead_letters(store, "gauge-a")
+
+    assert gauge("gauge-a", "quo_validation") == 2
+    assert gauge("gauge-a", "empty_person") == 0  # resolved letters do not count
+    assert gauge("gauge-a", "quo_server") == 0  # gauge-b's letter is not gauge-a's
+    assert {c for c in CATEGORIES if gauge("gauge-a", c) is not None} == set(CATEGORIES)
+    assert gauge("gauge-b", "quo_server") is None  # not refreshed: no series yet
+
+    forget_tenant("gauge-a")
+    assert gauge("gauge-a", "quo_validation") is None
