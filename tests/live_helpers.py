@@ -71,7 +71,7 @@ class Daemon:
     def output(self) -> str:
         return (
             f"--- daemon stdout ---\n{self._stdout.decode(errors='replace')}"
-            f"\n--- daemon stderr ---\n{self._stderr.decode(errors='replace')[-20000:]}"
+            f"\n--- daemon stderr ---\n{self._stderr.decode(errors='replace')[-30000:]}"
         )
 
     @property
@@ -125,20 +125,35 @@ class Daemon:
         self,
         condition: Callable[[], bool | Awaitable[bool]],
         *,
-        within: float = 15.0,
+        within: float = 30.0,
         message: str = "condition",
     ) -> None:
         """`wait_until`, failing early (with the daemon's output) if the daemon dies."""
 
         async def check() -> bool:
             assert self.running, f"daemon exited with {self.process.returncode}\n{self.output}"
-            result = condition()
-            return result if isinstance(result, bool) else await result
+            try:
+                result = condition()
+                return result if isinstance(result, bool) else await result
+            except (aiohttp.ClientError, TimeoutError):
+                return False  # not listening yet
 
         try:
             await wait_until(check, within=within, interval=0.05, message=message)
         except TimeoutError as exc:
             raise AssertionError(f"{exc}\n{self.output}") from None
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.running, self.output
+        self.process.send_signal(sig)
+
+    async def exit_code(self, within: float) -> int:
+        try:
+            async with asyncio.timeout(within):
+                return await self.process.wait()
+        except TimeoutError:
+            raise AssertionError(f"daemon still running after {within} s\n{self.output}") \
+                from None
 
     async def terminate(self, within: float = STOP_WITHIN) -> int:
         """SIGTERM and wait for the exit code (SIGKILL after `within` s: a failure)."""

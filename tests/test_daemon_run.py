@@ -15,13 +15,12 @@ import json
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import msgspec
+import live_helpers
 import pytest
 from e2e_helpers import cli_env, spawn_cli
 
@@ -33,12 +32,6 @@ pytestmark = pytest.mark.slow
 
 READY_WITHIN = 45.0
 BAD_QUO_KEY = "quo-REVOKED-SECRET-key"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def env_name(tenant: str, what: str) -> str:
@@ -124,34 +117,15 @@ class Env:
         return {k: n for k, n in seen.items() if n > 1}
 
 
-class Daemon:
-    """One `crmsync run` child: output drained continuously, HTTP helpers, exit code."""
+class Daemon(live_helpers.Daemon):
+    """`live_helpers.Daemon` plus JSON logs, several tenants and a secret check."""
 
     def __init__(
         self, process: asyncio.subprocess.Process, base_url: str, sites: dict[str, Site]
     ) -> None:
-        self.process = process
-        self.base_url = base_url
+        super().__init__(process, base_url)
         self._secrets = [s.quo_key for s in sites.values()] + \
             [s.attio_key for s in sites.values()] + [BAD_QUO_KEY]
-        self._stderr = bytearray()
-        self._stdout = bytearray()
-        assert process.stdout is not None and process.stderr is not None
-        self._drains = [
-            asyncio.create_task(self._drain(process.stdout, self._stdout)),
-            asyncio.create_task(self._drain(process.stderr, self._stderr)),
-        ]
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-
-    @staticmethod
-    async def _drain(stream: asyncio.StreamReader, into: bytearray) -> None:
-        while chunk := await stream.read(65536):
-            into += chunk
-
-    @property
-    def output(self) -> str:
-        return (f"--- daemon stdout ---\n{self._stdout.decode(errors='replace')}\n"
-                f"--- daemon stderr ---\n{self._stderr.decode(errors='replace')[-30000:]}")
 
     def logs(self) -> list[dict[str, Any]]:
         """The JSON log events so far (one per line)."""
@@ -164,41 +138,10 @@ class Daemon:
     def logged(self, fragment: str) -> list[dict[str, Any]]:
         return [e for e in self.logs() if fragment in e["message"]]
 
-    @property
-    def running(self) -> bool:
-        return self.process.returncode is None
-
-    async def get(self, path: str) -> tuple[int, Any]:
-        async with self.session.get(self.base_url + path) as response:
-            body = await response.read()
-            return response.status, msgspec.json.decode(body) if body else None
-
     async def tenants(self) -> dict[str, dict[str, Any]]:
         status, body = await self.get("/status")
         assert status == 200, (status, body)
         return {t["id"]: t for t in body["tenants"]}
-
-    async def wait_for(
-        self,
-        condition: Callable[[], bool | Awaitable[bool]],
-        *,
-        within: float = 30.0,
-        message: str = "condition",
-    ) -> None:
-        """Poll `condition` until true; fail at once (with the output) if the daemon exits."""
-
-        async def check() -> bool:
-            assert self.running, f"daemon exited with {self.process.returncode}\n{self.output}"
-            try:
-                result = condition()
-                return result if isinstance(result, bool) else await result
-            except (aiohttp.ClientError, TimeoutError):
-                return False  # not listening yet
-
-        try:
-            await wait_until(check, within=within, interval=0.05, message=message)
-        except TimeoutError as exc:
-            raise AssertionError(f"{exc}\n{self.output}") from None
 
     async def wait_live(self, *tenants: str, within: float = READY_WITHIN) -> None:
         """`/readyz` 200 and each of `tenants` running in phase live."""
@@ -214,18 +157,6 @@ class Daemon:
 
         await self.wait_for(live, within=within, message=f"{', '.join(tenants)} live")
 
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.running, self.output
-        self.process.send_signal(sig)
-
-    async def exit_code(self, within: float) -> int:
-        try:
-            async with asyncio.timeout(within):
-                return await self.process.wait()
-        except TimeoutError:
-            raise AssertionError(f"daemon still running after {within} s\n{self.output}") \
-                from None
-
     async def stop(self) -> None:
         """SIGTERM: exit 0, no traceback, no secret in the output."""
         self.signal(signal.SIGTERM)
@@ -237,14 +168,6 @@ class Daemon:
         assert "Traceback" not in output, output
         for secret in self._secrets:
             assert secret not in output, "a secret appeared in the daemon's output"
-
-    async def close(self) -> None:
-        if self.running:
-            self.process.kill()
-        await self.process.wait()
-        async with asyncio.timeout(5):
-            await asyncio.gather(*self._drains, return_exceptions=True)
-        await self.session.close()
 
 
 @contextlib.asynccontextmanager
@@ -273,7 +196,7 @@ async def daemon_env(
             **{env_name(t, "QUO"): k for t, k in quo_keys.items()},
             **{env_name(t, "ATTIO"): k for t, k in attio_keys.items()},
         })
-        setup = Env(tmp_path, quo, quo_url, sites, free_port(), rps, page_size,
+        setup = Env(tmp_path, quo, quo_url, sites, live_helpers.free_port(), rps, page_size,
                     shutdown_timeout, env)
         try:
             yield setup
