@@ -220,7 +220,8 @@ def print_summary(
     ):
         table.add_row(label, str(value))
     console.print(table)
-    console.print(f"Prometheus metrics: {metrics_url}")
+    console.print(f"Prometheus metrics: {metrics_url}  (up while the demo runs; "
+                  "--keep-running keeps it up)", markup=False)
 
 
 def run(args: argparse.Namespace) -> int:
