@@ -4,7 +4,8 @@ Lifecycle: `submit()` queues a message (or starts a tracked background task when
 auto-delivery is on) → each message is POSTed up to `max_attempts` times with
 exponential backoff, keeping the same body and `Idempotency-Key` → `close()` stops
 retry backoffs, gives in-flight requests a short grace, cancels the rest and closes the
-single lazily created `ClientSession`.
+single lazily created `ClientSession` (that HTTP side is the shared
+`_kit.delivery.WebhookClient`).
 
 Signature (Attio's documented scheme): `Attio-Signature` and `X-Attio-Signature` both
 carry hex HMAC-SHA256 over the raw body, keyed with the webhook secret.
@@ -12,17 +13,13 @@ carry hex HMAC-SHA256 over the raw body, keyed with the webhook secret.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-import aiohttp
-
-CLOSE_GRACE_SECONDS = 2.0
+from crmsync.sim._kit.delivery import CLOSE_GRACE_SECONDS, WebhookClient, is_success
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +50,7 @@ class DeliveryAttempt:
 
     @property
     def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
+        return is_success(self.status)
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -75,7 +72,6 @@ class WebhookDeliverer:
         self.auto = auto
         self.max_attempts = max(1, max_attempts)
         self.retry_delay = retry_delay
-        self.timeout = timeout
         self.mode: Literal["send", "drop"] = "send"
         self.drop_next = 0
         self.pending: list[Delivery] = []
@@ -83,16 +79,19 @@ class WebhookDeliverer:
         self.sent: list[Delivery] = []
         self.attempts: list[DeliveryAttempt] = []
         self._on_exhausted = on_exhausted
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._session: aiohttp.ClientSession | None = None
-        self._closing = asyncio.Event()
+        self._http = WebhookClient(timeout, grace=CLOSE_GRACE_SECONDS)
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one POST may take, connection included."""
+        return self._http.timeout
 
     def submit(self, delivery: Delivery) -> None:
         """Queue or start one delivery; lost on purpose when dropping is switched on."""
         if self.mode == "drop" or self.drop_next > 0:
             self.drop_next = max(0, self.drop_next - 1)
             self.dropped.append(delivery)
-        elif self.auto and not self._closing.is_set():
+        elif self.auto and not self._http.closing:
             self._start(delivery)
         else:
             self.pending.append(delivery)
@@ -102,8 +101,7 @@ class WebhookDeliverer:
         pending, self.pending = self.pending, []
         for delivery in pending:
             self._start(delivery)
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._http.drain()
 
     async def redeliver_last(self) -> DeliveryAttempt | None:
         """POST the most recent sent message again, once (a duplicate delivery)."""
@@ -112,22 +110,12 @@ class WebhookDeliverer:
         return await self._attempt(self.sent[-1], attempt=1, redelivery=True)
 
     async def close(self) -> None:
-        self._closing.set()
-        if self._tasks:
-            _, still_running = await asyncio.wait(self._tasks, timeout=CLOSE_GRACE_SECONDS)
-            for task in still_running:
-                task.cancel()
-            await asyncio.gather(*still_running, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
 
     def _start(self, delivery: Delivery) -> None:
-        task = asyncio.get_running_loop().create_task(
+        self._http.spawn(
             self._deliver(delivery), name=f"attio-sim-webhook-{delivery.idempotency_key}"
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, delivery: Delivery) -> None:
         self.sent.append(delivery)
@@ -137,10 +125,9 @@ class WebhookDeliverer:
             if result.ok:
                 return
             if attempt < self.max_attempts:
-                with contextlib.suppress(TimeoutError):  # a backoff that wakes on close
-                    await asyncio.wait_for(self._closing.wait(), delay)
+                await self._http.pause(delay)
                 delay *= 2
-            if self._closing.is_set():
+            if self._http.closing:
                 return
         if self._on_exhausted is not None:
             self._on_exhausted(delivery.webhook_id)
@@ -155,26 +142,10 @@ class WebhookDeliverer:
             "Idempotency-Key": delivery.idempotency_key,
             "User-Agent": "Attio-Webhooks (crmsync simulator)",
         }
-        status: int | None = None
-        error: str | None = None
-        try:
-            async with self._client().post(
-                delivery.target_url, data=delivery.body, headers=headers
-            ) as response:
-                await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        outcome = await self._http.post(delivery.target_url, delivery.body, headers)
         result = DeliveryAttempt(
             delivery.webhook_id, delivery.idempotency_key, delivery.event_type,
-            delivery.record_id, attempt, status, error, redelivery,
+            delivery.record_id, attempt, outcome.status, outcome.error, redelivery,
         )
         self.attempts.append(result)
         return result
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout)
-            )
-        return self._session

@@ -13,6 +13,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from crmsync.sim._kit.http import json_response as json_response  # re-exported for routes
+
 JSONObject = dict[str, Any]
 
 
@@ -60,17 +62,6 @@ def validation_error(message: str) -> AttioError:
 
 def filter_error() -> AttioError:
     return AttioError(400, "invalid_request_error", "filter_error", "Error in filter.")
-
-
-def json_response(
-    body: object, *, status: int = 200, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=msgspec.json.encode(body),
-        status=status,
-        headers=headers,
-        content_type="application/json",
-    )
 
 
 async def read_json_object(request: web.Request) -> JSONObject:

@@ -12,12 +12,14 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from crmsync.sim._kit.http import route_template
 from crmsync.sim.attio.errors import AttioError
 from crmsync.sim.attio.ratelimit import next_second_date, request_kind
 from crmsync.sim.attio.state import ATTIO_SIM_KEY, AttioSim
 
 logger = logging.getLogger(__name__)
 RATE_LIMITED_MESSAGE = "Rate limit exceeded, please try again later"
+UNMATCHED_ROUTE = "unmatched"  # the counter key of requests no route matched
 
 
 @web.middleware
@@ -35,7 +37,7 @@ async def attio_middleware(request: web.Request, handler: Handler) -> web.Stream
         logger.exception("Attio simulator failed on %s %s", request.method, request.path)
         response = AttioError(500, "internal_server_error", "internal_error",
                               "The simulator crashed; see its log.").response()
-    sim.stats.count(request.method, _route_name(request), response.status)
+    sim.stats.count(request.method, route_template(request, UNMATCHED_ROUTE), response.status)
     return response
 
 
@@ -79,9 +81,3 @@ def _from_http_exception(exc: web.HTTPException) -> AttioError:
     if exc.status == 413:
         return AttioError(413, "invalid_request_error", "payload_too_large", exc.reason)
     return AttioError(exc.status, "invalid_request_error", "http_error", exc.reason)
-
-
-def _route_name(request: web.Request) -> str:
-    """The route template (`/v2/notes/{note_id}`), so counters do not explode per id."""
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "unmatched"

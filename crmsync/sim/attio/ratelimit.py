@@ -9,30 +9,32 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import Literal
 
+from crmsync.sim._kit.window import RateWindow
+
 RequestKind = Literal["read", "write"]
 
 
-class SlidingWindow:
-    """Admission times of the last `rate` requests; exact over any `window` seconds."""
+class SlidingWindow(RateWindow):
+    """Admission times of the last `rate` requests; exact over any `window` seconds.
+
+    A rejection is not counted (see the module docstring); `try_admit` reports how long
+    the client would have to wait instead.
+    """
+
+    __slots__ = ()
 
     def __init__(self, rate: int, window: float = 1.0) -> None:
-        self.rate = rate
-        self.window = window
-        self._admitted: deque[float] = deque()
+        super().__init__(rate, window, count_rejected=False)
 
     def try_admit(self, now: float) -> float | None:
         """Admit (None) or return the seconds until a request would be admitted."""
-        while self._admitted and self._admitted[0] <= now - self.window:
-            self._admitted.popleft()
-        if len(self._admitted) < self.rate:
-            self._admitted.append(now)
+        if self.arrive(now):
             return None
-        return self._admitted[0] + self.window - now
+        return self.seconds_until_admission(now)
 
 
 class RateLimiter:

@@ -6,7 +6,8 @@ the headers sent, so a test can replay the identical delivery (a duplicate) or
 re-sign it with a fresh timestamp. Negative tests can sign with a wrong key, a stale
 timestamp, or send no signature at all.
 
-The HTTP session is created on first use and closed by `close()` (app cleanup).
+The HTTP side (a session created on first use, the POST with its timeout, `close()` at
+app cleanup) is the shared `_kit.delivery.WebhookClient`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
-import aiohttp
-
 from crmsync.quo.signature import HEADER, sign
+from crmsync.sim._kit.delivery import WebhookClient, is_success
 from crmsync.sim.quo.wire import JsonObject
 
 DELIVERY_TIMEOUT_SECONDS = 10.0  # Quo's beta docs ask receivers to answer within ~10 s
@@ -56,7 +56,7 @@ class DeliveryResult:
 
     @property
     def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
+        return is_success(self.status)
 
 
 @dataclass(slots=True)
@@ -78,15 +78,9 @@ class Deliverer:
     """POSTs events to webhook URLs with its own lazily created session."""
 
     def __init__(self, timeout: float = DELIVERY_TIMEOUT_SECONDS) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self._http = WebhookClient(timeout)
         self.counters = DeliveryCounters()
         self.history: deque[SimEvent] = deque(maxlen=HISTORY_SIZE)
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
 
     async def send(
         self,
@@ -117,23 +111,12 @@ class Deliverer:
         if signature is not None:
             headers[HEADER] = signature
         self.counters.sent += 1
-        try:
-            async with self._get_session().post(
-                target.url, data=event.body, headers=headers
-            ) as response:
-                await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.counters.failed += 1
-            error = f"{type(exc).__name__}: {exc}"
-            return DeliveryResult(target.webhook_id, target.url, None, error, event)
-        if 200 <= status < 300:
+        outcome = await self._http.post(target.url, event.body, headers)
+        if outcome.ok:
             self.counters.succeeded += 1
         else:
             self.counters.failed += 1
-        return DeliveryResult(target.webhook_id, target.url, status, None, event)
+        return DeliveryResult(target.webhook_id, target.url, outcome.status, outcome.error, event)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()

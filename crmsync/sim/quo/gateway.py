@@ -22,6 +22,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from crmsync.sim._kit.http import route_template
 from crmsync.sim.quo.state import QUO_SIM_KEY, QuoSim
 from crmsync.sim.quo.wire import (
     RATE_LIMIT_BODY,
@@ -36,12 +37,6 @@ from crmsync.sim.quo.wire import (
 
 API_PREFIX = "/v1/"
 UNMATCHED_ROUTE = "<unmatched>"
-
-
-def route_template(request: web.Request) -> str:
-    """`/v1/contacts/{id}` rather than the concrete path, to keep counters bounded."""
-    resource = request.match_info.route.resource
-    return UNMATCHED_ROUTE if resource is None else resource.canonical
 
 
 def _seconds(value: float) -> str:
@@ -83,7 +78,7 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith(API_PREFIX):
         return await handler(request)
     sim = request.app[QUO_SIM_KEY]
-    template = route_template(request)
+    template = route_template(request, UNMATCHED_ROUTE)
     if sim.faults.take_drop(request.method, request.path, template):
         if request.transport is not None:
             request.transport.abort()

@@ -1,6 +1,6 @@
 """The gateway's per-key rate limit over an exact sliding window, and its measurements.
 
-Each key keeps two deques of arrival times (`time.monotonic()`):
+Each key keeps two windows of arrival times (`time.monotonic()`, see `_kit.window`):
 
 - the *limit* window decides admission: a request is rejected when the last
   `window` seconds already hold `rate` counted requests. With `count_rejected`
@@ -17,25 +17,21 @@ A window `(t - window, t]` excludes an arrival exactly `window` seconds old.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from crmsync.sim._kit.window import ArrivalWindow, RateWindow
 
 
 @dataclass(slots=True)
 class KeyWindow:
     """Arrival history of one API key."""
 
-    counted: deque[float] = field(default_factory=deque)
-    observed: deque[float] = field(default_factory=deque)
+    counted: RateWindow
+    observed: ArrivalWindow
     max_in_any_window: int = 0
     arrivals: int = 0
     rejected: int = 0
-
-
-def _expire(arrivals: deque[float], horizon: float) -> None:
-    while arrivals and arrivals[0] <= horizon:
-        arrivals.popleft()
 
 
 class SlidingWindowGate:
@@ -61,18 +57,17 @@ class SlidingWindowGate:
         `force_reject` records a rejection decided elsewhere (an injected 429 burst).
         """
         now = self._clock()
-        horizon = now - self.window
         state = self.keys.get(key)
         if state is None:
-            state = self.keys[key] = KeyWindow()
-        _expire(state.observed, horizon)
-        state.observed.append(now)
+            state = self.keys[key] = KeyWindow(
+                RateWindow(self.rate, self.window, count_rejected=self.count_rejected),
+                ArrivalWindow(self.window),
+            )
+        state.observed.slide(now)
+        state.observed.add(now)
         state.arrivals += 1
         state.max_in_any_window = max(state.max_in_any_window, len(state.observed))
-        _expire(state.counted, horizon)
-        admitted = not force_reject and len(state.counted) < self.rate
-        if admitted or self.count_rejected:
-            state.counted.append(now)
+        admitted = state.counted.arrive(now, force_reject=force_reject)
         if not admitted:
             state.rejected += 1
         return admitted

@@ -1,25 +1,22 @@
 """Running the simulator on a real socket: for tests (a context manager) and the CLI.
 
-`run_quo_simulator` binds with `AppRunner` + `TCPSite` (port 0 picks a free port),
+`run_quo_simulator` serves a fresh app through the shared harness (`_kit.server`),
 yields the sim and its `/v1` base URL, and cleans everything up on exit.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from aiohttp import web
-
+from crmsync.sim._kit.server import run_app, serve_forever
 from crmsync.sim.quo.app import create_quo_app
 from crmsync.sim.quo.config import QuoSimConfig
 from crmsync.sim.quo.state import QUO_SIM_KEY, QuoSim
 
-
-def _base_url(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/v1"
+# In-flight requests (a latency fault, a bulk POST) get this long on shutdown; tests
+# open and close many simulators and should not wait on aiohttp's 60 s default.
+SHUTDOWN_TIMEOUT_SECONDS = 1.0
 
 
 @contextlib.asynccontextmanager
@@ -27,25 +24,24 @@ async def run_quo_simulator(
     host: str = "127.0.0.1", port: int = 0, config: QuoSimConfig | None = None
 ) -> AsyncIterator[tuple[QuoSim, str]]:
     """Serve a fresh simulator; yield `(sim, "http://host:port/v1")`."""
-    app = create_quo_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_port = int(runner.addresses[0][1])
-        yield app[QUO_SIM_KEY], _base_url(host, bound_port)
-    finally:
-        await runner.cleanup()
+    async with run_app(
+        create_quo_app(config), host, port, path="/v1",
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, url_host=host,
+    ) as (app, base_url):
+        yield app[QUO_SIM_KEY], base_url
+
+
+def _banner(running: tuple[QuoSim, str]) -> list[str]:
+    sim, base_url = running
+    return [
+        f"Quo simulator listening on {base_url}",
+        f"API key: {sim.api_key}",
+        f"Stats:   {base_url.removesuffix('/v1')}/_sim/stats",
+    ]
 
 
 async def serve_quo_simulator_forever(
     host: str = "127.0.0.1", port: int = 0, config: QuoSimConfig | None = None
 ) -> None:
     """Run until cancelled, after printing the base URL and API key once bound."""
-    async with run_quo_simulator(host, port, config) as (sim, base_url):
-        admin = base_url.removesuffix("/v1") + "/_sim/stats"
-        print(f"Quo simulator listening on {base_url}", flush=True)
-        print(f"API key: {sim.api_key}", flush=True)
-        print(f"Stats:   {admin}", flush=True)
-        await asyncio.Event().wait()  # until cancelled (Ctrl-C, or the caller's task)
+    await serve_forever(run_quo_simulator(host, port, config), _banner)

@@ -15,6 +15,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from crmsync.sim._kit.http import json_response as json_response  # re-exported for routes
+
 DOCS_URL = "https://openphone.com/docs"
 RATE_LIMIT_BODY = {"message": "API rate limit exceeded"}
 
@@ -39,18 +41,6 @@ def field_error(path: str, message: str, value: Any, schema_type: str) -> JsonOb
     if value is not None:
         item["value"] = value
     return item
-
-
-def json_response(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    """A JSON response encoded with msgspec (fast enough for benchmark traffic)."""
-    return web.Response(
-        body=msgspec.json.encode(body),
-        status=status,
-        content_type="application/json",
-        headers=headers,
-    )
 
 
 def error_body(

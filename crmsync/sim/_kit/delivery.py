@@ -1,0 +1,97 @@
+"""The outgoing HTTP side of a simulator's webhook delivery.
+
+`WebhookClient` owns what every simulated provider needs to POST signed bodies to
+receivers: one `ClientSession`, created on first use with a total timeout per request;
+the background tasks delivering on its behalf; and a `close()` that gives those tasks a
+grace period, cancels whatever is still running and closes the session. Signatures,
+retries and bookkeeping stay with each provider's deliverer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+CLOSE_GRACE_SECONDS = 2.0
+
+
+def is_success(status: int | None) -> bool:
+    """A 2xx answer; None (no answer at all) is a failure too."""
+    return status is not None and 200 <= status < 300
+
+
+@dataclass(frozen=True, slots=True)
+class PostOutcome:
+    """The receiver's status, or the transport error (connection error, timeout)."""
+
+    status: int | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return is_success(self.status)
+
+
+class WebhookClient:
+    """POSTs bodies with one lazily created session; owns its background tasks."""
+
+    def __init__(self, timeout: float, *, grace: float = CLOSE_GRACE_SECONDS) -> None:
+        self.timeout = timeout
+        self.grace = grace
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = asyncio.Event()
+
+    @property
+    def closing(self) -> bool:
+        """`close()` has begun: start nothing new, stop retrying."""
+        return self._closing.is_set()
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> PostOutcome:
+        """One POST; a receiver that cannot be reached is an outcome, not an exception."""
+        try:
+            async with self._client().post(url, data=body, headers=headers) as response:
+                await response.read()
+                return PostOutcome(response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return PostOutcome(None, f"{type(exc).__name__}: {exc}")
+
+    def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Run `work` in the background; `close()` waits for it, then cancels it."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait until every background task, including ones started meanwhile, is done."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep `seconds`, but wake as soon as `close()` begins (a retry backoff)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+
+    async def close(self) -> None:
+        """Give running tasks `grace` seconds, cancel the rest, close the session."""
+        self._closing.set()
+        if self._tasks:
+            _, still_running = await asyncio.wait(self._tasks, timeout=self.grace)
+            for task in still_running:
+                task.cancel()
+            await asyncio.gather(*still_running, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout)
+            )
+        return self._session

@@ -1,0 +1,67 @@
+"""Serving a simulator's aiohttp app on a real socket, for tests and the CLI.
+
+`run_app` binds with `AppRunner` + `TCPSite` (port 0 picks a free port), yields the app
+and its base URL, and cleans everything up on exit. `serve_forever` prints a banner once
+the server is bound and then waits until it is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
+
+from aiohttp import web
+
+T = TypeVar("T")
+
+AIOHTTP_SHUTDOWN_TIMEOUT = 60.0  # aiohttp's own default for `AppRunner`
+
+
+def base_url(host: str, port: int, path: str) -> str:
+    """`http://host:port/path`, with an IPv6 literal in brackets as URLs require."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{path}"
+
+
+@contextlib.asynccontextmanager
+async def run_app(
+    app: web.Application,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    path: str = "",
+    shutdown_timeout: float = AIOHTTP_SHUTDOWN_TIMEOUT,
+    url_host: str | None = None,
+) -> AsyncIterator[tuple[web.Application, str]]:
+    """Serve `app`; yield `(app, base_url)` where the URL ends in `path`.
+
+    The URL names `url_host` if given, else the address actually bound: a host name
+    such as `localhost` may resolve to several addresses, and only the bound one is
+    sure to carry the port that was picked.
+    """
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        shown = bound_host if url_host is None else url_host
+        yield app, base_url(shown, int(bound_port), path)
+    finally:
+        await runner.cleanup()
+
+
+async def serve_forever(
+    server: AbstractAsyncContextManager[T], banner: Callable[[T], Iterable[str]]
+) -> None:
+    """Enter `server`, print `banner(what it yields)` line by line, wait until cancelled."""
+    async with server as running:
+        for line in banner(running):
+            # Flushed per line: the CLI's reader (or a test) waits on the output live.
+            print(line, flush=True)
+        await asyncio.Event().wait()  # until cancelled (Ctrl-C, or the caller's task)
