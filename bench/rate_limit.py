@@ -15,8 +15,8 @@ import asyncio
 
 import aiohttp
 
+from crmsync.net.ratelimit import Basis, Lane, SlidingWindowLimiter, Slot, slot_trace_config
 from crmsync.quo.client import QuoClient
-from crmsync.quo.ratelimit import Basis, Lane, SlidingWindowLimiter, Slot, slot_trace_config
 from crmsync.sim.quo import QuoSimConfig, run_quo_simulator
 
 KEY = "bench-key"

@@ -18,15 +18,15 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
-from crmsync.activity_notes import MessageFacts, render_message
-from crmsync.actors.activity import ActivityLogger
 from crmsync.adapters.attio import AttioAdapter
 from crmsync.adapters.base import NoteInput
-from crmsync.adapters.http import CrmApiError
+from crmsync.adapters.errors import CrmApiError
+from crmsync.domain.notes import MessageFacts, render_message
+from crmsync.net.ratelimit import SlidingWindowLimiter, slot_trace_config
+from crmsync.net.retry import RetryPolicy
 from crmsync.quo.client import QuoClient
 from crmsync.quo.errors import QuoServerError
-from crmsync.quo.ratelimit import SlidingWindowLimiter, slot_trace_config
-from crmsync.quo.retry import RetryPolicy
+from crmsync.services.activity import ActivityLogger
 from crmsync.sim.attio import AttioSim, AttioSimConfig, run_attio_simulator
 from crmsync.sim.quo import QuoSim, QuoSimConfig, run_quo_simulator
 from crmsync.store import Store, open_store

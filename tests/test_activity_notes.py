@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from crmsync.activity_notes import (
+from crmsync.domain.notes import (
     MAX_TRANSCRIPT_CHARS,
     CallFacts,
     MessageFacts,

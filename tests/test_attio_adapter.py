@@ -23,8 +23,8 @@ from aiohttp import web
 
 from crmsync.adapters.attio import AttioAdapter, WebhookSignatureError
 from crmsync.adapters.base import CrmRecord, NoteInput
-from crmsync.adapters.http import CrmApiError, CrmAuthError
-from crmsync.quo.ratelimit import slot_trace_config
+from crmsync.adapters.errors import CrmApiError, CrmAuthError
+from crmsync.net.ratelimit import slot_trace_config
 from crmsync.sim.attio import AttioSim, AttioSimConfig, run_attio_simulator, sign
 
 KEY = "attio-test-key"

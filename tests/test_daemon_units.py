@@ -17,13 +17,13 @@ from prometheus_client import REGISTRY
 
 from crmsync.adapters.base import CrmPage, CrmRecord
 from crmsync.config import Config, parse_config
-from crmsync.daemon.health import Health
 from crmsync.daemon.reload import plan_reload
 from crmsync.daemon.signals import SignalRequests, task_stacks
-from crmsync.daemon.stall import Progress, StallDetector
 from crmsync.daemon.systemd import Notifier, keep_watchdog, socket_address, watchdog_period
 from crmsync.sim.quo.testing import wait_until
 from crmsync.store import open_store
+from crmsync.tenant.stall import Progress, StallDetector
+from crmsync.web.health import Health
 
 # -- systemd notify ----------------------------------------------------------------------
 
@@ -332,7 +332,7 @@ async def test_stall_detector_flags_and_clears_each_stage(
         )
         adapter = progress.watch(PagedAdapter(pages=3))  # type: ignore[arg-type]
         await adapter.fetch_page("people", None, 2)
-        with caplog.at_level(logging.INFO, "crmsync.daemon.stall"):
+        with caplog.at_level(logging.INFO, "crmsync.tenant.stall"):
             await detector.check()
             assert stall_value("acme", "sync") == 0 and health.ready()
             now[0] += 301

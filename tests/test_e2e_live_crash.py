@@ -18,7 +18,7 @@ import pytest
 from e2e_helpers import assert_contact_matches, expected_contact
 from live_helpers import contact_of, inbox, live_env, wait_until
 
-from crmsync.store.db import BUSY_TIMEOUT_MS
+from crmsync.store.store import BUSY_TIMEOUT_MS
 
 pytestmark = pytest.mark.slow
 

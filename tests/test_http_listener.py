@@ -27,9 +27,6 @@ from prometheus_client import REGISTRY
 
 from crmsync.adapters.attio import AttioAdapter
 from crmsync.config import Config, DaemonConfig, Secret, TenantConfig
-from crmsync.daemon.health import Health
-from crmsync.daemon.http import build_app, serve
-from crmsync.daemon.webhook_target import WebhookTarget
 from crmsync.quo.signature import HEADER as QUO_HEADER
 from crmsync.quo.signature import sign as quo_sign
 from crmsync.sim.attio import AttioSimConfig, run_attio_simulator
@@ -37,6 +34,9 @@ from crmsync.sim.quo import QuoSimConfig, run_quo_simulator
 from crmsync.sim.quo.testing import SimApi
 from crmsync.store import Store, open_store
 from crmsync.store.subscriptions import Source, Subscription
+from crmsync.web.app import build_app, serve
+from crmsync.web.health import Health
+from crmsync.web.targets import WebhookTarget
 
 TENANT = "acme"
 QUO_API_KEY = "quo-API-KEY-never-shown"

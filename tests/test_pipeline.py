@@ -24,20 +24,20 @@ from prometheus_client import REGISTRY
 from crmsync.actors.fetcher import CURSOR
 from crmsync.adapters.attio import AttioAdapter
 from crmsync.adapters.base import CrmPage
+from crmsync.cli.sync import sync_tenant
 from crmsync.config.loader import parse_config
-from crmsync.daemon.pipeline import PipelineOptions, SyncPipeline, SyncResult
-from crmsync.daemon.resources import open_resources
-from crmsync.daemon.supervisor import RestartBudget
-from crmsync.daemon.sync_once import sync_tenant
+from crmsync.domain.contact import build_contact
+from crmsync.net.ratelimit import SlidingWindowLimiter, slot_trace_config
+from crmsync.net.retry import RetryPolicy
 from crmsync.quo.client import QuoClient
 from crmsync.quo.models import ContactInput, DefaultFields
-from crmsync.quo.ratelimit import SlidingWindowLimiter, slot_trace_config
-from crmsync.quo.retry import RetryPolicy
 from crmsync.sim.attio import AttioSim, AttioSimConfig, run_attio_simulator
 from crmsync.sim.quo import QuoSim, QuoSimConfig, run_quo_simulator
 from crmsync.sim.quo.testing import wait_until
 from crmsync.store import Store, open_store
-from crmsync.transform import build_contact
+from crmsync.tenant.pipeline import PipelineOptions, SyncPipeline, SyncResult
+from crmsync.tenant.resources import open_resources
+from crmsync.tenant.supervisor import RestartBudget
 
 TENANT = "acme"
 QUO_KEY = "quo-test-key"

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from crmsync.actors.quo_sync import QuoContactSync
+from crmsync.net.ratelimit import SlidingWindowLimiter, slot_trace_config
+from crmsync.net.retry import RetryPolicy
 from crmsync.quo.client import QuoClient
 from crmsync.quo.errors import QuoValidationError
 from crmsync.quo.models import ContactInput, DefaultFields, LabeledValue
-from crmsync.quo.ratelimit import SlidingWindowLimiter, slot_trace_config
-from crmsync.quo.retry import RetryPolicy
+from crmsync.services.contact_writes import QuoContactSync
 from crmsync.sim.quo import QuoSim, QuoSimConfig, run_quo_simulator
 
 KEY = "test-key"

@@ -7,10 +7,11 @@ import random
 
 import pytest
 
-from crmsync.quo.ratelimit import (
+from crmsync.net.ratelimit import (
     Basis,
     Lane,
     LimiterRegistry,
+    Limits,
     SlidingWindowLimiter,
     key_fingerprint,
 )
@@ -158,9 +159,31 @@ async def test_cancelled_waiter_does_not_take_a_slot_forever() -> None:
 
 
 def test_registry_shares_one_limiter_per_key_and_hides_the_key() -> None:
-    registry = LimiterRegistry(10)
-    assert registry.for_key("key-a") is registry.for_key("key-a")
-    assert registry.for_key("key-a") is not registry.for_key("key-b")
+    registry = LimiterRegistry()
+    quo = Limits(10)
+    assert registry.for_account("quo", "key-a", quo) == registry.for_account("quo", "key-a", quo)
+    a = registry.for_account("quo", "key-a", quo)
+    assert a.read is a.write  # one budget for every Quo request
+    assert a.read is not registry.for_account("quo", "key-b", quo).read
+    assert a.read is not registry.for_account("attio", "key-a", quo).read
     labels = [label for label, _ in registry.items()]
-    assert "key-a" not in labels
-    assert key_fingerprint("key-a") in labels
+    assert not any("key-a" in label for label in labels)
+    assert f"quo:{key_fingerprint('key-a')}" in labels
+
+
+def test_registry_splits_reads_and_writes_when_an_api_budgets_them_apart() -> None:
+    limiters = LimiterRegistry().for_account("attio", "key", Limits(100, write_rate=25))
+    assert (limiters.read.rate, limiters.write.rate) == (100, 25)
+
+
+async def test_a_registry_limiter_holds_its_first_request_one_window() -> None:
+    """A new process cannot see what its predecessor sent with the key a moment ago."""
+    warm = LimiterRegistry().for_account("quo", "key", Limits(10, window=0.2)).read
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    (await warm.acquire()).done()
+    assert loop.time() - started >= 0.2
+    cold = LimiterRegistry(warm=False).for_account("quo", "key", Limits(10, window=0.2)).read
+    started = loop.time()
+    (await cold.acquire()).done()
+    assert loop.time() - started < 0.1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import random
 
-from crmsync.quo.retry import RetryPolicy, parse_retry_after
+from crmsync.net.retry import RetryPolicy, parse_retry_after
 
 
 def test_full_jitter_stays_within_the_exponential_ceiling() -> None:

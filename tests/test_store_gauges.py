@@ -6,8 +6,8 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from crmsync.daemon.store_gauges import forget_tenant, refresh_dead_letters
 from crmsync.store import CATEGORIES, open_store
+from crmsync.tenant.gauges import forget_tenant, refresh_dead_letters
 
 
 def gauge(tenant: str, category: str) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crmsync.daemon.supervisor import RestartBudget, RestartBudgetSpentError
+from crmsync.tenant.supervisor import RestartBudget, RestartBudgetSpentError
 
 
 class FakeClock:

@@ -1,4 +1,4 @@
-"""`crmsync.transform`: a CRM-neutral `Person` becomes a Quo `ContactInput` plus a hash.
+"""`crmsync.domain.contact`: a CRM-neutral `Person` becomes a Quo `ContactInput` plus a hash.
 
 Pure functions, no I/O: E.164 phones (from the CRM's normalised value or the national
 number and its country), dropped-and-counted invalid numbers, de-duplication, the
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from crmsync.adapters.base import Person, PersonEmail, PersonPhone
-from crmsync.transform import (
+from crmsync.domain.contact import (
     MAX_EXTERNAL_ID,
     MAX_SOURCE_URL,
     Transformed,

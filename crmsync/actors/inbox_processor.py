@@ -19,9 +19,9 @@ from multidict import CIMultiDict
 
 from crmsync import metrics
 from crmsync.actors.base import Actor
-from crmsync.actors.crm_changes import CrmChangeHandler
 from crmsync.adapters.base import CrmAdapter, WebhookFormatError
-from crmsync.quo.retry import RetryPolicy
+from crmsync.net.retry import RetryPolicy
+from crmsync.services.crm_changes import CrmChangeHandler
 from crmsync.store import Store
 from crmsync.store.inbox import InboxEvent
 

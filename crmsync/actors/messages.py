@@ -8,16 +8,12 @@ the verifier knows when every record of a page is settled and its cursor may be 
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
 
 from crmsync.actors.base import EndOfStream
 from crmsync.adapters.base import CrmRecord
 from crmsync.quo.models import ContactInput
-from crmsync.store.mappings import SyncMethod
-
-Action = Literal["created", "updated", "linked", "unchanged"]
+from crmsync.store.mappings import SyncMethod, WriteAction
 
 
 class RecordBatch(msgspec.Struct, frozen=True, tag=True):
@@ -53,7 +49,7 @@ class Outcome(msgspec.Struct, frozen=True, tag=True):
     page: int
     crm_object: str
     record_id: str
-    action: Action
+    action: WriteAction
     quo_contact_id: str
     content_hash: str
     sync_method: SyncMethod

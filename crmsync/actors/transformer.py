@@ -23,7 +23,7 @@ from crmsync.actors.messages import (
     trace_id,
 )
 from crmsync.adapters.base import CrmAdapter, CrmRecord
-from crmsync.transform import TransformError, build_contact
+from crmsync.domain.contact import TransformError, build_contact
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from crmsync import metrics
 from crmsync.actors.base import Actor, EndOfStream
 from crmsync.actors.fetcher import CURSOR, CURSOR_DONE
-from crmsync.actors.mapping_rows import save_mapping
 from crmsync.actors.messages import (
     BulkSubmitted,
     Outcome,
@@ -33,10 +32,9 @@ from crmsync.actors.messages import (
     WriteItem,
     trace_id,
 )
-from crmsync.actors.quo_sync import QuoContactSync
-from crmsync.actors.writer import failure_category
+from crmsync.net.retry import RetryPolicy
 from crmsync.quo.errors import QuoAuthError, QuoError
-from crmsync.quo.retry import RetryPolicy
+from crmsync.services.contact_writes import QuoContactSync, failure_category, save_mapping
 from crmsync.store import Store
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,6 @@ import time
 
 from crmsync.actors.base import Actor, EndOfStream
 from crmsync.actors.messages import (
-    Action,
     BulkSubmitted,
     Outcome,
     PageEnd,
@@ -30,18 +29,13 @@ from crmsync.actors.messages import (
     WriteItem,
     WriteMessage,
 )
-from crmsync.actors.quo_sync import QuoContactSync, RecordWriter
-from crmsync.quo.errors import QuoAuthError, QuoError, QuoValidationError
+from crmsync.quo.errors import QuoAuthError, QuoError
+from crmsync.services.contact_writes import QuoContactSync, RecordWriter, failure_category
 from crmsync.store import Store
-from crmsync.store.mappings import SyncMethod
+from crmsync.store.mappings import SyncMethod, WriteAction
 
 log = logging.getLogger(__name__)
 
-
-def failure_category(exc: QuoError) -> str:
-    if isinstance(exc, QuoValidationError):
-        return "quo_validation"
-    return "quo_" + type(exc).__name__.removeprefix("Quo").removesuffix("Error").lower()
 
 
 class QuoWriter(Actor[WriteMessage]):
@@ -81,7 +75,7 @@ class QuoWriter(Actor[WriteMessage]):
             return None
         return self._outcome(item, *await self._records.create(*args))
 
-    def _outcome(self, item: WriteItem, action: Action, contact_id: str) -> Outcome:
+    def _outcome(self, item: WriteItem, action: WriteAction, contact_id: str) -> Outcome:
         return Outcome(
             item.page, item.crm_object, item.record_id, action,
             contact_id, item.content_hash, self._sync_method,

@@ -31,12 +31,14 @@ from crmsync.adapters.base import (
     WebhookFormatError,
     WebhookSignatureError,
 )
-from crmsync.adapters.http import CrmHttp, CrmNotFoundError
-from crmsync.quo.ratelimit import SlidingWindowLimiter
+from crmsync.adapters.errors import CRM_ERRORS, CrmNotFoundError
+from crmsync.net.ratelimit import LimiterRegistry, Limits
+from crmsync.net.retry import RetryPolicy
+from crmsync.net.transport import DEFAULT_MAX_PAUSE, Transport
 
 DEFAULT_BASE_URL = "https://api.attio.com/v2"
-READS_PER_SECOND = 100
-WRITES_PER_SECOND = 25
+#: Attio's documented limits per token: 100 reads and 25 writes per second
+LIMITS = Limits(rate=100, write_rate=25)
 COMPANY_CACHE_SIZE = 50_000
 NOTES_PAGE_SIZE = 50  # the most GET /v2/notes returns per page
 WEBHOOK_PAGE_SIZE = 100
@@ -70,14 +72,22 @@ class AttioAdapter:
         api_key: str,
         base_url: str | None = None,
         timeout: float = 30.0,
+        limiters: LimiterRegistry | None = None,
+        retry: RetryPolicy | None = None,
+        max_pause: float = DEFAULT_MAX_PAUSE,
     ) -> None:
-        self._http = CrmHttp(
+        # Without the process's registry (tests), the adapter's limits are its own.
+        registry = limiters or LimiterRegistry(warm=False)
+        self._http = Transport(
             session,
+            api=self.name,
             base_url=base_url or DEFAULT_BASE_URL,
             headers={"Authorization": f"Bearer {api_key}"},
-            read_limiter=SlidingWindowLimiter(READS_PER_SECOND),
-            write_limiter=SlidingWindowLimiter(WRITES_PER_SECOND),
+            limiters=registry.for_account(self.name, api_key, LIMITS),
+            errors=CRM_ERRORS,
             timeout=timeout,
+            retry=retry,
+            max_pause=max_pause,
         )
         self._companies: OrderedDict[str, str | None] = OrderedDict()
         self._object_ids: dict[str, str] = {}  # slug → Attio object UUID
@@ -87,7 +97,7 @@ class AttioAdapter:
     async def _query(self, crm_object: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         # records/query is a POST but counts as a read.
         response = await self._http.call(
-            "POST", f"/objects/{crm_object}/records/query", json=body, is_read=True
+            "POST", f"/objects/{crm_object}/records/query", json=body, read=True
         )
         data = response.get("data") if isinstance(response, dict) else None
         return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []

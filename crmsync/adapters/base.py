@@ -2,7 +2,7 @@
 
 Adapters know HTTP, not actors: one module per CRM implements `CrmAdapter`, turning
 the CRM's records into `Person` values. Everything after that (E.164 phones, the Quo
-payload, its content hash) is shared in `crmsync.transform`, so adding a CRM touches
+payload, its content hash) is shared in `crmsync.domain.contact`, so adding a CRM touches
 its own module and one registry line.
 """
 

@@ -1,7 +1,7 @@
 """The CRMs crmsync can sync with: one line per CRM in `ADAPTERS`.
 
-Config validation checks a tenant's `crm` against `KNOWN_CRMS`; adding a CRM means
-writing its adapter module and adding it here (STYLE rule 10).
+Config validation checks a tenant's `crm` against `crmsync.config.model.KNOWN_CRMS`;
+adding a CRM means writing its adapter module and adding it here (STYLE rule 10).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import aiohttp
 from crmsync.adapters.attio import AttioAdapter
 from crmsync.adapters.base import CrmAdapter
 from crmsync.errors import CrmsyncError
-
-KNOWN_CRMS: tuple[str, ...] = ("attio", "pipedrive", "hubspot")
+from crmsync.net.ratelimit import LimiterRegistry
+from crmsync.net.retry import RetryPolicy
 
 AdapterFactory = Callable[..., CrmAdapter]
 
@@ -34,11 +34,18 @@ def build_adapter(
     api_key: str,
     base_url: str | None,
     timeout: float,
+    limiters: LimiterRegistry,
+    retry: RetryPolicy,
+    max_pause: float,
 ) -> CrmAdapter:
+    """The tenant's adapter, sharing the process's session and limiters."""
     factory = ADAPTERS.get(crm)
     if factory is None:
         raise UnsupportedCrmError(
             f"the {crm} adapter is not available in this release "
             f"(available: {', '.join(ADAPTERS)})"
         )
-    return factory(session, api_key=api_key, base_url=base_url, timeout=timeout)
+    return factory(
+        session, api_key=api_key, base_url=base_url, timeout=timeout, limiters=limiters,
+        retry=retry, max_pause=max_pause,
+    )

@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from crmsync.config import Config, TenantConfig
+from crmsync.domain.status import rfc3339
 from crmsync.errors import UsageError
-from crmsync.status_report import rfc3339
 from crmsync.store import Store, open_store
 
 __all__ = ["add_tenant_argument", "open_state", "require_tenant", "rfc3339"]

@@ -26,12 +26,12 @@ from rich.table import Table
 from crmsync.config import Config, parse_config
 from crmsync.daemon.app import Daemon
 from crmsync.daemon.loop import run_async
-from crmsync.daemon.pipeline import SyncResult
 from crmsync.daemon.systemd import Notifier
-from crmsync.daemon.tenant import TenantRuntime
 from crmsync.errors import EXIT_FAILED, EXIT_OK, UsageError
 from crmsync.sim.attio import AttioSim
 from crmsync.sim.quo import QuoSim
+from crmsync.tenant.pipeline import SyncResult
+from crmsync.tenant.runtime import TenantRuntime
 
 QUO_KEY = "demo-quo-key"
 CRM_KEY = "demo-crm-key"

@@ -5,21 +5,18 @@
 
 Listing reads the state database read-only (safe while the daemon runs). Replay marks
 the chosen events pending again (read-write, sharing the file with a running daemon
-through SQLite's busy timeout), then processes them in the foreground when this
-crmsync has `crmsync.daemon.inbox_drain`; otherwise the running daemon's inbox
-processor picks them up. Effects stay exactly once either way: processing consults
-the mappings and logged activities, not the inbox state.
+through SQLite's busy timeout), then applies them in the foreground with the tenant's
+own inbox processor (`--no-process` leaves them to the running daemon). Effects stay
+exactly once either way: processing consults the mappings and logged activities, not
+the inbox state.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import cast
 
 import msgspec
 from rich.console import Console
@@ -29,16 +26,16 @@ from rich.table import Table
 from crmsync.cli.common import open_state, require_tenant
 from crmsync.config import Config, load_config
 from crmsync.daemon.loop import run_async
+from crmsync.domain.status import rfc3339
 from crmsync.errors import EXIT_OK, UsageError
-from crmsync.status_report import rfc3339
-from crmsync.store import InboxEvent, Store
+from crmsync.store import InboxEvent, Store, open_store
+from crmsync.tenant.resources import open_resources
+from crmsync.tenant.runtime import TenantRuntime
+from crmsync.web.health import Health
 
-DRAIN_MODULE = "crmsync.daemon.inbox_drain"
 DEFAULT_LIMIT = 50
 #: SQLite's LIMIT takes a 64-bit integer; this means "all of them"
 NO_LIMIT = 2**62
-
-DrainFunction = Callable[[Config, str], Awaitable[int]]
 
 
 class InboxRow(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
@@ -210,16 +207,12 @@ async def _find(store: Store, tenant: str, ref: str) -> list[InboxEvent]:
     return found
 
 
-def _drain_function() -> DrainFunction | None:
-    """`crmsync.daemon.inbox_drain.drain_inbox`, when this crmsync has it."""
-    try:
-        module = importlib.import_module(DRAIN_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name == DRAIN_MODULE:
-            return None
-        raise  # the module exists but is broken: a bug worth seeing
-    drain = getattr(module, "drain_inbox", None)
-    return cast(DrainFunction, drain) if callable(drain) else None
+async def drain_inbox(config: Config, tenant_id: str) -> int:
+    """Apply the tenant's pending events now, with its own inbox processor."""
+    tenant = require_tenant(config, tenant_id)
+    async with open_resources(config) as resources, open_store(config.daemon.state_path) as store:
+        runtime = TenantRuntime(tenant, resources=resources, store=store, health=Health())
+        return await runtime.drain_inbox()
 
 
 async def _replay(args: argparse.Namespace) -> int:
@@ -244,12 +237,11 @@ async def _replay(args: argparse.Namespace) -> int:
     print(f"{tenant}: {reset} {noun} marked pending for replay")
     if reset == 0:
         return EXIT_OK
-    drain = None if args.no_process else _drain_function()
-    if drain is None:
+    if args.no_process:
         print("the running daemon (`crmsync run`) processes them")
         return EXIT_OK
     # The state database is closed again: the drain opens its own writer.
-    processed = await drain(config, tenant)
+    processed = await drain_inbox(config, tenant)
     print(f"{tenant}: processed {processed} webhook {'event' if processed == 1 else 'events'}")
     return EXIT_OK
 

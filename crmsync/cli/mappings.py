@@ -18,8 +18,8 @@ import msgspec
 from crmsync.cli.common import add_tenant_argument, open_state, require_tenant
 from crmsync.config import load_config
 from crmsync.daemon.loop import run_async
+from crmsync.domain.status import rfc3339
 from crmsync.errors import EXIT_OK
-from crmsync.status_report import rfc3339
 from crmsync.store import Mapping
 
 

@@ -16,8 +16,8 @@ from rich.table import Table
 from crmsync.cli.common import open_state
 from crmsync.config import load_config
 from crmsync.daemon.loop import run_async
+from crmsync.domain.status import StatusReport, TenantStatus, build_status, encode_status
 from crmsync.errors import EXIT_OK
-from crmsync.status_report import StatusReport, TenantStatus, build_status, encode_status
 from crmsync.store import Counts
 
 STATE_STYLES = {

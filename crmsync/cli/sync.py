@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
-from crmsync.adapters.http import CrmAuthError
-from crmsync.config import load_config
+from crmsync.adapters.errors import CrmAuthError
+from crmsync.config import TenantConfig, load_config
 from crmsync.daemon.loop import run_async
-from crmsync.daemon.resources import open_resources
-from crmsync.daemon.sync_once import sync_tenant
 from crmsync.errors import EXIT_FAILED, EXIT_OK, CrmsyncError, UsageError
 from crmsync.quo.errors import QuoAuthError
-from crmsync.store import open_store
+from crmsync.store import Store, open_store
+from crmsync.tenant.pipeline import SyncPipeline, SyncResult, pipeline_options
+from crmsync.tenant.resources import Resources, open_resources
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +21,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--full", action="store_true", help="force a full pass (unchanged records are skipped)"
     )
+
+
+async def sync_tenant(
+    resources: Resources,
+    store: Store,
+    tenant: TenantConfig,
+    *,
+    full: bool = False,
+    on_settled: Callable[[str], None] | None = None,
+) -> SyncResult:
+    await store.tenants.upsert(tenant.id, tenant.crm)
+    clients = resources.clients_for(tenant)
+    pipeline = SyncPipeline(
+        tenant.id,
+        store=store,
+        quo=clients.quo,
+        adapter=clients.adapter,
+        options=pipeline_options(resources.config, tenant, full=full),
+        on_settled=on_settled,
+    )
+    return await pipeline.run()
 
 
 async def _sync(args: argparse.Namespace) -> int:

@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
-from crmsync.adapters.registry import KNOWN_CRMS
 from crmsync.config.secret import Secret
+
+#: the CRMs a tenant may name; `crmsync.adapters.registry` has an adapter for each it
+#: supports (config sits below the adapters, so the names live here)
+KNOWN_CRMS: tuple[str, ...] = ("attio", "pipedrive", "hubspot")
 
 HttpUrl = Annotated[
     str,
@@ -85,6 +88,9 @@ class QuoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only
     rate_limit_basis: Literal["response", "send"] = "response"
     request_timeout: Annotated[float, msgspec.Meta(ge=1, le=600)] = 30.0
     max_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 6
+    # The longest a 429's Retry-After may pause an API key (Quo's or a CRM's): an API
+    # that asks for a day must not silence a tenant that long on one answer.
+    max_retry_after: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 120.0
     bulk_create: bool = False
     bulk_batch_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
     bulk_verify_deadline: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 60.0

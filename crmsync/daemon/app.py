@@ -35,19 +35,19 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from crmsync.config import Config, TenantConfig
-from crmsync.daemon.health import Health
-from crmsync.daemon.http import build_app, serve
 from crmsync.daemon.logs import configure_logging
 from crmsync.daemon.reload import plan_reload, read_config
-from crmsync.daemon.resources import Resources, open_resources
 from crmsync.daemon.signals import SignalRequests, task_stacks
-from crmsync.daemon.stall import STALL_CHECK_SECONDS, StallDetector
-from crmsync.daemon.store_gauges import forget_tenant, refresh_dead_letters
 from crmsync.daemon.systemd import Notifier, keep_watchdog, monotonic_usec, watchdog_period
-from crmsync.daemon.tenant import TenantRuntime
-from crmsync.daemon.webhook_target import WebhookTarget
 from crmsync.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from crmsync.store import Store, open_store
+from crmsync.tenant.gauges import forget_tenant, refresh_dead_letters
+from crmsync.tenant.resources import Resources, open_resources
+from crmsync.tenant.runtime import TenantRuntime
+from crmsync.tenant.stall import STALL_CHECK_SECONDS, StallDetector
+from crmsync.web.app import build_app, serve
+from crmsync.web.health import Health
+from crmsync.web.targets import WebhookTarget
 
 log = logging.getLogger(__name__)
 

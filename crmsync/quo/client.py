@@ -1,29 +1,24 @@
 """Async client for the Quo API v1, one per tenant, sharing the process's HTTP session.
 
-Every request waits for the API key's shared `SlidingWindowLimiter`, carries a timeout,
-and is retried on 429, 5xx and transport errors (never on other 4xx). A 429 pauses
-the whole key, not just this caller, since every caller of the key would get one too.
+Every call goes through the shared `Transport` (`crmsync.net.transport`): it waits for
+the API key's shared `SlidingWindowLimiter`, carries a timeout, retries 429s always and
+5xx/transport errors where a repeat is safe, and pauses the whole key on a 429. This
+module only knows Quo's routes and payloads, and reports each request to the metrics.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import aiohttp
 import msgspec
 
 from crmsync import metrics
-from crmsync.quo.errors import (
-    QuoError,
-    QuoNotFoundError,
-    QuoRateLimitedError,
-    QuoTransportError,
-    error_for_status,
-)
+from crmsync.net.ratelimit import Lane, Limiters, SlidingWindowLimiter
+from crmsync.net.retry import RetryPolicy
+from crmsync.net.transport import DEFAULT_MAX_PAUSE, Params, Transport
+from crmsync.quo.errors import QUO_ERRORS, QuoNotFoundError
 from crmsync.quo.models import (
     Call,
     CallSummary,
@@ -36,30 +31,40 @@ from crmsync.quo.models import (
     Webhook,
     WebhookInput,
 )
-from crmsync.quo.ratelimit import Lane, SlidingWindowLimiter, Slot
-from crmsync.quo.retry import RetryPolicy, parse_retry_after
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Params = list[tuple[str, str]]
 WebhookFamily = Literal["messages", "calls", "call-summaries", "call-transcripts"]
 
 MAX_EXTERNAL_IDS_PER_LIST = 20  # Quo's query parser turns longer arrays into objects (400)
 MAX_RESULTS_PER_PAGE = 50
 
 
-class _Data(msgspec.Struct, rename="camel"):
-    data: msgspec.Raw
-
-
-def _decode_data(payload: bytes, kind: type[T]) -> T:
+class Data(msgspec.Struct, Generic[T]):
     """Quo wraps single resources and lists alike in `{"data": ...}`."""
-    return msgspec.json.decode(msgspec.json.decode(payload, type=_Data).data, type=kind)
+
+    data: T
 
 
 def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class _QuoMetrics:
+    """The transport's observations as the `crmsync_quo_*` metrics of one tenant."""
+
+    def __init__(self, tenant: str) -> None:
+        self._tenant = tenant
+
+    def waited(self, lane: Lane, seconds: float) -> None:
+        metrics.rate_limit_wait.labels(self._tenant, lane.name.lower()).inc(seconds)
+
+    def answered(self, method: str, route: str, status: int | None, seconds: float) -> None:
+        status_label = "error" if status is None else str(status)
+        metrics.quo_requests.labels(self._tenant, method, route, status_label).inc()
+        metrics.quo_request_duration.labels(self._tenant, route).observe(seconds)
+
+    def rate_limited(self) -> None:
+        metrics.rate_limited_responses.labels(self._tenant).inc()
 
 
 class QuoClient:
@@ -75,115 +80,52 @@ class QuoClient:
         tenant: str,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        max_pause: float = DEFAULT_MAX_PAUSE,
     ) -> None:
-        self._session = session
-        self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self._limiter = limiter
-        self._tenant = tenant
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._retry = retry or RetryPolicy()
+        self._http = Transport(
+            session,
+            api="quo",
+            base_url=base_url,
+            headers={"Authorization": api_key},
+            limiters=Limiters.shared(limiter),
+            errors=QUO_ERRORS,
+            timeout=timeout,
+            retry=retry,
+            max_pause=max_pause,
+            observer=_QuoMetrics(tenant),
+        )
 
-    async def _send_once(
+    def __repr__(self) -> str:
+        return f"QuoClient({self._http!r})"
+
+    async def _data(
         self,
         method: str,
         route: str,
         path: str,
-        params: Params | None,
-        body: bytes | None,
-        slot: Slot,
-    ) -> tuple[int, bytes, str | None]:
-        headers = {"Authorization": self._api_key}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        started = time.perf_counter()
-        try:
-            async with self._session.request(
-                method,
-                self._base_url + path,
-                params=params,
-                data=body,
-                headers=headers,
-                timeout=self._timeout,
-                trace_request_ctx=slot,
-            ) as response:
-                payload = await response.read()
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            metrics.quo_requests.labels(self._tenant, method, route, "error").inc()
-            # str(exc) of aiohttp errors names the URL, never our headers.
-            raise QuoTransportError(
-                f"{type(exc).__name__}: {exc}", method=method, route=route
-            ) from exc
-        finally:
-            slot.done()
-            metrics.quo_request_duration.labels(self._tenant, route).observe(
-                time.perf_counter() - started
-            )
-        metrics.quo_requests.labels(self._tenant, method, route, str(status)).inc()
-        return status, payload, retry_after
-
-    async def request(
-        self,
-        method: str,
-        route: str,
-        path: str,
+        kind: type[T],
         *,
-        params: Params | None = None,
-        body: bytes | None = None,
-        lane: Lane = Lane.BACKFILL,
-    ) -> tuple[int, bytes]:
-        """Send with limiter, timeout and retries; return (status, body) of a 2xx."""
-        attempt = 0
-        while True:
-            slot = await self._limiter.acquire(lane)
-            if slot.waited:
-                metrics.rate_limit_wait.labels(self._tenant, lane.name.lower()).inc(slot.waited)
-            try:
-                status, payload, retry_after = await self._send_once(
-                    method, route, path, params, body, slot
-                )
-                if status < 300:
-                    return status, payload
-                raise error_for_status(
-                    status,
-                    payload,
-                    method=method,
-                    route=route,
-                    retry_after=parse_retry_after(retry_after),
-                )
-            except QuoError as exc:
-                if not exc.retryable or attempt >= self._retry.max_retries:
-                    raise
-                delay = self._retry.backoff(attempt)
-                if isinstance(exc, QuoRateLimitedError):
-                    metrics.rate_limited_responses.labels(self._tenant).inc()
-                    if exc.retry_after is not None:
-                        delay = exc.retry_after
-                    # Everyone on this key would get a 429 now: hold them all.
-                    self._limiter.pause(delay)
-                    delay = 0.0  # the limiter itself makes us wait
-                log.warning(
-                    "quo %s %s failed (%s), retry %d/%d in %.2fs",
-                    method, route, exc, attempt + 1, self._retry.max_retries, delay,
-                    extra={"tenant": self._tenant},
-                )
-                attempt += 1
-                if delay:
-                    await asyncio.sleep(delay)
+        lane: Lane,
+        body: object = None,
+        idempotent: bool | None = None,
+    ) -> T:
+        response: Data[T] = await self._http.call_as(
+            Data[kind],  # type: ignore[valid-type]
+            method, path, route=route, json=body, lane=lane, idempotent=idempotent,
+        )
+        return response.data
 
     async def _get_data(self, route: str, path: str, kind: type[T], lane: Lane) -> T:
-        _, payload = await self.request("GET", route, path, lane=lane)
-        return _decode_data(payload, kind)
+        return await self._data("GET", route, path, kind, lane=lane)
 
     # -- contacts ---------------------------------------------------------------------
 
     async def create_contact(self, contact: ContactInput, *, lane: Lane = Lane.BACKFILL) -> Contact:
-        _, payload = await self.request(
-            "POST", "/contacts", "/contacts", body=msgspec.json.encode(contact), lane=lane
+        # A repeat after an unanswered create is safe: Quo refuses a second contact with
+        # the same externalId (409), which the caller resolves by looking it up.
+        return await self._data(
+            "POST", "/contacts", "/contacts", Contact, lane=lane, body=contact, idempotent=True
         )
-        return _decode_data(payload, Contact)
 
     async def get_contact(self, contact_id: str, *, lane: Lane = Lane.BACKFILL) -> Contact:
         return await self._get_data("/contacts/{id}", f"/contacts/{contact_id}", Contact, lane)
@@ -192,24 +134,29 @@ class QuoClient:
         self, contact_id: str, contact: ContactInput, *, lane: Lane = Lane.BACKFILL
     ) -> Contact:
         """PATCH replaces emails, phones and custom fields: `contact` must be complete."""
-        _, payload = await self.request(
-            "PATCH",
-            "/contacts/{id}",
-            f"/contacts/{contact_id}",
-            body=msgspec.json.encode(contact),
-            lane=lane,
+        # Always the whole payload: a repeated PATCH leaves the same contact.
+        return await self._data(
+            "PATCH", "/contacts/{id}", f"/contacts/{contact_id}", Contact,
+            lane=lane, body=contact, idempotent=True,
         )
-        return _decode_data(payload, Contact)
 
     async def delete_contact(self, contact_id: str, *, lane: Lane = Lane.BACKFILL) -> None:
-        await self.request("DELETE", "/contacts/{id}", f"/contacts/{contact_id}", lane=lane)
+        await self._http.request(
+            "DELETE", f"/contacts/{contact_id}", route="/contacts/{id}", lane=lane
+        )
 
     async def bulk_create_contacts(
         self, contacts: Sequence[ContactInput], *, lane: Lane = Lane.BACKFILL
     ) -> None:
-        """Partner-only endpoint: 202 with an empty body; contacts appear seconds later."""
-        body = msgspec.json.encode({"contacts": list(contacts)})
-        await self.request("POST", "/contacts/bulk", "/contacts/bulk", body=body, lane=lane)
+        """Partner-only endpoint: 202 with an empty body; contacts appear seconds later.
+
+        Not repeated after a 5xx: whether Quo de-duplicates externalIds within bulk is
+        not documented. The writer has logged an intent per contact, so the next pass
+        looks them up before creating any again.
+        """
+        await self._http.request(
+            "POST", "/contacts/bulk", json={"contacts": list(contacts)}, lane=lane
+        )
 
     async def _contact_pages(
         self, base_params: Params, lane: Lane
@@ -219,10 +166,9 @@ class QuoClient:
             params = [*base_params, ("maxResults", str(MAX_RESULTS_PER_PAGE))]
             if token:
                 params.append(("pageToken", token))
-            _, payload = await self.request(
-                "GET", "/contacts", "/contacts", params=params, lane=lane
+            page = await self._http.call_as(
+                ContactPage, "GET", "/contacts", params=params, lane=lane
             )
-            page = msgspec.json.decode(payload, type=ContactPage)
             yield page.data
             # totalItems is documented as inaccurate: only a null token ends the listing.
             if not page.next_page_token:
@@ -256,18 +202,19 @@ class QuoClient:
     async def create_webhook(
         self, family: WebhookFamily, webhook: WebhookInput, *, lane: Lane = Lane.LIVE
     ) -> Webhook:
+        # Not repeated after a 5xx: a second webhook would be an orphan (`ensure()`
+        # removes orphans, but their deliveries would arrive twice until then).
         route = f"/webhooks/{family}"
-        _, payload = await self.request(
-            "POST", route, route, body=msgspec.json.encode(webhook), lane=lane
-        )
-        return _decode_data(payload, Webhook)
+        return await self._data("POST", route, route, Webhook, lane=lane, body=webhook)
 
     async def list_webhooks(self, *, lane: Lane = Lane.LIVE) -> list[Webhook]:
         return await self._get_data("/webhooks", "/webhooks", list[Webhook], lane)
 
     async def delete_webhook(self, webhook_id: str, *, lane: Lane = Lane.LIVE) -> None:
         try:
-            await self.request("DELETE", "/webhooks/{id}", f"/webhooks/{webhook_id}", lane=lane)
+            await self._http.request(
+                "DELETE", f"/webhooks/{webhook_id}", route="/webhooks/{id}", lane=lane
+            )
         except QuoNotFoundError:
             return  # already gone: the desired state
 

@@ -1,4 +1,4 @@
-"""Typed Quo API errors, mapped from HTTP status and Quo's error bodies.
+"""Typed Quo API errors: the transport's kinds (`crmsync.net.errors`), as Quo's.
 
 Quo's error body looks like `{"message", "code", "status", "title", "docs"}`; the rate
 limiter's 429 is Kong's `{"message": "API rate limit exceeded"}`. Messages keep Quo's
@@ -7,100 +7,67 @@ text but never the request's headers (the API key).
 
 from __future__ import annotations
 
-import msgspec
+from crmsync.net.errors import (
+    ApiError,
+    AuthError,
+    ConflictError,
+    DecodeError,
+    ErrorKinds,
+    NotFoundError,
+    RateLimitedError,
+    RejectedError,
+    ServerError,
+    TransportError,
+    json_error_body,
+)
 
 
-class QuoErrorBody(msgspec.Struct, kw_only=True):
-    message: str | None = None
-    code: str | None = None
-    title: str | None = None
+class QuoError(ApiError):
+    """Base for every failure of a Quo call."""
 
 
-class QuoError(Exception):
-    """Base for every failure of a Quo call; `retryable` drives the retry loop."""
-
-    retryable = False
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        method: str = "",
-        route: str = "",
-    ) -> None:
-        where = f"{method} {route}: " if method else ""
-        super().__init__(f"{where}{message}" + (f" (HTTP {status})" if status else ""))
-        self.status = status
-        self.code = code
-        self.method = method
-        self.route = route
-
-
-class QuoAuthError(QuoError):
+class QuoAuthError(QuoError, AuthError):
     """401/403: the key is wrong, revoked, not yet active (~30 s) or lacks access."""
 
 
-class QuoValidationError(QuoError):
+class QuoValidationError(QuoError, RejectedError):
     """400/422: Quo rejected the payload; retrying the same request cannot help."""
 
 
-class QuoNotFoundError(QuoError):
+class QuoNotFoundError(QuoError, NotFoundError):
     """404."""
 
 
-class QuoConflictError(QuoError):
+class QuoConflictError(QuoError, ConflictError):
     """409: opaque conflict, in practice a duplicate `externalId`."""
 
 
-class QuoRateLimitedError(QuoError):
-    """429; `retry_after` is set when Quo sent a usable `Retry-After`."""
-
-    retryable = True
-    retry_after: float | None = None
+class QuoRateLimitedError(QuoError, RateLimitedError):
+    """429, after the transport's retries; `retry_after` as Quo sent it."""
 
 
-class QuoServerError(QuoError):
-    retryable = True
+class QuoServerError(QuoError, ServerError):
+    """5xx."""
 
 
-class QuoTransportError(QuoError):
+class QuoTransportError(QuoError, TransportError):
     """Connection reset, timeout, DNS: nothing usable came back."""
 
-    retryable = True
+
+class QuoDecodeError(QuoError, DecodeError):
+    """A 2xx body that does not match Quo's documented shape (e.g. a contact without
+    `defaultFields.firstName`): that record fails, the sync goes on."""
 
 
-def _class_for_status(status: int) -> type[QuoError]:
-    if status in (401, 403):
-        return QuoAuthError
-    if status == 404:
-        return QuoNotFoundError
-    if status == 409:
-        return QuoConflictError
-    if status == 429:
-        return QuoRateLimitedError
-    if status >= 500:
-        return QuoServerError
-    return QuoValidationError
+QUO_ERRORS = ErrorKinds(
+    auth=QuoAuthError,
+    not_found=QuoNotFoundError,
+    conflict=QuoConflictError,
+    rejected=QuoValidationError,
+    rate_limited=QuoRateLimitedError,
+    server=QuoServerError,
+    transport=QuoTransportError,
+    decode=QuoDecodeError,
+    read_body=json_error_body,
+)
 
-
-def error_for_status(
-    status: int,
-    body: bytes,
-    *,
-    method: str,
-    route: str,
-    retry_after: float | None = None,
-) -> QuoError:
-    try:
-        parsed = msgspec.json.decode(body, type=QuoErrorBody) if body else QuoErrorBody()
-    except msgspec.DecodeError:
-        parsed = QuoErrorBody()
-    message = parsed.message or parsed.title or "Quo API error"
-    error = _class_for_status(status)(
-        message, status=status, code=parsed.code, method=method, route=route
-    )
-    if isinstance(error, QuoRateLimitedError):
-        error.retry_after = retry_after
-    return error

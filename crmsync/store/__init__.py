@@ -32,7 +32,6 @@ Write discipline
 
 from crmsync.store.activities import Activity, ActivityKind
 from crmsync.store.checkpoints import Checkpoint
-from crmsync.store.db import open_store
 from crmsync.store.dead_letters import CATEGORIES, DeadLetter
 from crmsync.store.errors import IllegalTransitionError, StoreError
 from crmsync.store.inbox import InboxEvent, InboxState, Source
@@ -40,7 +39,7 @@ from crmsync.store.intents import Operation, WriteIntent
 from crmsync.store.mappings import Action, Mapping, SyncMethod
 from crmsync.store.migrations import LATEST_VERSION
 from crmsync.store.runs import Counts, RunKind, RunState, SyncRun
-from crmsync.store.store import Store
+from crmsync.store.store import Store, open_store
 from crmsync.store.tenants import Tenant, TenantPhase, TenantState
 
 __all__ = [

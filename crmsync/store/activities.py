@@ -18,7 +18,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from crmsync.store.database import Database, columns
+from crmsync.store.connection import Database, columns
 
 ActivityKind = Literal["message", "call"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from crmsync.store.database import Database, columns, to_struct
+from crmsync.store.connection import Database, columns, to_struct
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):

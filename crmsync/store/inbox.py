@@ -19,7 +19,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from crmsync.store.database import Database
+from crmsync.store.connection import Database
 
 Source = Literal["crm", "quo"]
 InboxState = Literal["pending", "processing", "processed", "failed", "ignored"]

@@ -13,10 +13,13 @@ from typing import Final, Literal
 
 import msgspec
 
-from crmsync.store.database import Database, columns, to_struct
+from crmsync.store.connection import Database, columns, to_struct
 
 SyncMethod = Literal["initial", "webhook", "poll", "bulk", "manual"]
-Action = Literal["created", "updated", "linked", "unchanged", "deleted"]
+#: what writing a record to Quo did
+WriteAction = Literal["created", "updated", "linked", "unchanged"]
+#: a mapping's last action: a write's, or the record's deletion
+Action = Literal[WriteAction, "deleted"]
 
 
 class Mapping(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-from crmsync.store.database import Database
+from crmsync.store.connection import Database
 from crmsync.store.errors import StoreError
 
 _V1: Final = """

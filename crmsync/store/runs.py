@@ -12,7 +12,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from crmsync.store.database import Database, to_struct
+from crmsync.store.connection import Database, to_struct
 from crmsync.store.errors import IllegalTransitionError
 
 RunKind = Literal["initial", "incremental", "full"]

@@ -1,24 +1,128 @@
-"""`Store`: the repositories of one state database, sharing one connection.
+"""`Store`: the repositories of one state database, and `open_store` that opens it.
+
+The daemon opens the file once, read-write: that is the one writer connection. CLI
+readers (`crmsync status` while the daemon runs) open it with `readonly=True`, a
+`mode=ro` URI connection that never writes, never migrates, and only checks that the
+schema is the one this crmsync knows.
 
 Each table has a small repository class (`store.tenants`, `store.runs`, …) whose
 methods take `tenant_id` first and only ever touch that tenant's rows. Create a
-`Store` with `open_store()` (`crmsync.store.db`), not directly.
+`Store` with `open_store()`, not directly.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Final
+
+import aiosqlite
 
 from crmsync.store.activities import Activities
 from crmsync.store.checkpoints import Checkpoints
-from crmsync.store.database import Database
+from crmsync.store.connection import Database
 from crmsync.store.dead_letters import DeadLetters
+from crmsync.store.errors import StoreError
 from crmsync.store.inbox import Inbox
 from crmsync.store.intents import Intents
 from crmsync.store.mappings import Mappings
+from crmsync.store.migrations import LATEST_VERSION, check_version, migrate, schema_version
 from crmsync.store.runs import Runs
 from crmsync.store.subscriptions import Subscriptions
 from crmsync.store.tenants import Tenants
+
+# UPSERT (`INSERT … ON CONFLICT`) needs 3.24; read-only WAL readers need 3.22.
+MIN_SQLITE: Final = (3, 24, 0)
+BUSY_TIMEOUT_MS: Final = 5000
+
+
+@asynccontextmanager
+async def open_store(
+    path: str | Path,
+    *,
+    readonly: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> AsyncIterator[Store]:
+    """Open the state database at `path` (parent directories are created).
+
+    `clock` gives the unix time stamped on rows (tests pass a fake one).
+    """
+    store = await _open(Path(path), readonly=readonly, clock=clock)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def _open(path: Path, *, readonly: bool, clock: Callable[[], float]) -> Store:
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise StoreError(
+            f"SQLite {sqlite3.sqlite_version} is too old; crmsync needs "
+            f"{'.'.join(map(str, MIN_SQLITE))} or newer"
+        )
+    if readonly:
+        if not await asyncio.to_thread(path.is_file):
+            raise StoreError(f"state database {path} does not exist (has crmsync run yet?)")
+        absolute = await asyncio.to_thread(path.absolute)
+        conn = aiosqlite.connect(f"{absolute.as_uri()}?mode=ro", uri=True, isolation_level=None)
+    else:
+        try:
+            await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the directory of state database {path}: {exc}"
+            ) from exc
+        conn = aiosqlite.connect(path, isolation_level=None)
+    try:
+        await conn
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open state database {path}: {exc}") from exc
+    conn.row_factory = sqlite3.Row
+    db = Database(conn, path=path, readonly=readonly, clock=clock)
+    try:
+        applied = await (_check_reader(db) if readonly else _prepare_writer(db))
+    except sqlite3.DatabaseError as exc:  # e.g. "file is not a database"
+        await db.close()
+        raise StoreError(f"cannot use state database {path}: {exc}") from exc
+    except BaseException:
+        await db.close()
+        raise
+    return Store(db, applied_migrations=applied)
+
+
+async def _prepare_writer(db: Database) -> tuple[int, ...]:
+    await db.fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+    row = await db.fetchone("PRAGMA journal_mode = WAL")
+    if row is None or str(row[0]).lower() != "wal":
+        mode = None if row is None else row[0]
+        raise StoreError(
+            f"state database {db.path}: cannot switch to WAL journal mode (got {mode}); "
+            "put it on a local file system"
+        )
+    # In WAL mode, synchronous=NORMAL is durable against application crashes, SIGKILL
+    # included: only an OS crash or power loss can lose the last transactions. That is
+    # acceptable because every write we make is idempotent or re-derivable from the CRM,
+    # and Quo writes in flight are reconciled through the intent log (write_intents).
+    await db.fetchall("PRAGMA synchronous = NORMAL")
+    await db.fetchall("PRAGMA foreign_keys = ON")
+    return await migrate(db)
+
+
+async def _check_reader(db: Database) -> tuple[int, ...]:
+    await db.fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+    await db.fetchall("PRAGMA query_only = ON")
+    version = await schema_version(db)
+    check_version(db, version)
+    if version < LATEST_VERSION:
+        raise StoreError(
+            f"state database {db.path} is version {version}, this crmsync expects "
+            f"{LATEST_VERSION}; start `crmsync run` once to upgrade it"
+        )
+    return ()
 
 
 class Store:

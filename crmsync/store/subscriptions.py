@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from crmsync.store.database import Database, columns, to_struct
+from crmsync.store.connection import Database, columns, to_struct
 
 Source = Literal["crm", "quo"]
 

@@ -14,15 +14,14 @@ import logging
 import time
 
 from crmsync import metrics
-from crmsync.actors.mapping_rows import save_mapping
-from crmsync.actors.quo_sync import RecordWriter
 from crmsync.adapters.base import CrmAdapter, CrmRecord, WebhookEvent
+from crmsync.domain.contact import TransformError, build_contact
+from crmsync.net.ratelimit import Lane
 from crmsync.quo.client import QuoClient
 from crmsync.quo.errors import QuoNotFoundError, QuoValidationError
-from crmsync.quo.ratelimit import Lane
+from crmsync.services.contact_writes import RecordWriter, save_mapping
 from crmsync.store import Store
 from crmsync.store.mappings import SyncMethod
-from crmsync.transform import TransformError, build_contact
 
 log = logging.getLogger(__name__)
 

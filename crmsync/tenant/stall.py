@@ -32,8 +32,8 @@ from typing import Any, cast
 from prometheus_client import Gauge
 
 from crmsync.adapters.base import CrmAdapter, CrmPage
-from crmsync.daemon.health import Health
 from crmsync.store import Store
+from crmsync.web.health import Health
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 
 from crmsync.actors.base import Actor
-from crmsync.actors.crm_changes import CrmChangeHandler
-from crmsync.daemon.pipeline import SyncPipeline, SyncResult
+from crmsync.services.crm_changes import CrmChangeHandler
 from crmsync.store import Store
+from crmsync.tenant.pipeline import SyncPipeline, SyncResult
 
 log = logging.getLogger(__name__)
 

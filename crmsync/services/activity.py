@@ -35,7 +35,8 @@ from typing import Any, Final, Literal
 import msgspec
 
 from crmsync import metrics
-from crmsync.activity_notes import (
+from crmsync.adapters.base import CrmAdapter, NoteInput
+from crmsync.domain.notes import (
     CallFacts,
     MessageFacts,
     Note,
@@ -45,11 +46,10 @@ from crmsync.activity_notes import (
     render_call,
     render_message,
 )
-from crmsync.adapters.base import CrmAdapter, NoteInput
+from crmsync.net.ratelimit import Lane
 from crmsync.quo.client import QuoClient
 from crmsync.quo.errors import QuoNotFoundError, QuoValidationError
 from crmsync.quo.models import Base, Call, CallSummary, CallTranscript, Message
-from crmsync.quo.ratelimit import Lane
 from crmsync.store import Activity, ActivityKind, Store
 
 log = logging.getLogger(__name__)

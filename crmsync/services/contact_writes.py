@@ -1,20 +1,27 @@
-"""Create/update/link one contact in Quo without ever making a duplicate.
+"""Writing one CRM record to Quo: create/update/link without a duplicate, then map it.
 
 Shared by the initial-sync writer, the bulk verifier and the live (webhook) path; the
-lane says whether these calls go before backfill in the key's limiter.
+lane says whether these calls go before backfill in the key's limiter. `save_mapping`
+stores the outcome: the mapping row and the settled intent, atomically.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
-from crmsync.actors.messages import Action
+from crmsync.domain.contact import content_hash
+from crmsync.net.ratelimit import Lane
 from crmsync.quo.client import QuoClient
-from crmsync.quo.errors import QuoConflictError, QuoNotFoundError, QuoValidationError
+from crmsync.quo.errors import (
+    QuoConflictError,
+    QuoError,
+    QuoNotFoundError,
+    QuoValidationError,
+)
 from crmsync.quo.models import Contact, ContactInput, DefaultFields, LabeledValue
-from crmsync.quo.ratelimit import Lane
 from crmsync.store import Store
-from crmsync.transform import content_hash
+from crmsync.store.mappings import Mapping, SyncMethod, WriteAction
 
 
 def as_input(contact: Contact) -> ContactInput:
@@ -57,7 +64,7 @@ class QuoContactSync:
             await self._quo.update_contact(existing.id, contact, lane=self._lane)
         return existing.id
 
-    async def create(self, external_id: str, contact: ContactInput) -> tuple[Action, str]:
+    async def create(self, external_id: str, contact: ContactInput) -> tuple[WriteAction, str]:
         try:
             created = await self._quo.create_contact(contact, lane=self._lane)
         except QuoConflictError:
@@ -93,7 +100,7 @@ class RecordWriter:
 
     async def existing(
         self, crm_object: str, record_id: str, contact: ContactInput, content_hash: str
-    ) -> tuple[Action, str] | None:
+    ) -> tuple[WriteAction, str] | None:
         """The outcome when the record needs no create, else None."""
         mapping = await self._store.mappings.get(self.tenant, crm_object, record_id)
         if mapping is not None and mapping.deleted_at is None:
@@ -111,7 +118,7 @@ class RecordWriter:
 
     async def create(
         self, crm_object: str, record_id: str, contact: ContactInput, content_hash: str
-    ) -> tuple[Action, str]:
+    ) -> tuple[WriteAction, str]:
         await self._store.intents.begin(self.tenant, crm_object, record_id, "create", content_hash)
         try:
             return await self.sync.create(record_id, contact)
@@ -122,6 +129,46 @@ class RecordWriter:
 
     async def write(
         self, crm_object: str, record_id: str, contact: ContactInput, content_hash: str
-    ) -> tuple[Action, str]:
+    ) -> tuple[WriteAction, str]:
         return await self.existing(crm_object, record_id, contact, content_hash) or \
             await self.create(crm_object, record_id, contact, content_hash)
+
+
+async def save_mapping(
+    store: Store,
+    tenant: str,
+    *,
+    crm_object: str,
+    record_id: str,
+    quo_contact_id: str,
+    action: WriteAction,
+    content_hash: str,
+    sync_method: SyncMethod,
+    entity_type: str = "person",
+) -> None:
+    row = Mapping(
+        tenant_id=tenant,
+        crm_object=crm_object,
+        crm_record_id=record_id,
+        quo_contact_id=quo_contact_id,
+        entity_type=entity_type,
+        sync_method=sync_method,
+        action=action,
+        content_hash=content_hash,
+        last_synced_at=time.time(),
+    )
+    async with store.transaction():
+        # Unchanged keeps the row's action and sync method: they say how it was made.
+        if action != "unchanged" or not await store.mappings.touch(
+            tenant, crm_object, record_id, row.last_synced_at
+        ):
+            await store.mappings.upsert(row)
+        await store.intents.settle(tenant, crm_object, record_id)
+        await store.dead_letters.resolve_for_record(tenant, crm_object, record_id)
+
+
+def failure_category(exc: QuoError) -> str:
+    """The dead-letter category of a failed Quo call (`quo_validation`, `quo_server`, …)."""
+    if isinstance(exc, QuoValidationError):
+        return "quo_validation"
+    return "quo_" + type(exc).__name__.removeprefix("Quo").removesuffix("Error").lower()

@@ -1,4 +1,4 @@
-"""One request limiter per Quo API key, exact over any sliding window.
+"""One request limiter per API key, exact over any sliding window (Quo's and every CRM's).
 
 Quo allows N requests per second per API key, shared by everything that uses the key.
 `aiolimiter.AsyncLimiter(N, 1)` is a leaky bucket: it lets a full bucket of N through at
@@ -25,6 +25,11 @@ moment a slot expires.
 Two lanes share the key: live work (webhook-driven writes, activity logging) is always
 granted before queued backfill, so a live request waits behind at most the backfill
 request being granted at that instant. A 429 pauses the whole key.
+
+A process cannot see what another process sent with the same key in the last window
+(its predecessor killed a moment ago, or `crmsync sync` just before): limiters from the
+process-wide `LimiterRegistry` start *warm*, holding their first request for one window
+after first use, which costs at most one window per key per process.
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ import asyncio
 import enum
 import hashlib
 from collections import deque
+from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import aiohttp
 
@@ -77,7 +83,9 @@ class Slot:
 class SlidingWindowLimiter:
     """At most `rate` sends in any `window`-second interval, live lane first."""
 
-    def __init__(self, rate: int, *, window: float = 1.0, basis: Basis = "response") -> None:
+    def __init__(
+        self, rate: int, *, window: float = 1.0, basis: Basis = "response", warm: bool = False
+    ) -> None:
         if rate < 1:
             raise ValueError("rate must be at least 1")
         if window <= 0:
@@ -90,6 +98,8 @@ class SlidingWindowLimiter:
             lane: deque() for lane in Lane
         }
         self._paused_until = 0.0
+        #: hold the first request one window: the key may have been busy before us
+        self._cold = warm
         self._timer: asyncio.TimerHandle | None = None
         self.total_grants = 0
         self.total_wait_seconds = 0.0
@@ -156,6 +166,9 @@ class SlidingWindowLimiter:
     async def acquire(self, lane: Lane = Lane.BACKFILL) -> Slot:
         """Wait for a slot. Call `slot.sent()` when the request leaves, `done()` after."""
         start = self.now()
+        if self._cold:
+            self._cold = False
+            self._paused_until = max(self._paused_until, start + self.window)
         if not self.waiting and self._next_free_at(start) == start:
             slot = Slot(self, 0.0)
             self._slots.append(slot)
@@ -217,22 +230,54 @@ def key_fingerprint(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:8]
 
 
-class LimiterRegistry:
-    """One limiter per API key for the whole process, so tenants sharing a key share it."""
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """An API's request budget per key: `rate` per `window` for every request, or for
+    reads only when `write_rate` gives writes a budget of their own (Attio: 100 reads
+    and 25 writes per second)."""
 
-    def __init__(self, rate: int, *, window: float = 1.0, basis: Basis = "response") -> None:
-        self.rate = rate
-        self.window = window
-        self.basis = basis
+    rate: int
+    write_rate: int | None = None
+    window: float = 1.0
+    basis: Basis = "response"
+
+
+class Limiters(NamedTuple):
+    """The limiters one account's calls wait for (the same one twice when shared)."""
+
+    read: SlidingWindowLimiter
+    write: SlidingWindowLimiter
+
+    @classmethod
+    def shared(cls, limiter: SlidingWindowLimiter) -> Limiters:
+        return cls(limiter, limiter)
+
+
+class LimiterRegistry:
+    """One limiter per API, key and kind for the whole process: every tenant and actor
+    using a key shares it. The first `Limits` asked for a key are the ones it keeps."""
+
+    def __init__(self, *, warm: bool = True) -> None:
+        self._warm = warm
         self._limiters: dict[str, SlidingWindowLimiter] = {}
 
-    def for_key(self, api_key: str) -> SlidingWindowLimiter:
-        fingerprint = key_fingerprint(api_key)
-        limiter = self._limiters.get(fingerprint)
+    def _get(self, label: str, rate: int, limits: Limits) -> SlidingWindowLimiter:
+        limiter = self._limiters.get(label)
         if limiter is None:
-            limiter = SlidingWindowLimiter(self.rate, window=self.window, basis=self.basis)
-            self._limiters[fingerprint] = limiter
+            limiter = self._limiters[label] = SlidingWindowLimiter(
+                rate, window=limits.window, basis=limits.basis, warm=self._warm
+            )
         return limiter
+
+    def for_account(self, api: str, api_key: str, limits: Limits) -> Limiters:
+        """The limiters of `api_key` at `api`; labels show a fingerprint, never the key."""
+        label = f"{api}:{key_fingerprint(api_key)}"
+        if limits.write_rate is None:
+            return Limiters.shared(self._get(label, limits.rate, limits))
+        return Limiters(
+            self._get(f"{label}:read", limits.rate, limits),
+            self._get(f"{label}:write", limits.write_rate, limits),
+        )
 
     def items(self) -> list[tuple[str, SlidingWindowLimiter]]:
         return list(self._limiters.items())

@@ -19,18 +19,19 @@ from typing import Any
 from crmsync import metrics
 from crmsync.actors.fetcher import CURSOR, Fetcher
 from crmsync.actors.messages import RawMessage, VerifyMessage, WriteMessage
-from crmsync.actors.quo_sync import QuoContactSync
 from crmsync.actors.transformer import Transformer
 from crmsync.actors.verifier import BulkOptions, MappingVerifier
 from crmsync.actors.writer import QuoWriter
 from crmsync.adapters.base import CrmAdapter
-from crmsync.adapters.http import CrmAuthError
-from crmsync.daemon.supervisor import RestartBudget, RestartBudgetSpentError, root_cause
+from crmsync.adapters.errors import CrmAuthError
+from crmsync.config import Config, TenantConfig
 from crmsync.quo.client import QuoClient
 from crmsync.quo.errors import QuoAuthError
+from crmsync.services.contact_writes import QuoContactSync
 from crmsync.store import Store
 from crmsync.store.mappings import SyncMethod
 from crmsync.store.runs import RunKind, SyncRun
+from crmsync.tenant.supervisor import RestartBudget, RestartBudgetSpentError, root_cause
 
 log = logging.getLogger(__name__)
 
@@ -204,3 +205,18 @@ class SyncPipeline:
         run = await self._store.runs.get(self.tenant, run_id)
         assert run is not None
         return run
+
+
+def pipeline_options(config: Config, tenant: TenantConfig, *, full: bool) -> PipelineOptions:
+    """A tenant's pass options from the config."""
+    quo = config.quo
+    return PipelineOptions(
+        crm_objects=list(tenant.object_types),
+        page_size=tenant.page_size,
+        # Enough requests in flight to keep the key busy at ~1 s of Quo latency.
+        writer_concurrency=max(4, 2 * quo.requests_per_second),
+        bulk_batch_size=quo.bulk_batch_size if quo.bulk_create else None,
+        bulk=BulkOptions(deadline=quo.bulk_verify_deadline),
+        max_error_rate=config.daemon.max_error_rate,
+        full=full,
+    )

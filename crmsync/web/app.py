@@ -27,10 +27,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from crmsync import metrics
 from crmsync.adapters.base import WebhookFormatError, WebhookSignatureError
 from crmsync.config import Config
-from crmsync.daemon.health import Health
-from crmsync.daemon.webhook_target import WebhookTarget
-from crmsync.status_report import build_status, encode_status
+from crmsync.domain.status import build_status, encode_status
 from crmsync.store import Source, Store
+from crmsync.web.health import Health
+from crmsync.web.targets import WebhookTarget
 
 log = logging.getLogger(__name__)
 

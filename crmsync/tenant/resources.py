@@ -1,7 +1,8 @@
 """Process-wide resources and the per-tenant clients built from them.
 
 One aiohttp `ClientSession` and one `LimiterRegistry` serve every tenant: tenants that
-share a Quo API key share its limiter, whatever else differs between them.
+share an API key (Quo's or a CRM's) share its limiters, whatever else differs between
+them. Both kinds of client get the same timeout, retry policy and `Retry-After` cap.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import aiohttp
 from crmsync.adapters.base import CrmAdapter
 from crmsync.adapters.registry import build_adapter
 from crmsync.config import Config, TenantConfig
+from crmsync.net.ratelimit import LimiterRegistry, Limits, slot_trace_config
+from crmsync.net.retry import RetryPolicy
 from crmsync.quo.client import QuoClient
-from crmsync.quo.ratelimit import LimiterRegistry, slot_trace_config
-from crmsync.quo.retry import RetryPolicy
 
 
 @dataclass
@@ -30,11 +31,13 @@ class Resources:
     def __init__(self, config: Config, session: aiohttp.ClientSession) -> None:
         self.config = config
         self.session = session
-        self.limiters = LimiterRegistry(
-            config.quo.requests_per_second,
-            window=1.0 + config.quo.rate_limit_margin,
-            basis=config.quo.rate_limit_basis,
+        self.limiters = LimiterRegistry()
+        quo = config.quo
+        self.quo_limits = Limits(
+            quo.requests_per_second, window=1.0 + quo.rate_limit_margin,
+            basis=quo.rate_limit_basis,
         )
+        self.retry = RetryPolicy(max_retries=quo.max_retries)
 
     def clients_for(self, tenant: TenantConfig) -> TenantClients:
         quo_config = self.config.quo
@@ -43,10 +46,11 @@ class Resources:
             self.session,
             base_url=quo_config.base_url,
             api_key=quo_key,
-            limiter=self.limiters.for_key(quo_key),
+            limiter=self.limiters.for_account("quo", quo_key, self.quo_limits).read,
             tenant=tenant.id,
             timeout=quo_config.request_timeout,
-            retry=RetryPolicy(max_retries=quo_config.max_retries),
+            retry=self.retry,
+            max_pause=quo_config.max_retry_after,
         )
         adapter = build_adapter(
             tenant.crm,
@@ -54,6 +58,9 @@ class Resources:
             api_key=tenant.crm_api_key.reveal(),
             base_url=tenant.crm_base_url,
             timeout=quo_config.request_timeout,
+            limiters=self.limiters,
+            retry=self.retry,
+            max_pause=quo_config.max_retry_after,
         )
         return TenantClients(quo=quo, adapter=adapter)
 

@@ -20,26 +20,25 @@ import asyncio
 import logging
 
 from crmsync import metrics
-from crmsync.actors.activity import ActivityLogger
-from crmsync.actors.crm_changes import CrmChangeHandler
 from crmsync.actors.inbox_processor import InboxProcessor
-from crmsync.actors.poller import Poller
-from crmsync.actors.quo_sync import QuoContactSync, RecordWriter
-from crmsync.actors.subscriptions import SubscriptionManager
-from crmsync.adapters.http import CrmAuthError
+from crmsync.adapters.errors import CrmAuthError
 from crmsync.config import TenantConfig
-from crmsync.daemon.health import Health
-from crmsync.daemon.pipeline import SyncPipeline, SyncResult
-from crmsync.daemon.resources import Resources
-from crmsync.daemon.stall import Progress
-from crmsync.daemon.supervisor import RestartBudget, RestartBudgetSpentError, root_cause
-from crmsync.daemon.sync_once import pipeline_options
-from crmsync.daemon.webhook_target import WebhookTarget
+from crmsync.net.ratelimit import Lane
+from crmsync.net.retry import RetryPolicy
 from crmsync.quo.errors import QuoAuthError
-from crmsync.quo.ratelimit import Lane
-from crmsync.quo.retry import RetryPolicy
+from crmsync.services.activity import ActivityLogger
+from crmsync.services.contact_writes import QuoContactSync, RecordWriter
+from crmsync.services.crm_changes import CrmChangeHandler
+from crmsync.services.subscriptions import SubscriptionManager
 from crmsync.store import Store
 from crmsync.store.tenants import TenantPhase, TenantState
+from crmsync.tenant.pipeline import SyncPipeline, SyncResult, pipeline_options
+from crmsync.tenant.poller import Poller
+from crmsync.tenant.resources import Resources
+from crmsync.tenant.stall import Progress
+from crmsync.tenant.supervisor import RestartBudget, RestartBudgetSpentError, root_cause
+from crmsync.web.health import Health
+from crmsync.web.targets import WebhookTarget
 
 log = logging.getLogger(__name__)
 

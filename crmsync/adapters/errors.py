@@ -1,0 +1,69 @@
+"""Typed CRM API errors: the transport's kinds (`crmsync.net.errors`), as a CRM's.
+
+Every adapter raises these (through its `Transport`), so the pipeline can tell a CRM
+failure from a Quo one: `CrmAuthError` parks the tenant with "check crm_api_key",
+`CrmNotFoundError` is the only answer that may mean a record is gone.
+"""
+
+from __future__ import annotations
+
+from crmsync.net.errors import (
+    ApiError,
+    AuthError,
+    ConflictError,
+    DecodeError,
+    ErrorKinds,
+    NotFoundError,
+    RateLimitedError,
+    RejectedError,
+    ServerError,
+    TransportError,
+)
+
+
+class CrmApiError(ApiError):
+    """A CRM call failed; the message names the call, never the credentials."""
+
+
+class CrmAuthError(CrmApiError, AuthError):
+    """401/403: the CRM key is wrong or lacks a scope."""
+
+
+class CrmNotFoundError(CrmApiError, NotFoundError):
+    """404."""
+
+
+class CrmConflictError(CrmApiError, ConflictError):
+    """409."""
+
+
+class CrmRejectedError(CrmApiError, RejectedError):
+    """Any other 4xx: the CRM refused the request as it is."""
+
+
+class CrmRateLimitedError(CrmApiError, RateLimitedError):
+    """429, after the transport's retries."""
+
+
+class CrmServerError(CrmApiError, ServerError):
+    """5xx."""
+
+
+class CrmTransportError(CrmApiError, TransportError):
+    """No answer: connection refused or reset, timeout, DNS."""
+
+
+class CrmDecodeError(CrmApiError, DecodeError):
+    """A 2xx the adapter cannot read (not JSON, or not the documented shape)."""
+
+
+CRM_ERRORS = ErrorKinds(
+    auth=CrmAuthError,
+    not_found=CrmNotFoundError,
+    conflict=CrmConflictError,
+    rejected=CrmRejectedError,
+    rate_limited=CrmRateLimitedError,
+    server=CrmServerError,
+    transport=CrmTransportError,
+    decode=CrmDecodeError,
+)

@@ -1,0 +1,1 @@
+"""crmsync.services: what the actors and webhooks do to Quo and the CRM (no queues)."""

@@ -1,0 +1,1 @@
+"""crmsync.tenant: one tenant inside the process (runtime, supervision, sync passes)."""

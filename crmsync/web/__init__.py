@@ -1,0 +1,1 @@
+"""crmsync.web: the embedded aiohttp server (webhook intake, health, status, metrics)."""
