@@ -161,6 +161,10 @@ WRITES: dict[str, Write] = {
     ),
     "runs.create": lambda s, o, ids: s.runs.create(o, "full"),
     "runs.transition": lambda s, o, ids: s.runs.transition(o, ids["run"], "completed"),
+    "runs.begin": lambda s, o, ids: s.runs.begin(o, full=True, crm_objects=["people"]),
+    "runs.finish": lambda s, o, ids: s.runs.finish(
+        o, ids["run"], ok=True, crm_objects=["people"]
+    ),
     "runs.add_counts": lambda s, o, ids: s.runs.add_counts(o, ids["run"], created=5),
     "checkpoints.set": lambda s, o, ids: s.checkpoints.set(o, "people", "cursor", "changed"),
     "checkpoints.delete": lambda s, o, ids: s.checkpoints.delete(o, "people", "cursor"),
@@ -228,6 +232,7 @@ FOREIGN_ID_WRITES = {
     "inbox.claim",
     "inbox.retry_later",
     "runs.transition",
+    "runs.finish",
     "runs.add_counts",
     "inbox.mark_processing",
     "inbox.mark_processed",

@@ -14,12 +14,9 @@ from crmsync.actors.base import Actor, EndOfStream
 from crmsync.actors.messages import PageEnd, RawMessage, RecordBatch
 from crmsync.adapters.base import CrmAdapter
 from crmsync.store import Store
+from crmsync.store.checkpoints import CURSOR, CURSOR_DONE
 
 log = logging.getLogger(__name__)
-
-CURSOR = "cursor"
-CURSOR_DONE = "__done__"
-
 
 class Fetcher(Actor[None]):
     name = "fetcher"

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 from crmsync import metrics
 from crmsync.actors.base import Actor, EndOfStream
-from crmsync.actors.fetcher import CURSOR, CURSOR_DONE
 from crmsync.actors.messages import (
     BulkSubmitted,
     Outcome,
@@ -36,6 +35,7 @@ from crmsync.net.retry import RetryPolicy
 from crmsync.quo.errors import QuoAuthError, QuoError
 from crmsync.services.contact_writes import QuoContactSync, failure_category, save_mapping
 from crmsync.store import Store
+from crmsync.store.checkpoints import CURSOR, CURSOR_DONE
 
 log = logging.getLogger(__name__)
 

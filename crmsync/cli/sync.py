@@ -1,4 +1,9 @@
-"""`crmsync sync --tenant ID [--full]`: one tenant's pipeline until its backlog is drained."""
+"""`crmsync sync --tenant ID [--full]`: one tenant's pipeline until its backlog is drained.
+
+The pass runs in the foreground through the tenant's own runtime (`sync_once`), so its
+supervision and state bookkeeping are the daemon's: a crash restarts the pass from the
+checkpoint within the tenant's budget, and the tenant's state says how it ended.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,17 @@ import sys
 from collections.abc import Callable
 
 from crmsync.adapters.errors import CrmAuthError
+from crmsync.cli.common import require_tenant
 from crmsync.config import TenantConfig, load_config
 from crmsync.daemon.loop import run_async
-from crmsync.errors import EXIT_FAILED, EXIT_OK, CrmsyncError, UsageError
+from crmsync.errors import EXIT_FAILED, EXIT_OK, CrmsyncError
 from crmsync.quo.errors import QuoAuthError
 from crmsync.store import Store, open_store
-from crmsync.tenant.pipeline import SyncPipeline, SyncResult, pipeline_options
+from crmsync.tenant.pipeline import SyncResult
 from crmsync.tenant.resources import Resources, open_resources
+from crmsync.tenant.runtime import TenantRuntime
+from crmsync.tenant.supervisor import RestartBudgetSpentError
+from crmsync.web.health import Health
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,44 +40,38 @@ async def sync_tenant(
     full: bool = False,
     on_settled: Callable[[str], None] | None = None,
 ) -> SyncResult:
-    await store.tenants.upsert(tenant.id, tenant.crm)
-    clients = resources.clients_for(tenant)
-    pipeline = SyncPipeline(
-        tenant.id,
-        store=store,
-        quo=clients.quo,
-        adapter=clients.adapter,
-        options=pipeline_options(resources.config, tenant, full=full),
-        on_settled=on_settled,
-    )
-    return await pipeline.run()
+    """One pass of `tenant` in the foreground; raises a one-line `CrmsyncError` when it
+    cannot finish (rejected credentials, a spent restart budget)."""
+    runtime = TenantRuntime(tenant, resources=resources, store=store, health=Health())
+    if on_settled is not None:
+        runtime.progress.observe(on_settled)
+    try:
+        return await runtime.sync_once(full=full)
+    except QuoAuthError as exc:
+        raise CrmsyncError(
+            f"{tenant.id}: Quo rejected the API key ({exc}); check quo_api_key"
+            " (a new key takes about 30 s to become active)"
+        ) from None
+    except CrmAuthError as exc:
+        raise CrmsyncError(
+            f"{tenant.id}: the CRM rejected the API key ({exc}); check crm_api_key"
+        ) from None
+    except RestartBudgetSpentError as exc:
+        raise CrmsyncError(f"{tenant.id}: sync failed: {exc}") from None
 
 
 async def _sync(args: argparse.Namespace) -> int:
     from crmsync.cli.progress import SyncProgress
 
     config = load_config(args.config)
-    tenant = config.tenant(args.tenant)
-    if tenant is None:
-        known = ", ".join(t.id for t in config.tenants) or "none"
-        raise UsageError(f"unknown tenant '{args.tenant}' (configured: {known})")
+    tenant = require_tenant(config, args.tenant)
     async with open_resources(config) as resources, open_store(config.daemon.state_path) as store:
         # Attio reports no total: an earlier pass's mapping count is the best estimate.
         estimate = await store.mappings.count(tenant.id) or None
         with SyncProgress(f"sync {tenant.id}", total=estimate) as progress:
-            try:
-                result = await sync_tenant(
-                    resources, store, tenant, full=args.full, on_settled=progress.settled
-                )
-            except QuoAuthError as exc:
-                raise CrmsyncError(
-                    f"{tenant.id}: Quo rejected the API key ({exc}); check quo_api_key"
-                    " (a new key takes about 30 s to become active)"
-                ) from None
-            except CrmAuthError as exc:
-                raise CrmsyncError(
-                    f"{tenant.id}: the CRM rejected the API key ({exc}); check crm_api_key"
-                ) from None
+            result = await sync_tenant(
+                resources, store, tenant, full=args.full, on_settled=progress.settled
+            )
     counts = result.run.counts
     print(
         f"{tenant.id}: {result.run.state}: fetched {counts.fetched}, created {counts.created}, "

@@ -11,6 +11,11 @@ import msgspec
 
 from crmsync.store.connection import Database, columns, to_struct
 
+#: where a pass's paging stands, per CRM object (committed by the mapping verifier)
+CURSOR = "cursor"
+#: the cursor of an object whose pages were all committed in the pass under way
+CURSOR_DONE = "__done__"
+
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
     tenant_id: str

@@ -26,6 +26,7 @@ CATEGORIES: Final = (
     "quo_ratelimited",  # retries exhausted
     "quo_server",
     "quo_transport",
+    "quo_decode",  # Quo answered 2xx with a body crmsync cannot read
 )
 
 

@@ -3,15 +3,25 @@
 A run moves pending → running → completed | failed | cancelled (a pending run may also
 fail or be cancelled before it starts). `transition` checks the current state in the
 same UPDATE that changes it, so the check cannot race another writer.
+
+A sync pass does its bookkeeping in two units of work, each one transaction:
+`begin()` (close a run the process died in, forget the cursors of a full pass, open a
+running run and say whether it is the initial sync) and `finish()` (close the run,
+forget the cursors of a pass that reached the end, and record the run's facts on the
+tenant: when the initial sync completed, when a pass last succeeded). The tenant's
+lifecycle state (state, phase, last error) is not a run's business: only the tenant
+runtime writes it.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Final, Literal
 
 import msgspec
 
+from crmsync.store.checkpoints import CURSOR
 from crmsync.store.connection import Database, to_struct
 from crmsync.store.errors import IllegalTransitionError
 
@@ -55,6 +65,15 @@ class SyncRun(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: float | None
     error: str | None
     counts: Counts
+
+
+class RunStart(msgspec.Struct, frozen=True, kw_only=True):
+    """What `begin()` opened."""
+
+    run_id: int
+    kind: RunKind
+    #: no initial sync has completed yet: this pass is (still) the initial sync
+    initial: bool
 
 
 _RUN_COLUMNS = "id, tenant_id, kind, state, created_at, started_at, finished_at, error"
@@ -108,6 +127,75 @@ class Runs:
             raise IllegalTransitionError(
                 f"sync run {run_id} of tenant {tenant_id!r} cannot go from "
                 f"{current.state} to {new_state}"
+            )
+
+    async def begin(
+        self, tenant_id: str, *, full: bool, crm_objects: Sequence[str]
+    ) -> RunStart:
+        """Open a pass's run (one transaction); the tenant row must exist.
+
+        A run still pending or running is one the process died in: it is closed as
+        failed (`interrupted`); the checkpoints carry its progress. A full pass forgets
+        the page cursors of `crm_objects` so it starts from the top.
+        """
+        async with self._db.transaction():
+            latest = await self.latest(tenant_id)
+            if latest is not None and latest.state in ("pending", "running"):
+                await self.transition(tenant_id, latest.id, "failed", error="interrupted")
+            if full:
+                await self._forget_cursors(tenant_id, crm_objects)
+            row = await self._db.fetchone(
+                "SELECT initial_sync_completed_at FROM tenants WHERE tenant_id = ?",
+                (tenant_id,),
+            )
+            if row is None:
+                raise KeyError(f"unknown tenant {tenant_id!r}")
+            initial = row["initial_sync_completed_at"] is None
+            kind: RunKind = "initial" if initial else ("full" if full else "incremental")
+            run_id = await self.create(tenant_id, kind)
+            await self.transition(tenant_id, run_id, "running")
+        return RunStart(run_id=run_id, kind=kind, initial=initial)
+
+    async def finish(
+        self,
+        tenant_id: str,
+        run_id: int,
+        *,
+        ok: bool,
+        error: str | None = None,
+        crm_objects: Sequence[str] = (),
+    ) -> SyncRun:
+        """Close a pass's run (one transaction) and return it.
+
+        `crm_objects`: the objects whose pass reached the end; their cursors are
+        forgotten, so the next pass starts from the top (failed records were
+        dead-lettered, and `crmsync retry` re-queues them). A successful run stamps the
+        tenant's last success, and its initial sync as completed if it was not yet.
+        """
+        async with self._db.transaction():
+            await self.transition(
+                tenant_id, run_id, "completed" if ok else "failed", error=error
+            )
+            await self._forget_cursors(tenant_id, crm_objects)
+            if ok:
+                now = self._db.now()
+                await self._db.execute(
+                    "UPDATE tenants SET last_success_at = ?, initial_sync_completed_at ="
+                    " coalesce(initial_sync_completed_at, ?), updated_at = ?"
+                    " WHERE tenant_id = ?",
+                    (now, now, now, tenant_id),
+                )
+            run = await self.get(tenant_id, run_id)
+        assert run is not None  # transition() raised if it were unknown
+        return run
+
+    async def _forget_cursors(self, tenant_id: str, crm_objects: Sequence[str]) -> None:
+        if crm_objects:
+            marks = _marks(len(crm_objects))
+            await self._db.execute(
+                "DELETE FROM checkpoints WHERE tenant_id = ? AND name = ?"  # noqa: S608
+                f" AND crm_object IN ({marks})",
+                (tenant_id, CURSOR, *crm_objects),
             )
 
     async def add_counts(self, tenant_id: str, run_id: int, **deltas: int) -> None:

@@ -1,6 +1,8 @@
 """`tenants`: one row per configured tenant — its lifecycle state, phase and health.
 
-This is what `crmsync status` and `/readyz` report; the supervisor writes it.
+This is what `crmsync status` and `/status` report. The state, phase and last error are
+written by the tenant runtime alone; a sync run records its facts (initial sync
+completed, last success) through `runs.finish()`.
 """
 
 from __future__ import annotations
@@ -60,12 +62,15 @@ class Tenants:
         *,
         phase: TenantPhase | None = None,
         last_error: str | None = None,
+        clear_error: bool = False,
     ) -> None:
-        """Set the state; `phase` and `last_error` change only when given."""
+        """Set the state; `phase` and `last_error` change only when given, and
+        `clear_error` forgets the last error (a later success ended it)."""
+        error = "NULL" if clear_error else "coalesce(?, last_error)"
         await self._update(
             tenant_id,
-            "state = ?, phase = coalesce(?, phase), last_error = coalesce(?, last_error)",
-            (state, phase, last_error),
+            f"state = ?, phase = coalesce(?, phase), last_error = {error}",
+            (state, phase) if clear_error else (state, phase, last_error),
         )
 
     async def clear_error(self, tenant_id: str) -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from crmsync.actors.base import Actor
 from crmsync.services.crm_changes import CrmChangeHandler
 from crmsync.store import Store
-from crmsync.tenant.pipeline import SyncPipeline, SyncResult
+from crmsync.tenant.pipeline import SyncResult
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,14 @@ class Poller(Actor[None]):
         tenant: str,
         *,
         store: Store,
-        new_pass: Callable[[], SyncPipeline],
+        run_pass: Callable[[], Awaitable[SyncResult]],
         crm_changes: CrmChangeHandler,
         crm_objects: list[str],
         interval: float,
     ) -> None:
         super().__init__(tenant, None)
         self._store = store
-        self._new_pass = new_pass
+        self._run_pass = run_pass
         self._crm_changes = crm_changes
         self._crm_objects = crm_objects
         self._interval = interval
@@ -48,7 +48,7 @@ class Poller(Actor[None]):
 
     async def poll_once(self) -> SyncResult:
         started = time.time()
-        result = await self._new_pass().run()
+        result = await self._run_pass()
         # The pass reached the end of every object: what it did not see was missed.
         for crm_object in self._crm_objects:
             for mapping in await self._store.mappings.record_scan(
