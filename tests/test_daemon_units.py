@@ -22,7 +22,8 @@ from crmsync.daemon.signals import SignalRequests, task_stacks
 from crmsync.daemon.systemd import Notifier, keep_watchdog, socket_address, watchdog_period
 from crmsync.sim.quo.testing import wait_until
 from crmsync.store import open_store
-from crmsync.tenant.stall import Progress, StallDetector
+from crmsync.tenant.progress import Progress
+from crmsync.tenant.stall import StallDetector
 from crmsync.web.health import Health
 
 # -- systemd notify ----------------------------------------------------------------------

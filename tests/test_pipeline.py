@@ -21,7 +21,6 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
-from crmsync.store.checkpoints import CURSOR
 from crmsync.adapters.attio import AttioAdapter
 from crmsync.adapters.base import CrmPage
 from crmsync.cli.sync import sync_tenant
@@ -35,6 +34,7 @@ from crmsync.sim.attio import AttioSim, AttioSimConfig, run_attio_simulator
 from crmsync.sim.quo import QuoSim, QuoSimConfig, run_quo_simulator
 from crmsync.sim.quo.testing import wait_until
 from crmsync.store import Store, open_store
+from crmsync.store.checkpoints import CURSOR
 from crmsync.tenant.pipeline import PipelineOptions, SyncPipeline, SyncResult
 from crmsync.tenant.resources import open_resources
 from crmsync.tenant.supervisor import RestartBudget, RestartBudgetSpentError

@@ -45,8 +45,7 @@ class Fetcher(Actor[None]):
             if cursor == CURSOR_DONE:
                 continue
             if cursor:
-                log.info("resuming %s from cursor %s", crm_object, cursor,
-                         extra={"tenant": self.tenant})
+                log.info("resuming %s from cursor %s", crm_object, cursor)
             while True:
                 result = await self._adapter.fetch_page(crm_object, cursor, self._page_size)
                 fetched = len(result.records)

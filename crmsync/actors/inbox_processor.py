@@ -64,8 +64,7 @@ class InboxProcessor(Actor[None]):
     async def setup(self) -> None:
         requeued = await self._store.inbox.requeue_interrupted(self.tenant)
         if requeued:
-            log.info("requeued %d events interrupted by a stop", requeued,
-                     extra={"tenant": self.tenant})
+            log.info("requeued %d events interrupted by a stop", requeued)
 
     async def run(self) -> None:
         while True:
@@ -111,8 +110,7 @@ class InboxProcessor(Actor[None]):
         self._not_before.pop(event.id, None)
         await self._store.inbox.mark_processed(self.tenant, event.id)
         metrics.webhook_events.labels(self.tenant, event.source, "processed").inc()
-        log.debug("event %s (%s) applied: %s", event.event_id, event.event_type, outcome,
-                  extra={"tenant": self.tenant})
+        log.debug("event %s (%s) applied: %s", event.event_id, event.event_type, outcome)
 
     async def _dispatch(self, event: InboxEvent) -> str:
         if event.source == "crm":
@@ -134,10 +132,10 @@ class InboxProcessor(Actor[None]):
             )
             metrics.webhook_events.labels(self.tenant, event.source, "failed").inc()
             log.error("event %s failed %d times, dead-lettered: %s", event.event_id,
-                      attempts, error, extra={"tenant": self.tenant})
+                      attempts, error)
             return
         await self._store.inbox.retry_later(self.tenant, event.id, error)
         self._not_before[event.id] = time.monotonic() + self._retry.backoff(attempts)
         metrics.webhook_events.labels(self.tenant, event.source, "retry").inc()
         log.warning("event %s failed (attempt %d), will retry: %s", event.event_id,
-                    attempts, error, extra={"tenant": self.tenant})
+                    attempts, error)

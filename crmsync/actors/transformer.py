@@ -11,7 +11,7 @@ import logging
 
 import msgspec
 
-from crmsync import metrics
+from crmsync import log_context, metrics
 from crmsync.actors.base import Actor, EndOfStream
 from crmsync.actors.messages import (
     PageEnd,
@@ -45,20 +45,22 @@ class Transformer(Actor[RawMessage]):
         self.dropped_phones = 0
 
     def _transform(self, page: int, record: CrmRecord) -> WriteItem | RecordFailed:
+        with log_context.trace(trace_id(record.crm_object, record.record_id)):
+            return self._transform_traced(page, record)
+
+    def _transform_traced(self, page: int, record: CrmRecord) -> WriteItem | RecordFailed:
         try:
             result = build_contact(self._adapter.to_person(record), self._adapter.name)
         except TransformError as exc:
             category, error = exc.category, str(exc)
         except Exception as exc:  # a CRM quirk we did not foresee must not stop the sync
-            log.exception("transform failed", extra={"tenant": self.tenant})
+            log.exception("transform failed")
             category, error = "transform", f"{type(exc).__name__}: {exc}"
         else:
             self.dropped_phones += result.dropped_phones
             if result.dropped_phones:
                 metrics.phones_dropped.labels(self.tenant).inc(result.dropped_phones)
-            log.debug("transformed (%d phones dropped)", result.dropped_phones, extra={
-                "tenant": self.tenant, "trace_id": trace_id(record.crm_object, record.record_id),
-            })
+            log.debug("transformed (%d phones dropped)", result.dropped_phones)
             return WriteItem(
                 page, record.crm_object, record.record_id, result.contact, result.content_hash
             )

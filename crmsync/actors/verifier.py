@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from crmsync import metrics
+from crmsync import log_context, metrics
 from crmsync.actors.base import Actor, EndOfStream
 from crmsync.actors.messages import (
     BulkSubmitted,
@@ -106,11 +106,9 @@ class MappingVerifier(Actor[VerifyMessage]):
             sync_method=outcome.sync_method,
             entity_type=self._entity_type,
         )
-        log.debug("%s as Quo contact %s (%s)", outcome.action, outcome.quo_contact_id,
-                  outcome.sync_method, extra={
-                      "tenant": self.tenant,
-                      "trace_id": trace_id(outcome.crm_object, outcome.record_id),
-                  })
+        with log_context.trace(trace_id(outcome.crm_object, outcome.record_id)):
+            log.debug("%s as Quo contact %s (%s)", outcome.action, outcome.quo_contact_id,
+                      outcome.sync_method)
         await self._settle(outcome.page, outcome.action)
 
     async def _record_failure(self, failed: RecordFailed) -> None:
@@ -118,11 +116,9 @@ class MappingVerifier(Actor[VerifyMessage]):
             self.tenant, failed.crm_object, failed.record_id, failed.category,
             failed.payload, failed.error,
         )
-        log.warning("record %s failed (%s): %s", failed.record_id, failed.category,
-                    failed.error, extra={
-                        "tenant": self.tenant,
-                        "trace_id": trace_id(failed.crm_object, failed.record_id),
-                    })
+        with log_context.trace(trace_id(failed.crm_object, failed.record_id)):
+            log.warning("record %s failed (%s): %s", failed.record_id, failed.category,
+                        failed.error)
         await self._settle(failed.page, "failed")
 
     async def _commit_finished_pages(self) -> None:
@@ -166,7 +162,7 @@ class MappingVerifier(Actor[VerifyMessage]):
 
     async def _create_missing(self, item: WriteItem) -> None:
         log.warning("bulk-created contact %s never appeared by the deadline; creating it"
-                    " singly", item.record_id, extra={"tenant": self.tenant})
+                    " singly", item.record_id)
         self.bulk_missing.append(item.record_id)
         try:
             action, contact_id = await self._sync.create(item.record_id, item.contact)

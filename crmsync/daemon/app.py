@@ -2,9 +2,9 @@
 
     start   resources in one AsyncExitStack (HTTP session, state store, HTTP listener:
             the port is bound before any tenant starts, so webhooks registered during
-            setup can be delivered at once) → one supervised task per enabled tenant →
-            READY=1 once every tenant's startup attempt is over (readiness handshake:
-            `TenantRuntime.settled`)
+            setup can be delivered at once) → one supervised task per enabled tenant
+            (`tenants.py`) → READY=1 once every tenant's startup attempt is over
+            (readiness handshake: `TenantRuntime.settled`)
     run     signal handlers only set requests (`signals.py`); `_control` acts on them:
             HUP → reload (`reload.py`), USR1 → log every task's stack. The monitor task
             ticks: STATUS= when the summary changes, stall checks (`stall.py`), and the
@@ -27,44 +27,29 @@ import logging
 import os
 import signal
 import time
-from collections import Counter
 from collections.abc import Awaitable
-from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from crmsync.config import Config, TenantConfig
+from crmsync.config import Config
 from crmsync.daemon.logs import configure_logging
 from crmsync.daemon.reload import plan_reload, read_config
 from crmsync.daemon.signals import SignalRequests, task_stacks
 from crmsync.daemon.systemd import Notifier, keep_watchdog, monotonic_usec, watchdog_period
+from crmsync.daemon.tenants import TenantSet, count_tenants
 from crmsync.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from crmsync.store import Store, open_store
-from crmsync.tenant.gauges import forget_tenant, refresh_dead_letters
 from crmsync.tenant.resources import Resources, open_resources
 from crmsync.tenant.runtime import TenantRuntime
-from crmsync.tenant.stall import STALL_CHECK_SECONDS, StallDetector
+from crmsync.tenant.stall import STALL_CHECK_SECONDS
 from crmsync.web.app import build_app, serve
 from crmsync.web.health import Health
-from crmsync.web.targets import WebhookTarget
 
 log = logging.getLogger(__name__)
 
 #: how often the monitor ticks (STATUS, heartbeat); faster when the watchdog needs it
 MONITOR_TICK_SECONDS = 1.0
-#: how long a cancelled tenant may take to write its final state
-CANCEL_GRACE_SECONDS = 10.0
-#: the order of states in STATUS=
-STATUS_ORDER = ("running", "initial sync", "starting", "parked", "failed", "stopped")
-
-
-@dataclass
-class _Tenant:
-    runtime: TenantRuntime
-    task: asyncio.Task[None]
-    stall: StallDetector
-
 
 class Daemon:
     """One `crmsync run`: `await Daemon(config, ...).run()` returns the exit code."""
@@ -86,15 +71,13 @@ class Daemon:
         )
         self.health = Health()
         self.requests = SignalRequests()
-        self._tenants: dict[str, _Tenant] = {}
-        self._targets: dict[str, WebhookTarget] = {}
+        self._tenants: TenantSet | None = None
         self._ready = False
         self._stopping = False
         self._status = ""
         self._beat = time.monotonic()
         self._resources: Resources | None = None
         self._store: Store | None = None
-        self._group: asyncio.TaskGroup | None = None
         self.launched = asyncio.Event()  # set once the configured tenants are launched
 
     # -- the lifecycle --------------------------------------------------------------
@@ -109,26 +92,30 @@ class Daemon:
                 self._store = await stack.enter_async_context(
                     open_store(self.config.daemon.state_path)
                 )
+                tenants = self._tenants = TenantSet(
+                    store=self._store, health=self.health, force=self.requests.force
+                )
                 app = build_app(
-                    targets=self._targets.get, store=self._store, config=lambda: self.config,
+                    targets=tenants.target, store=self._store, config=lambda: self.config,
                     health=self.health, max_body_bytes=self.config.http.max_body_bytes,
                 )
                 app.middlewares.append(self._intake_gate)
                 http = self.config.http
                 port = await stack.enter_async_context(serve(app, http.host, http.port))
                 log.info("listening on http://%s:%d", http.host, port)
-                code = await self._supervise()
+                code = await self._supervise(tenants)
             log.info("stopped")
             return code
         finally:
             self.requests.remove()
 
-    async def _supervise(self) -> int:
+    async def _supervise(self, tenants: TenantSet) -> int:
+        assert self._resources is not None
         async with asyncio.TaskGroup() as group:
-            self._group = group
+            tenants.bind(group)
             for tenant in self.config.tenants:
                 if tenant.enabled:
-                    self._launch(self._build(tenant))
+                    tenants.launch(tenants.build(self._resources, tenant))
             self.launched.set()
             helpers = [
                 group.create_task(self._monitor(), name="daemon:monitor"),
@@ -164,8 +151,9 @@ class Daemon:
 
     async def _announce_ready(self) -> None:
         """READY=1 once every tenant's startup attempt is over (the port is bound)."""
-        for tenant in list(self._tenants.values()):
-            await tenant.runtime.settled.wait()
+        assert self._tenants is not None
+        for runtime in self._tenants.runtimes():
+            await runtime.settled.wait()
         self._ready = True
         self._status = self._summary()
         self._notifier.send("READY=1", f"STATUS={self._status}")
@@ -175,17 +163,15 @@ class Daemon:
     async def _monitor(self) -> None:
         """STATUS= on change, stall checks, and the supervisor heartbeat."""
         loop = asyncio.get_running_loop()
-        assert self._store is not None
-        store = self._store
+        assert self._tenants is not None
+        tenants = self._tenants
         next_stall_check = loop.time()  # at once: the store-backed gauges exist from the start
         while True:
             self._push_status()
             if loop.time() >= next_stall_check:
                 next_stall_check = loop.time() + STALL_CHECK_SECONDS
                 try:
-                    for tenant in list(self._tenants.values()):
-                        await tenant.stall.check()
-                        await refresh_dead_letters(store, tenant.runtime.id)
+                    await tenants.check()
                 except Exception:  # e.g. the store is busy: no beat this tick
                     log.exception("stall check or gauge refresh failed")
                     await asyncio.sleep(self._tick)
@@ -194,74 +180,11 @@ class Daemon:
             await asyncio.sleep(self._tick)
 
     def runtime(self, tenant_id: str) -> TenantRuntime | None:
-        tenant = self._tenants.get(tenant_id)
-        return None if tenant is None else tenant.runtime
+        return None if self._tenants is None else self._tenants.runtime(tenant_id)
 
     def stop(self) -> None:
         """What SIGTERM does, for a caller in the same process (`crmsync demo`)."""
         self.requests.received(signal.SIGTERM)
-
-    # -- tenants ----------------------------------------------------------------------
-
-    def _build(self, tenant: TenantConfig) -> TenantRuntime:
-        assert self._resources is not None and self._store is not None
-        return TenantRuntime(
-            tenant, resources=self._resources, store=self._store, health=self.health
-        )
-
-    def _launch(self, runtime: TenantRuntime) -> None:
-        assert self._group is not None and self._store is not None
-        self.health.set_reason(runtime.id, "starting")
-        stall = StallDetector(
-            runtime.id, progress=runtime.progress, store=self._store, health=self.health,
-            inbox_active=lambda: runtime.state == "running" and runtime.phase == "live",
-        )
-        task = self._group.create_task(self._run_tenant(runtime), name=f"tenant:{runtime.id}")
-        self._tenants[runtime.id] = _Tenant(runtime, task, stall)
-        self._targets[runtime.id] = runtime.target
-
-    async def _run_tenant(self, runtime: TenantRuntime) -> None:
-        """The tenant's supervisor; it contains its own failures (STYLE rule 3)."""
-        try:
-            await runtime.run()
-        except Exception:  # a bug the runtime could not even report: keep the others up
-            log.exception("tenant runtime escaped its supervisor", extra={"tenant": runtime.id})
-            self.health.set_reason(runtime.id, "failed (see the log)")
-
-    async def _stop_tenant(self, tenant: _Tenant, reason: str, deadline: float) -> None:
-        """Drain until `deadline` (loop time), then cancel with a reason; wait for it."""
-        runtime, task = tenant.runtime, tenant.task
-        runtime.progress.drain()
-        quiet = asyncio.ensure_future(runtime.progress.wait_quiet())
-        forced = asyncio.ensure_future(self.requests.force.wait())
-        try:
-            timeout = max(0.0, deadline - asyncio.get_running_loop().time())
-            await asyncio.wait({quiet, forced, task}, timeout=timeout,
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            quiet.cancel()
-            forced.cancel()
-        if quiet.done() and not quiet.cancelled():
-            assert self._store is not None
-            # The last record settles just before its page's checkpoint transaction
-            # starts, and that transaction holds the store's lock: this read queues
-            # behind it, so it returns once the checkpoint is committed.
-            await self._store.tenants.get(runtime.id)
-            why = f"{reason}: drained"
-        elif self.requests.force.is_set():
-            why = f"{reason}: forced, {runtime.progress.in_flight} records in flight"
-        else:
-            why = f"{reason}: drain deadline passed, {runtime.progress.in_flight} records" \
-                  " in flight (resumed from the last checkpoint on the next start)"
-        if not task.done():
-            log.info("stopping (%s)", why, extra={"tenant": runtime.id})
-            task.cancel(why)
-            _, pending = await asyncio.wait({task}, timeout=CANCEL_GRACE_SECONDS)
-            if pending:
-                log.error("tenant supervisor did not stop within %gs of being cancelled",
-                          CANCEL_GRACE_SECONDS, extra={"tenant": runtime.id})
-        tenant.stall.close()
-        forget_tenant(runtime.id)
 
     def _stop_deadline(self) -> float:
         return asyncio.get_running_loop().time() + self.config.daemon.shutdown_timeout
@@ -291,28 +214,11 @@ class Daemon:
             new.daemon.log_level, new.daemon.log_format
         ):
             configure_logging(self.config.daemon)
+        assert self._resources is not None and self._tenants is not None
         if plan.shared:
-            assert self._resources is not None
             log.info("%s changed: restarting every tenant", ", ".join(plan.shared))
             self._resources = Resources(self.config, self._resources.session)
-        deadline = self._stop_deadline()
-        stopping = []
-        for tenant_id in plan.stop:
-            self._targets.pop(tenant_id, None)  # new deliveries: 404, the tenant is gone
-            stopping.append(self._stop_tenant(self._tenants[tenant_id], "removed", deadline))
-        replacements = {tid: self._build(t) for tid, t in plan.restart.items()}
-        for tenant_id, runtime in replacements.items():
-            self._targets[tenant_id] = runtime.target  # deliveries verified the new way
-            stopping.append(self._stop_tenant(
-                self._tenants[tenant_id], "config changed", deadline
-            ))
-        await asyncio.gather(*stopping)
-        for tenant_id in plan.stop:
-            del self._tenants[tenant_id]
-            self.health.forget(tenant_id)
-        started = [*replacements.values(), *(self._build(t) for t in plan.start)]
-        for runtime in started:
-            self._launch(runtime)
+        started = await self._tenants.apply(plan, self._resources, self._stop_deadline())
         log.info("reloaded: %s", plan.summary())
         # READY=1 once the new tenants' startup attempts are over (or on a stop request).
         await _first_of(
@@ -341,15 +247,13 @@ class Daemon:
         timeout = self.config.daemon.shutdown_timeout
         self._stopping = True
         self.health.set_reason("daemon", "shutting down")
-        count = len(self._tenants)
-        self._status = f"stopping: draining {_tenants(count)}"
+        assert self._tenants is not None
+        count = count_tenants(len(self._tenants))
+        self._status = f"stopping: draining {count}"
         self._notifier.send("STOPPING=1", f"STATUS={self._status}")
         log.info("%s: stopping; draining %s for up to %gs",
-                 self.requests.stop_signal, _tenants(count), timeout)
-        deadline = self._stop_deadline()
-        await asyncio.gather(*(
-            self._stop_tenant(tenant, "shutdown", deadline) for tenant in self._tenants.values()
-        ))
+                 self.requests.stop_signal, count, timeout)
+        await self._tenants.stop_all("shutdown", self._stop_deadline())
         if self.requests.force.is_set():
             log.warning("second SIGINT: forced exit")
             return EXIT_INTERRUPTED
@@ -359,22 +263,7 @@ class Daemon:
 
     def _summary(self) -> str:
         """One line for STATUS=, e.g. `3 tenants: 2 running, 1 parked`."""
-        states: Counter[str] = Counter()
-        stalled = 0
-        for tenant in self._tenants.values():
-            runtime = tenant.runtime
-            state: str = runtime.state
-            if state == "running" and runtime.phase == "initial_sync":
-                state = "initial sync"
-            states[state] += 1
-            stalled += bool(tenant.stall.stalled)
-        count = len(self._tenants)
-        if not count:
-            return "no tenants enabled"
-        parts = [f"{states[s]} {s}" for s in STATUS_ORDER if states[s]]
-        if stalled:
-            parts.append(f"{stalled} stalled")
-        return f"{_tenants(count)}: {', '.join(parts)}"
+        return "no tenants enabled" if self._tenants is None else self._tenants.summary()
 
     def _push_status(self) -> None:
         if not self._ready or self._stopping:
@@ -383,10 +272,6 @@ class Daemon:
         if summary != self._status:
             self._status = summary
             self._notifier.send(f"STATUS={summary}")
-
-
-def _tenants(count: int) -> str:
-    return f"{count} tenant{'' if count == 1 else 's'}"
 
 
 async def _first_of(*waits: Awaitable[object]) -> None:

@@ -1,4 +1,8 @@
-"""Logging: one event per line, as JSON or text, with the tenant when there is one."""
+"""Logging: one event per line, as JSON or text, with the tenant when there is one.
+
+The tenant and trace id come from `crmsync.log_context` (set once per task), copied
+onto each record by the handler's `ContextFilter`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 import time
 
 from crmsync.config import DaemonConfig
+from crmsync.log_context import ContextFilter
 
 
 class JsonFormatter(logging.Formatter):
@@ -20,8 +25,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key in ("tenant", "trace_id"):
-            if hasattr(record, key):
-                event[key] = getattr(record, key)
+            value = getattr(record, key, None)
+            if value is not None:
+                event[key] = value
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
         return json.dumps(event, ensure_ascii=False)
@@ -41,6 +47,7 @@ class TextFormatter(logging.Formatter):
 def configure_logging(config: DaemonConfig) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if config.log_format == "json" else TextFormatter())
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.log_level.upper())

@@ -28,9 +28,8 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import msgspec
 
@@ -49,7 +48,18 @@ from crmsync.domain.notes import (
 from crmsync.net.ratelimit import Lane
 from crmsync.quo.client import QuoClient
 from crmsync.quo.errors import QuoNotFoundError, QuoValidationError
-from crmsync.quo.models import Base, Call, CallSummary, CallTranscript, Message
+from crmsync.quo.models import Call, CallSummary, CallTranscript
+from crmsync.services.quo_events import (
+    CALL_EVENTS,
+    KNOWN_EVENTS,
+    MESSAGE_EVENTS,
+    SUMMARY_EVENTS,
+    CallObject,
+    Envelope,
+    EventData,
+    KnownCall,
+    MessageObject,
+)
 from crmsync.store import Activity, ActivityKind, Store
 
 log = logging.getLogger(__name__)
@@ -57,61 +67,10 @@ log = logging.getLogger(__name__)
 Outcome = Literal["logged", "enriched", "unchanged", "unmatched", "ignored"]
 NoteOutcome = Literal["logged", "enriched", "unchanged"]
 
-MESSAGE_EVENTS: Final = frozenset({"message.received", "message.delivered"})
-CALL_EVENTS: Final = frozenset({"call.completed"})
-# Quo's docs and real payloads disagree on the AI events' `type`: accept both.
-SUMMARY_EVENTS: Final = frozenset({"call.summary.completed", "callSummary"})
-TRANSCRIPT_EVENTS: Final = frozenset({"call.transcript.completed", "callTranscript"})
-KNOWN_EVENTS: Final = MESSAGE_EVENTS | CALL_EVENTS | SUMMARY_EVENTS | TRANSCRIPT_EVENTS
 TOO_MANY_PARTICIPANTS: Final = "0101400"
 NEGATIVE_TTL: Final = 30.0  # a person may be added to the CRM any moment
 PHONE_CACHE_SIZE: Final = 10_000
 KNOWN_CALLS: Final = 2_000
-
-
-class _Media(msgspec.Struct, kw_only=True):
-    url: str | None = None
-
-
-class _MessageObject(Message, kw_only=True):
-    body: str | None = None  # older payloads' name for `text`
-    media: list[_Media] | None = None
-
-
-class _Recording(msgspec.Struct, kw_only=True):
-    url: str | None = None
-
-
-class _Voicemail(Base):
-    url: str | None = None
-    recording_url: str | None = None
-
-
-class _CallObject(Call, kw_only=True):
-    recordings: list[_Recording] | None = None
-    voicemail: _Voicemail | None = None
-
-
-class _EventData(Base):
-    object: dict[str, Any] = msgspec.field(default_factory=dict)
-    deep_link: str | None = None
-
-
-class _Envelope(Base):
-    type: str = ""
-    data: _EventData = msgspec.field(default_factory=_EventData)
-
-
-@dataclass(slots=True)
-class _KnownCall:
-    """What this process has seen of one call in events (lost on restart: then the API)."""
-
-    call: Call | None = None
-    deep_link: str | None = None
-    recording_urls: tuple[str, ...] = ()
-    voicemail_url: str | None = None
-    summary: CallSummary | None = None
-    transcript: CallTranscript | None = None
 
 
 class _KeyedLocks:
@@ -184,7 +143,7 @@ class ActivityLogger:
         self._own: frozenset[str] = frozenset()
         self._own_expires = float("-inf")
         self._people: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
-        self._calls: OrderedDict[str, _KnownCall] = OrderedDict()
+        self._calls: OrderedDict[str, KnownCall] = OrderedDict()
         self._locks = _KeyedLocks()
 
     # -- entry point ------------------------------------------------------------------
@@ -192,9 +151,9 @@ class ActivityLogger:
     async def handle(self, event_type: str, body: bytes) -> Outcome:
         """Log one Quo event; raises on CRM/Quo failures (retry the event later)."""
         try:
-            envelope = msgspec.json.decode(body, type=_Envelope)
+            envelope = msgspec.json.decode(body, type=Envelope)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.warning("ignoring malformed Quo event: %s", exc, extra={"tenant": self.tenant})
+            log.warning("ignoring malformed Quo event: %s", exc)
             return "ignored"
         kind = event_type if event_type in KNOWN_EVENTS else envelope.type
         if kind not in KNOWN_EVENTS:
@@ -202,18 +161,18 @@ class ActivityLogger:
         try:
             target = self._parse(kind, envelope.data)
         except msgspec.ValidationError as exc:
-            log.warning("ignoring %s event: %s", kind, exc, extra={"tenant": self.tenant})
+            log.warning("ignoring %s event: %s", kind, exc)
             return "ignored"
-        if isinstance(target, _MessageObject):
+        if isinstance(target, MessageObject):
             async with self._locks.hold(target.id):
                 return await self._log_message(kind, target, envelope.data.deep_link)
         async with self._locks.hold(target):
             return await self._log_call(target)
 
-    def _parse(self, kind: str, data: _EventData) -> _MessageObject | str:
+    def _parse(self, kind: str, data: EventData) -> MessageObject | str:
         """The message, or the call id (keeping what a call-family event carries)."""
         if kind in MESSAGE_EVENTS:
-            return msgspec.convert(data.object, _MessageObject)
+            return msgspec.convert(data.object, MessageObject)
         call_id = data.object.get("id" if kind in CALL_EVENTS else "callId")
         if not isinstance(call_id, str) or not call_id:
             raise msgspec.ValidationError("the event names no call")
@@ -223,7 +182,7 @@ class ActivityLogger:
     # -- messages ---------------------------------------------------------------------
 
     async def _log_message(
-        self, kind: str, message: _MessageObject, deep_link: str | None
+        self, kind: str, message: MessageObject, deep_link: str | None
     ) -> Outcome:
         own = await self._own_numbers()
         direction = message.direction or (
@@ -232,8 +191,7 @@ class ActivityLogger:
         sides = [message.from_] if direction == "incoming" else _to_list(message.to)
         other = next((n for n in sides if n and n not in own), None)
         if other is None:
-            log.info("message %s has no external party: ignored", message.id,
-                     extra={"tenant": self.tenant})
+            log.info("message %s has no external party: ignored", message.id)
             return "ignored"
         note = render_message(MessageFacts(
             id=message.id,
@@ -248,19 +206,19 @@ class ActivityLogger:
 
     # -- calls ------------------------------------------------------------------------
 
-    def _known(self, call_id: str) -> _KnownCall:
+    def _known(self, call_id: str) -> KnownCall:
         known = self._calls.get(call_id)
         if known is None:
-            known = self._calls[call_id] = _KnownCall()
+            known = self._calls[call_id] = KnownCall()
         self._calls.move_to_end(call_id)
         while len(self._calls) > KNOWN_CALLS:
             self._calls.popitem(last=False)
         return known
 
-    def _remember(self, kind: str, call_id: str, data: _EventData) -> None:
+    def _remember(self, kind: str, call_id: str, data: EventData) -> None:
         """Keep what the event carries (validated here: bad payloads are ignored)."""
         if kind in CALL_EVENTS:
-            call = msgspec.convert(data.object, _CallObject)
+            call = msgspec.convert(data.object, CallObject)
             known = self._known(call_id)
             known.call = call
             known.deep_link = data.deep_link or known.deep_link
@@ -282,13 +240,12 @@ class ActivityLogger:
             return await self._quo.get_call(call_id, lane=Lane.LIVE)
         except QuoNotFoundError:
             log.info("call %s not known to Quo yet: its call.completed will log it",
-                     call_id, extra={"tenant": self.tenant})
+                     call_id)
             return None
         except QuoValidationError as exc:
             if exc.code != TOO_MANY_PARTICIPANTS and "Too Many Participants" not in str(exc):
                 raise
-            log.info("call %s has more than two participants: ignored", call_id,
-                     extra={"tenant": self.tenant})
+            log.info("call %s has more than two participants: ignored", call_id)
             return None
 
     async def _log_call(self, call_id: str) -> Outcome:
@@ -302,11 +259,10 @@ class ActivityLogger:
         external = [p for p in call.participants if p and p not in own]
         if len(external) > 1:
             log.info("call %s has %d external participants: ignored", call_id,
-                     len(external), extra={"tenant": self.tenant})
+                     len(external))
             return "ignored"
         if not external:
-            log.info("call %s has no external participant", call_id,
-                     extra={"tenant": self.tenant})
+            log.info("call %s has no external participant", call_id)
             metrics.activities_logged.labels(self.tenant, "unmatched").inc()
             return "unmatched"
         if known.summary is None:
@@ -427,8 +383,7 @@ class ActivityLogger:
                 self.tenant, row.quo_object_id, row.crm_person_id, crm_note_id=keep,
                 content_hash=note.content_hash, has_summary=summary, has_transcript=transcript,
             )
-            log.info("adopted note %s written before an interruption", keep,
-                     extra={"tenant": self.tenant})
+            log.info("adopted note %s written before an interruption", keep)
             return ("enriched" if old else "logged"), keep
         for stale in written:  # content we no longer want (the state moved on)
             await self._adapter.delete_note(stale)

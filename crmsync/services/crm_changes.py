@@ -100,8 +100,7 @@ class CrmChangeHandler:
                 await self._quo.delete_contact(contact.id, lane=Lane.LIVE)
         elif contact is not None:
             log.info("record %s deleted in the CRM; its Quo contact %s is not ours (source %r),"
-                     " left in place", record_id, contact.id, contact.source,
-                     extra={"tenant": self.tenant})
+                     " left in place", record_id, contact.id, contact.source)
         await self._store.mappings.mark_deleted(self.tenant, crm_object, record_id, time.time())
         await self._count("deleted")
         return "deleted"

@@ -56,7 +56,7 @@ class SubscriptionManager:
     async def ensure(self) -> None:
         if self._public_url is None:
             log.warning("http.public_url is not set: no webhooks registered; changes arrive"
-                        " by polling only", extra={"tenant": self.tenant})
+                        " by polling only")
             return
         await self._ensure_crm()
         await self._ensure_quo()
@@ -75,7 +75,7 @@ class SubscriptionManager:
                 and not self._has_static_crm_secret:
             log.error("the CRM webhook %s exists but its signing secret is unknown (it is"
                       " shown only at creation): delete it at the CRM or set"
-                      " crm_webhook_secret", remote_id, extra={"tenant": self.tenant})
+                      " crm_webhook_secret", remote_id)
         await self._store.subscriptions.upsert(Subscription(
             tenant_id=self.tenant, source="crm", name="crm", remote_id=remote_id,
             secret=secret, url=url, detail="{}", healthy=True, checked_at=time.time(),
@@ -140,5 +140,4 @@ class SubscriptionManager:
         ))
         self._healthy("quo", name, True)
         if known is not None:
-            log.warning("Quo webhook %s was missing or had drifted: re-created", name,
-                        extra={"tenant": self.tenant})
+            log.warning("Quo webhook %s was missing or had drifted: re-created", name)

@@ -56,5 +56,5 @@ class Poller(Actor[None]):
             ):
                 outcome = await self._crm_changes.apply_deleted(crm_object, mapping.crm_record_id)
                 log.info("record %s missed two complete scans: %s", mapping.crm_record_id,
-                         outcome, extra={"tenant": self.tenant})
+                         outcome)
         return result

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from crmsync import metrics
+from crmsync import log_context, metrics
 from crmsync.actors.inbox_processor import InboxProcessor
 from crmsync.config import TenantConfig
 from crmsync.net.errors import AuthError
@@ -37,8 +37,8 @@ from crmsync.store import Store
 from crmsync.store.tenants import TenantPhase, TenantState
 from crmsync.tenant.pipeline import SyncPipeline, SyncResult, pipeline_options
 from crmsync.tenant.poller import Poller
+from crmsync.tenant.progress import Progress
 from crmsync.tenant.resources import Resources
-from crmsync.tenant.stall import Progress
 from crmsync.tenant.supervisor import (
     TENANT,
     RestartBudget,
@@ -135,6 +135,10 @@ class TenantRuntime:
             reason = state + (f" ({error})" if error else "")
         self._health.set_reason(self.id, reason)
 
+    def launching(self) -> None:
+        """The daemon launched it: not ready until it says otherwise."""
+        self._show("starting", "setup", None)
+
     async def restarting(self, child: str, error: Exception) -> None:
         """Supervisor hook: a crash within the budget; the child starts again."""
         await self._restarts.restarting(child, error)
@@ -175,6 +179,10 @@ class TenantRuntime:
         A pass over `max_error_rate`, rejected credentials and a spent budget leave the
         tenant `failed` with the reason; the last two are raised after that.
         """
+        with log_context.tenant(self.id):
+            return await self._sync_once(full=full)
+
+    async def _sync_once(self, *, full: bool) -> SyncResult:
         await self._store.tenants.upsert(self.id, self.config.crm)
         initial = not await self._initial_sync_done()
         await self._set_state("running", phase="initial_sync" if initial else "live")
@@ -229,22 +237,38 @@ class TenantRuntime:
 
     async def run(self) -> None:
         """Supervise the tenant until it is cancelled (stop) or forfeited (failed)."""
+        with log_context.tenant(self.id):  # every task started below inherits it
+            await self._run()
+
+    async def _run(self) -> None:
         try:
             await supervise(self._children, TENANT, self._budget, name="tenant", hooks=self)
         except asyncio.CancelledError:  # stopped: also while parked or backing off
-            await self._set_state("stopped")
+            await self._end("stopped")
             raise
         except RestartBudgetSpentError as spent:
-            await self._set_state("failed", error=str(spent))
             log.error("tenant failed: %s", spent, exc_info=spent.__cause__)  # noqa: TRY400
+            await self._end("failed", error=str(spent))
         except Exception as bug:  # a bug outside any child: contain it, report it
             log.exception("tenant runtime failed")
-            await self._set_state("failed", error=describe(bug))
+            await self._end("failed", error=describe(bug))
         finally:
             self.settled.set()
 
+    async def _end(self, state: TenantState, *, error: str | None = None) -> None:
+        """The final state: shown even when the store cannot take it (the log says why)."""
+        try:
+            await self._set_state(state, error=error)
+        except Exception:
+            log.exception("could not record the tenant as %s", state)
+            self._show(state, self.phase, error)
+
     async def drain_inbox(self) -> int:
         """Apply every pending event now (for `crmsync inbox replay`)."""
+        with log_context.tenant(self.id):
+            return await self._drain_inbox()
+
+    async def _drain_inbox(self) -> int:
         processor = self.inbox_processor()
         await processor.setup()
         total = 0

@@ -1,0 +1,152 @@
+"""Webhook intake (INTERFACE §4): `POST /webhooks/{tenant}/crm` and `/webhooks/{tenant}/quo`.
+
+A webhook is answered 2xx only after its inbox row is committed, and the handler never
+calls the CRM or Quo: the order is size cap → signature (401) → parse (400) → insert
+(committed, shielded) → 200 → `target.notify()`. Everything else happens in the tenant's
+inbox processor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Mapping
+from typing import Any, Final, Literal, TypeVar
+
+from aiohttp import web
+
+from crmsync import log_context, metrics
+from crmsync.adapters.base import WebhookFormatError, WebhookSignatureError
+from crmsync.store import Source
+from crmsync.web.keys import (
+    MAX_BODY_KEY,
+    PENDING_COMMITS_KEY,
+    STORE_KEY,
+    TARGETS_KEY,
+    error_response,
+    json_response,
+)
+from crmsync.web.targets import WebhookTarget
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Outcome = Literal[
+    "accepted", "duplicate", "bad_signature", "malformed", "too_large", "unknown_tenant", "error"
+]
+
+#: the metric's tenant label for ids no target answers to (bounded label values)
+UNKNOWN_TENANT_LABEL: Final = "_unknown"
+#: how long a cancelled handler still waits for its inbox commit to finish
+COMMIT_GRACE_SECONDS: Final = 5.0
+#: never stored: credentials a proxy or sender might add (signatures are kept)
+SENSITIVE_HEADERS: Final = frozenset({
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
+    "x-auth-token", "x-amz-security-token",
+})
+
+
+async def crm_webhook(request: web.Request) -> web.Response:
+    return await _intake(request, "crm")
+
+
+async def quo_webhook(request: web.Request) -> web.Response:
+    return await _intake(request, "quo")
+
+
+async def _intake(request: web.Request, source: Source) -> web.Response:
+    target = request.app[TARGETS_KEY](request.match_info["tenant"])
+    if target is None:
+        _count(UNKNOWN_TENANT_LABEL, source, "unknown_tenant")
+        return error_response(404, "unknown tenant")
+    with log_context.tenant(target.tenant):
+        return await _intake_for(request, source, target)
+
+
+async def _intake_for(
+    request: web.Request, source: Source, target: WebhookTarget
+) -> web.Response:
+    tenant = target.tenant
+    limit = request.app[MAX_BODY_KEY]
+    body = await _read_capped(request, limit)
+    if body is None:
+        _count(tenant, source, "too_large")
+        return error_response(413, f"body larger than {limit} bytes")
+    headers = request.headers
+    try:
+        if source == "crm":
+            await target.verify_crm(headers, body)
+        else:
+            await target.verify_quo(headers, body)
+    except WebhookSignatureError as exc:
+        log.debug("%s webhook rejected: %s", source, exc)
+        _count(tenant, source, "bad_signature")
+        return error_response(401, "bad or missing signature")
+    try:
+        if source == "crm":
+            event = target.parse_crm(headers, body)
+            event_id, event_type = event.event_id, event.event_type
+        else:
+            event_id, event_type = target.parse_quo(body)
+    except WebhookFormatError as exc:
+        _count(tenant, source, "malformed")
+        return error_response(400, f"malformed webhook: {exc}")
+    try:
+        row = await _committed(
+            request.app,
+            request.app[STORE_KEY].inbox.insert(
+                tenant, source, event_id, event_type, body, _storable(headers)
+            ),
+        )
+    except Exception:
+        _count(tenant, source, "error")
+        raise  # the middleware answers 500: the sender retries later
+    if row is None:
+        _count(tenant, source, "duplicate")
+        return json_response({"status": "duplicate"})
+    _count(tenant, source, "accepted")
+    target.notify()
+    return json_response({"status": "accepted"})
+
+
+def _count(tenant: str, source: Source, outcome: Outcome) -> None:
+    metrics.webhook_events.labels(tenant=tenant, source=source, outcome=outcome).inc()
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None when it is over `limit` bytes (never buffers more than limit+1)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        return None
+    body = bytearray()
+    while True:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            return None
+
+
+def _storable(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers worth keeping with the event: signatures and ids yes, credentials no."""
+    return {name: value for name, value in headers.items()
+            if name.lower() not in SENSITIVE_HEADERS}
+
+
+async def _committed(app: web.Application, commit: Coroutine[Any, Any, T]) -> T:
+    """Await a durable write that a cancelled request must not abandon halfway.
+
+    Shielded, but bounded: if the handler is cancelled (shutdown), the write still gets
+    `COMMIT_GRACE_SECONDS` to finish before the cancellation goes on. The sender was not
+    answered, so it retries; the inbox's unique key makes that retry a duplicate.
+    """
+    task = asyncio.ensure_future(commit)
+    pending = app[PENDING_COMMITS_KEY]  # a strong reference while it runs
+    pending.add(task)
+    task.add_done_callback(pending.discard)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task}, timeout=COMMIT_GRACE_SECONDS)
+        raise
