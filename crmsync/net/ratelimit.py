@@ -35,6 +35,7 @@ after first use, which costs at most one window per key per process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import hashlib
 from collections import deque
@@ -112,6 +113,18 @@ class SlidingWindowLimiter:
     def waiting(self) -> int:
         return sum(len(q) for q in self._waiters.values())
 
+    @property
+    def in_flight(self) -> int:
+        """Granted requests whose answer has not come back (nor failed) yet."""
+        return sum(1 for slot in self._slots if slot.sent_at is None)
+
+    def occupied(self) -> int:
+        """Slots in flight or still inside their window: what the next grant waits on."""
+        now = self.now()
+        return sum(
+            1 for slot in self._slots if slot.sent_at is None or slot.sent_at + self.window > now
+        )
+
     def _next_free_at(self, now: float) -> float | None:
         """Earliest time a grant keeps the guarantee; None until a send is reported."""
         while self._slots and (sent := self._slots[0].sent_at) is not None \
@@ -187,6 +200,10 @@ class SlidingWindowLimiter:
                 waiter.result().done()
             else:
                 waiter.cancel()
+                # Gone from the queue now, not at the next grant: a key that is paused
+                # or idle must not collect cancelled waiters.
+                with contextlib.suppress(ValueError):
+                    self._waiters[lane].remove(waiter)
             raise
         waited = self.now() - start
         slot.waited = waited

@@ -19,6 +19,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from crmsync.domain.status import build_status, encode_status
+from crmsync.net.serve import serve_app
 from crmsync.store import Store
 from crmsync.web.health import Health
 from crmsync.web.intake import crm_webhook, quo_webhook
@@ -72,16 +73,8 @@ async def serve(
 
     Signals stay with the daemon (`handle_signals=False`): it decides when to stop.
     """
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        yield int(runner.addresses[0][1])
-    finally:
-        await runner.cleanup()
+    async with serve_app(app, host, port, shutdown_timeout=shutdown_timeout) as (_, bound):
+        yield bound
 
 
 # -- plumbing ---------------------------------------------------------------------------

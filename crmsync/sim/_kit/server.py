@@ -1,7 +1,7 @@
 """Serving a simulator's aiohttp app on a real socket, for tests and the CLI.
 
-`run_app` binds with `AppRunner` + `TCPSite` (port 0 picks a free port), yields the app
-and its base URL, and cleans everything up on exit. `serve_forever` prints a banner once
+`run_app` binds with the daemon's own `serve_app` (port 0 picks a free port), yields the
+app and its base URL, and cleans everything up on exit. `serve_forever` prints a banner once
 the server is bound and then waits until it is cancelled.
 """
 
@@ -14,6 +14,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
 from aiohttp import web
+
+from crmsync.net.serve import serve_app
 
 T = TypeVar("T")
 
@@ -42,18 +44,9 @@ async def run_app(
     such as `localhost` may resolve to several addresses, and only the bound one is
     sure to carry the port that was picked.
     """
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_host, bound_port = runner.addresses[0][:2]
-        shown = bound_host if url_host is None else url_host
-        yield app, base_url(shown, int(bound_port), path)
-    finally:
-        await runner.cleanup()
+    async with serve_app(app, host, port, shutdown_timeout=shutdown_timeout) as bound:
+        bound_host, bound_port = bound
+        yield app, base_url(bound_host if url_host is None else url_host, bound_port, path)
 
 
 async def serve_forever(
