@@ -1,12 +1,15 @@
-"""Shared test setup: asyncio debug mode everywhere, and blocking the loop fails the test."""
+"""Shared test setup: asyncio debug mode everywhere, blocking the loop fails the test, and
+the `cli` fixture (the real CLI in a subprocess; helpers live in `support/`)."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from support.cli import Cli, cli_runner
 
 # Read by asyncio when each loop is created: every test loop runs in debug mode, which
 # reports never-awaited coroutines, calls from the wrong thread and slow callbacks.
@@ -40,3 +43,14 @@ def _no_blocking_calls_on_the_loop() -> Iterator[None]:
         logger.removeHandler(catcher)
     if catcher.messages:
         pytest.fail("event loop blocked: " + "; ".join(catcher.messages[:3]))
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """The real CLI in a subprocess, from tmp_path: `await cli("status", "--json")`.
+
+    `-c tmp_path/crmsync.toml` is appended (`config=PATH` for another file, `config=None`
+    for none); `env=` adds to the child's environment; see `support.cli.run_cli` for
+    what every run checks.
+    """
+    return cli_runner(tmp_path)

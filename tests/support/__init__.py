@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: the CLI runner, the simulator harnesses, the live daemon."""
