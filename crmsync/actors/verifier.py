@@ -84,6 +84,9 @@ class MappingVerifier(Actor[VerifyMessage]):
         self._on_settled = on_settled
         self._pages: dict[int, _Page] = {}
         self._next_page_to_commit = 0
+        # Bulk checks settle records from their own tasks: one committer at a time, or
+        # two would commit the same page and the second would drop the next one.
+        self._committing = asyncio.Lock()
         self.bulk_missing: list[str] = []
 
     async def _settle(self, page: int, action: str) -> None:
@@ -122,6 +125,10 @@ class MappingVerifier(Actor[VerifyMessage]):
         await self._settle(failed.page, "failed")
 
     async def _commit_finished_pages(self) -> None:
+        async with self._committing:
+            await self._commit_in_order()
+
+    async def _commit_in_order(self) -> None:
         while (page := self._pages.get(self._next_page_to_commit)) and page.complete:
             # Counts go in with the cursor: a pass restarted after a crash redoes only
             # uncommitted pages, and counts each record once.

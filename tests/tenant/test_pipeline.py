@@ -11,6 +11,7 @@ changed costs no Quo request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
+from crmsync.actors.verifier import BulkOptions
 from crmsync.adapters.attio import AttioAdapter
 from crmsync.adapters.base import CrmPage
 from crmsync.cli.sync import sync_tenant
@@ -97,23 +99,31 @@ class Env:
         return await self.store.checkpoints.get(TENANT, "people", CURSOR)
 
 
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
+@contextlib.asynccontextmanager
+async def pipeline_env(
+    tmp_path: Path, *, people: int = PEOPLE, quo: QuoSimConfig | None = None
+) -> AsyncIterator[Env]:
+    quo_config = quo or QuoSimConfig(api_keys=[QUO_KEY], requests_per_second=500)
     async with (
-        run_attio_simulator(config=AttioSimConfig(people=PEOPLE)) as (attio, attio_url),
-        run_quo_simulator(
-            config=QuoSimConfig(api_keys=[QUO_KEY], requests_per_second=500)
-        ) as (quo, quo_url),
+        run_attio_simulator(config=AttioSimConfig(people=people)) as (attio, attio_url),
+        run_quo_simulator(config=quo_config) as (quo_sim, quo_url),
         aiohttp.ClientSession(trace_configs=[slot_trace_config()]) as session,
         open_store(tmp_path / "state.db") as store,
     ):
         await store.tenants.upsert(TENANT, "attio")
         client = QuoClient(
-            session, base_url=quo_url, api_key=QUO_KEY, limiter=SlidingWindowLimiter(500),
+            session, base_url=quo_url, api_key=QUO_KEY,
+            limiter=SlidingWindowLimiter(quo_config.requests_per_second),
             tenant=TENANT, timeout=5,
             retry=RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05),
         )
-        yield Env(attio, attio_url, quo, quo_url, store, session, client)
+        yield Env(attio, attio_url, quo_sim, quo_url, store, session, client)
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    async with pipeline_env(tmp_path) as env:
+        yield env
 
 
 def spy_on_pages(
@@ -601,3 +611,41 @@ page_size = 25
     assert again.run.kind == "incremental"
     assert env.quo.stats.total_requests == 0
     assert again.run.counts.unchanged == PEOPLE
+
+
+async def test_bulk_checks_never_commit_a_cursor_past_unmapped_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1. 600 Attio people, pages of 20, bulk creates in batches of 30 (a batch spans
+       pages, and its contacts are found by separate checks while later pages settle)
+    2. every cursor commit is watched: how many records are mapped at that moment
+    Result: no cursor is ever committed ahead of the records it covers, no page is
+    committed twice (the run counts each person once), and the pass never crashes.
+    (Before: bulk checks committed pages concurrently with the main loop; a page went
+    in twice, the next one was dropped, and a KeyError restarted the pass.)"""
+    quo = QuoSimConfig(api_keys=[QUO_KEY], requests_per_second=500,
+                       bulk_visibility_delay=(0.05, 0.4))
+    async with pipeline_env(tmp_path, people=600, quo=quo) as env:
+        commits: list[tuple[int, int]] = []
+        set_checkpoint = env.store.checkpoints.set
+
+        async def watched(tenant: str, crm_object: str, name: str, value: str) -> None:
+            if value.isdigit():
+                mapped = len(await env.mappings())
+                commits.append((int(value), mapped))
+            await set_checkpoint(tenant, crm_object, name, value)
+
+        monkeypatch.setattr(env.store.checkpoints, "set", watched)
+        before = restarts()
+        result = await env.pipeline(
+            bulk_batch_size=30, bulk=BulkOptions(first_check_after=0.05, deadline=20),
+        ).run()
+
+        assert result.ok
+        assert restarts() == before
+        counts = result.run.counts
+        assert (counts.fetched, counts.created, counts.failed) == (600, 600, 0)
+        assert [offset for offset, _ in commits] == list(range(20, 601, 20)), commits
+        ahead = [(offset, mapped) for offset, mapped in commits if mapped < offset]
+        assert not ahead, f"cursor committed past unmapped records: {ahead}"
+        assert len(await env.mappings()) == 600
