@@ -77,7 +77,7 @@ class AttioAdapter:
         max_pause: float = DEFAULT_MAX_PAUSE,
     ) -> None:
         # Without the process's registry (tests), the adapter's limits are its own.
-        registry = limiters or LimiterRegistry(warm=False)
+        registry = limiters or LimiterRegistry()
         self._http = Transport(
             session,
             api=self.name,

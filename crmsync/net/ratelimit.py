@@ -27,9 +27,9 @@ granted before queued backfill, so a live request waits behind at most the backf
 request being granted at that instant. A 429 pauses the whole key.
 
 A process cannot see what another process sent with the same key in the last window
-(its predecessor killed a moment ago, or `crmsync sync` just before): limiters from the
-process-wide `LimiterRegistry` start *warm*, holding their first request for one window
-after first use, which costs at most one window per key per process.
+(its predecessor killed a moment ago, or `crmsync sync` just before). Where the limit
+is a promise (Quo's), `Limits(warm=True)` makes the limiter start *warm*: it holds its
+first request for one window after first use, at most one window per key per process.
 """
 
 from __future__ import annotations
@@ -257,6 +257,8 @@ class Limits:
     write_rate: int | None = None
     window: float = 1.0
     basis: Basis = "response"
+    #: hold the first request one window: another process may have used the key
+    warm: bool = False
 
 
 class Limiters(NamedTuple):
@@ -274,15 +276,14 @@ class LimiterRegistry:
     """One limiter per API, key and kind for the whole process: every tenant and actor
     using a key shares it. The first `Limits` asked for a key are the ones it keeps."""
 
-    def __init__(self, *, warm: bool = True) -> None:
-        self._warm = warm
+    def __init__(self) -> None:
         self._limiters: dict[str, SlidingWindowLimiter] = {}
 
     def _get(self, label: str, rate: int, limits: Limits) -> SlidingWindowLimiter:
         limiter = self._limiters.get(label)
         if limiter is None:
             limiter = self._limiters[label] = SlidingWindowLimiter(
-                rate, window=limits.window, basis=limits.basis, warm=self._warm
+                rate, window=limits.window, basis=limits.basis, warm=limits.warm
             )
         return limiter
 

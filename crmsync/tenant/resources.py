@@ -35,7 +35,7 @@ class Resources:
         quo = config.quo
         self.quo_limits = Limits(
             quo.requests_per_second, window=1.0 + quo.rate_limit_margin,
-            basis=quo.rate_limit_basis,
+            basis=quo.rate_limit_basis, warm=True,
         )
         self.retry = RetryPolicy(max_retries=quo.max_retries)
 

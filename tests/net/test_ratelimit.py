@@ -176,14 +176,14 @@ def test_registry_splits_reads_and_writes_when_an_api_budgets_them_apart() -> No
     assert (limiters.read.rate, limiters.write.rate) == (100, 25)
 
 
-async def test_a_registry_limiter_holds_its_first_request_one_window() -> None:
+async def test_a_warm_limiter_holds_its_first_request_one_window() -> None:
     """A new process cannot see what its predecessor sent with the key a moment ago."""
-    warm = LimiterRegistry().for_account("quo", "key", Limits(10, window=0.2)).read
+    warm = LimiterRegistry().for_account("quo", "key", Limits(10, window=0.2, warm=True)).read
     loop = asyncio.get_running_loop()
     started = loop.time()
     (await warm.acquire()).done()
     assert loop.time() - started >= 0.2
-    cold = LimiterRegistry(warm=False).for_account("quo", "key", Limits(10, window=0.2)).read
+    cold = LimiterRegistry().for_account("quo", "key", Limits(10, window=0.2)).read
     started = loop.time()
     (await cold.acquire()).done()
     assert loop.time() - started < 0.1

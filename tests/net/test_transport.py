@@ -81,7 +81,7 @@ async def test_cancelled_crm_calls_leave_no_slot_occupied() -> None:
         await answering.wait()
         return json_answer({"data": {"id": {"note_id": "note-1"}}})
 
-    registry = LimiterRegistry(warm=False)
+    registry = LimiterRegistry()
     async with fake_api(hang_until_answering) as api, aiohttp.ClientSession() as session:
         adapter = AttioAdapter(session, api_key="k", base_url=api.url, limiters=registry)
         ((_, write),) = [(n, lim) for n, lim in registry.items() if n.endswith(":write")]
@@ -175,7 +175,7 @@ async def test_a_429_is_always_retried_and_pauses_only_its_budget() -> None:
         return next(answers)
 
     async with fake_api(scripted) as api, aiohttp.ClientSession() as session:
-        limiters = LimiterRegistry(warm=False).for_account(
+        limiters = LimiterRegistry().for_account(
             "crm", "k", Limits(100, write_rate=25)
         )
         http = Transport(session, api="crm", base_url=api.url, headers={}, limiters=limiters,
