@@ -33,7 +33,8 @@ HttpUrl = Annotated[
 TenantId = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+        # \Z, not $: "$" also matches before a trailing newline ("acme\n").
+        pattern=r"^[a-z0-9][a-z0-9-]{0,62}\Z",
         extra={
             "error": "invalid tenant id {value} (expected 1-63 lowercase letters, digits "
             "or '-', starting with a letter or digit)"
