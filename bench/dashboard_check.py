@@ -4,10 +4,11 @@
 
 Starts `crmsync demo --contacts N --keep-running`, then a throwaway Prometheus (Debian's
 `prometheus` package) on 127.0.0.1 that scrapes the demo's /metrics every second with
-deploy/prometheus/crmsync.rules.yml loaded. Once the demo's sync is done and a few scrapes
-are in, every PromQL expression of deploy/grafana/crmsync.json (panel targets and
-template-variable selectors) and every rule expression (as loaded by Prometheus) is sent
-to /api/v1/query. Prints per panel and per rule: evaluated without error, returned data,
+crmsync/deploy_files/prometheus/crmsync.rules.yml loaded. Once the demo's sync is done
+and a few scrapes are in, every PromQL expression of the dashboard,
+crmsync/deploy_files/grafana/crmsync.json (panel targets and template-variable
+selectors), and every rule expression (as loaded by Prometheus) is sent to
+/api/v1/query. Prints per panel and per rule: evaluated without error, returned data,
 and which referenced metrics the demo does not export. Exit 1 if any expression errors or
 any rule's evaluation is unhealthy; no data is only reported (series of failures that
 did not happen, such as 429s or dead letters, cannot exist). Before the scrapes are
@@ -39,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DASHBOARD = ROOT / "deploy" / "grafana" / "crmsync.json"
-RULES = ROOT / "deploy" / "prometheus" / "crmsync.rules.yml"
+DASHBOARD = ROOT / "crmsync" / "deploy_files" / "grafana" / "crmsync.json"
+RULES = ROOT / "crmsync" / "deploy_files" / "prometheus" / "crmsync.rules.yml"
 METRICS_URL = re.compile(r"http://127\.0\.0\.1:\d+/metrics")
 # Grafana's variables, as a query over all instances and tenants would expand them.
 VARIABLES = {
@@ -268,9 +269,11 @@ def run(args: argparse.Namespace) -> int:
     children: list[Child] = []
     with tempfile.TemporaryDirectory(prefix="crmsync-dashboard-") as tmp:
         try:
-            # Ctrl-C, not SIGTERM: the demo then removes its temporary state directory.
+            # Ctrl-C, not SIGTERM: the demo then drains and stops its simulators. Its
+            # config and state go in the temporary directory, removed with it.
             demo = Child("demo", [sys.executable, "-m", "crmsync", "demo", "--contacts",
-                                  str(args.contacts), "--keep-running"], signal.SIGINT)
+                                  str(args.contacts), "--keep-running",
+                                  "--dir", str(Path(tmp) / "demo")], signal.SIGINT)
             children.append(demo)
             metrics_url = demo.wait_for(METRICS_URL, deadline).group(0)
             target = urllib.parse.urlsplit(metrics_url).netloc

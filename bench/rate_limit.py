@@ -5,7 +5,8 @@
 Prints the simulator's max requests in any sliding one-second window ÷ limit (must be
 ≤ 1), 429s (must be 0), and utilisation: requests started per second ÷ limit, both
 over the whole run and sustained after the first burst (ideal: 1 / (1 + margin) for
-the send basis, 1 / (1 + margin + round-trip) for the response basis).
+the send basis, 1 / (1 + margin + round-trip) for the response basis, in between for
+the adaptive one; `bench/wan.py` measures them over a delayed network).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--margin", type=float, default=0.02)
-    parser.add_argument("--basis", choices=["response", "send"], default="response")
+    parser.add_argument("--basis", choices=["adaptive", "response", "send"], default="response")
     args = parser.parse_args()
     asyncio.run(bench(args.callers, args.seconds, args.limit, args.margin, args.basis))
 

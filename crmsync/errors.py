@@ -27,6 +27,13 @@ class UsageError(CrmsyncError):
     exit_code = EXIT_USAGE
 
 
+class CommandInterruptedError(CrmsyncError):
+    """The command was stopped (Ctrl-C, SIGTERM) after winding down cleanly (exit 130);
+    the message says what was kept."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class ConfigError(CrmsyncError):
     """Every problem found in a config file, one line each (exit 2)."""
 

@@ -51,6 +51,14 @@ actor_restarts = Counter(
     "crmsync_actor_restarts_total", "Actor restarts by the tenant supervisor", ["tenant", "actor"]
 )
 tenant_up = Gauge("crmsync_tenant_up", "1 while the tenant's actors are running", ["tenant"])
+# Tenants that share a Quo key share its limit, so the dashboard's utilisation joins
+# this onto crmsync_quo_requests_total to sum by key. `key` is the fingerprint
+# (net/ratelimit.key_fingerprint), never the key.
+tenant_quo_key = Gauge(
+    "crmsync_tenant_quo_key",
+    "1 for the Quo API key a running tenant uses, by the key's fingerprint",
+    ["tenant", "key"],
+)
 last_successful_sync = Gauge(
     "crmsync_last_successful_sync_timestamp_seconds",
     "Unix time of the tenant's last successful sync",

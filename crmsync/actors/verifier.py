@@ -130,19 +130,42 @@ class MappingVerifier(Actor[VerifyMessage]):
 
     async def _commit_in_order(self) -> None:
         while (page := self._pages.get(self._next_page_to_commit)) and page.complete:
-            # Counts go in with the cursor: a pass restarted after a crash redoes only
-            # uncommitted pages, and counts each record once.
-            async with self._store.transaction():
-                await self._store.checkpoints.set(
-                    self.tenant, page.crm_object, CURSOR, page.next_cursor or CURSOR_DONE
-                )
-                await self._store.runs.add_counts(
-                    self.tenant, self._run_id, fetched=page.expected or 0, **page.counts
-                )
-            for action, count in page.counts.items():
-                metrics.records_synced.labels(self.tenant, action).inc(count)
-            del self._pages[self._next_page_to_commit]
-            self._next_page_to_commit += 1
+            # A commit that started is seen through before a cancellation goes on, so
+            # `_pages` holds exactly the uncommitted pages (`uncommitted_counts`). A
+            # cancelled COMMIT would otherwise still land on the connection's thread
+            # while its page stayed here, and an interrupted run would count it twice.
+            commit = asyncio.ensure_future(self._commit_page(page))
+            try:
+                await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                await asyncio.wait({commit})
+                raise
+
+    async def _commit_page(self, page: _Page) -> None:
+        # Counts go in with the cursor: a pass restarted after a crash redoes only
+        # uncommitted pages, and counts each record once.
+        async with self._store.transaction():
+            await self._store.checkpoints.set(
+                self.tenant, page.crm_object, CURSOR, page.next_cursor or CURSOR_DONE
+            )
+            await self._store.runs.add_counts(
+                self.tenant, self._run_id, fetched=page.expected or 0, **page.counts
+            )
+        for action, count in page.counts.items():
+            metrics.records_synced.labels(self.tenant, action).inc(count)
+        del self._pages[self._next_page_to_commit]
+        self._next_page_to_commit += 1
+
+    def uncommitted_counts(self) -> Counter[str]:
+        """What the records settled in pages not committed yet came to, by action.
+
+        For a pass that is stopped for good: its run still counts them (their mappings
+        are stored). A pass restarted after a crash must not: it redoes those pages.
+        """
+        total: Counter[str] = Counter()
+        for page in self._pages.values():
+            total.update(page.counts)
+        return total
 
     async def _verify_bulk(self, submitted: BulkSubmitted) -> None:
         pending: dict[str, WriteItem] = {item.record_id: item for item in submitted.items}

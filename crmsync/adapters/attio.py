@@ -31,7 +31,7 @@ from crmsync.adapters.base import (
     WebhookFormatError,
     WebhookSignatureError,
 )
-from crmsync.adapters.errors import CRM_ERRORS, CrmNotFoundError
+from crmsync.adapters.errors import CRM_ERRORS, CrmDecodeError, CrmNotFoundError
 from crmsync.net.ratelimit import LimiterRegistry, Limits
 from crmsync.net.retry import RetryPolicy
 from crmsync.net.transport import DEFAULT_MAX_PAUSE, Transport
@@ -56,8 +56,45 @@ def _first_active(values: Any) -> dict[str, Any]:
     return active[0] if active else {}
 
 
+def _record_id(raw: dict[str, Any]) -> str | None:
+    ident = raw.get("id")
+    record_id = ident.get("record_id") if isinstance(ident, dict) else None
+    return record_id if isinstance(record_id, str) else None
+
+
+def _values(raw: dict[str, Any]) -> dict[str, Any]:
+    """The record's attributes; a `values` that is not an object has none we can read."""
+    values = raw.get("values")
+    return values if isinstance(values, dict) else {}
+
+
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
+
+
+def _data(response: Any) -> Any:
+    """What Attio wraps every answer's payload in: `{"data": ...}` (None if absent)."""
+    return response.get("data") if isinstance(response, dict) else None
+
+
+def _data_list(response: Any, method: str, route: str) -> list[dict[str, Any]]:
+    """The objects of a list answer. An answer without a `data` list is a
+    `CrmDecodeError`, not an empty list: that would end a listing early, find no person
+    for a call, or no note where there is one (and write it again)."""
+    data = _data(response)
+    if not isinstance(data, list):
+        raise CrmDecodeError("unexpected response: no 'data' list", method=method, route=route)
+    return [item for item in data if isinstance(item, dict)]
+
+
+def _id_of(item: Any, key: str, method: str, route: str) -> str:
+    """`item["id"][key]`: the id of what Attio created or listed, else a `CrmDecodeError`."""
+    ident = item.get("id") if isinstance(item, dict) else None
+    value = ident.get(key) if isinstance(ident, dict) else None
+    if not isinstance(value, str):
+        raise CrmDecodeError(f"unexpected response: no string 'id.{key}'", method=method,
+                             route=route)
+    return value
 
 
 class AttioAdapter:
@@ -96,16 +133,14 @@ class AttioAdapter:
 
     async def _query(self, crm_object: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         # records/query is a POST but counts as a read.
-        response = await self._http.call(
-            "POST", f"/objects/{crm_object}/records/query", json=body, read=True
-        )
-        data = response.get("data") if isinstance(response, dict) else None
-        return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+        path = f"/objects/{crm_object}/records/query"
+        response = await self._http.call("POST", path, json=body, read=True)
+        return _data_list(response, "POST", path)
 
     async def _resolve_companies(self, raws: list[dict[str, Any]]) -> None:
         wanted: set[str] = set()
         for raw in raws:
-            ref = _first_active(raw.get("values", {}).get("company"))
+            ref = _first_active(_values(raw).get("company"))
             target = ref.get("target_record_id")
             if isinstance(target, str) and target not in self._companies:
                 wanted.add(target)
@@ -116,9 +151,9 @@ class AttioAdapter:
             {"filter": {"record_id": {"$in": sorted(wanted)}}, "limit": len(wanted)},
         )
         for company in found:
-            record_id = company.get("id", {}).get("record_id")
-            name = _str(_first_active(company.get("values", {}).get("name")).get("value"))
-            if isinstance(record_id, str):
+            record_id = _record_id(company)
+            name = _str(_first_active(_values(company).get("name")).get("value"))
+            if record_id is not None:
                 self._remember_company(record_id, name)
         for missing in wanted - set(self._companies):
             self._remember_company(missing, None)
@@ -132,11 +167,11 @@ class AttioAdapter:
     def _to_records(self, crm_object: str, raws: list[dict[str, Any]]) -> list[CrmRecord]:
         records = []
         for raw in raws:
-            record_id = raw.get("id", {}).get("record_id")
-            if not isinstance(record_id, str):
+            record_id = _record_id(raw)
+            if record_id is None:
                 continue
             related: dict[str, str] = {}
-            ref = _first_active(raw.get("values", {}).get("company"))
+            ref = _first_active(_values(raw).get("company"))
             name = self._companies.get(str(ref.get("target_record_id")))
             if name:
                 related["company"] = name
@@ -174,19 +209,26 @@ class AttioAdapter:
         return self._to_records(crm_object, raws)
 
     async def fetch_one(self, crm_object: str, record_id: str) -> CrmRecord | None:
+        """The record, or None only when Attio answers 404.
+
+        None makes the caller delete the record's Quo contact, so any other answer that
+        is not a record (a 204, `{"data": null}`, a list) is a `CrmDecodeError`: the
+        change is retried, never taken for a deletion.
+        """
+        path = f"/objects/{crm_object}/records/{record_id}"
         try:
-            response = await self._http.call("GET", f"/objects/{crm_object}/records/{record_id}")
+            response = await self._http.call("GET", path)
         except CrmNotFoundError:
             return None
         raw = response.get("data") if isinstance(response, dict) else None
-        if not isinstance(raw, dict):
-            return None
+        if not isinstance(raw, dict) or _record_id(raw) is None:
+            raise CrmDecodeError("unexpected response: no record in 'data'", method="GET",
+                                 route=path)
         await self._resolve_companies([raw])
-        records = self._to_records(crm_object, [raw])
-        return records[0] if records else None
+        return self._to_records(crm_object, [raw])[0]
 
     def to_person(self, record: CrmRecord) -> Person:
-        values = record.raw.get("values", {})
+        values = _values(record.raw)
         name = _first_active(values.get("name"))
         emails = tuple(
             PersonEmail(label="work" if i == 0 else "other", value=email)
@@ -221,7 +263,7 @@ class AttioAdapter:
 
     async def find_people_by_phone(self, e164: str) -> list[str]:
         raws = await self._query("people", {"filter": {"phone_numbers": e164}, "limit": 10})
-        return [r["id"]["record_id"] for r in raws if isinstance(r.get("id"), dict)]
+        return [record_id for r in raws if (record_id := _record_id(r)) is not None]
 
     async def write_note(self, note: NoteInput) -> str:
         data: dict[str, Any] = {
@@ -234,7 +276,7 @@ class AttioAdapter:
         if note.created_at:
             data["created_at"] = note.created_at
         response = await self._http.call("POST", "/notes", json={"data": data})
-        return str(response["data"]["id"]["note_id"])
+        return _id_of(_data(response), "note_id", "POST", "/notes")
 
     async def delete_note(self, note_id: str) -> None:
         try:
@@ -256,8 +298,7 @@ class AttioAdapter:
                 ("parent_object", crm_object), ("parent_record_id", person_id),
                 ("limit", str(NOTES_PAGE_SIZE)), ("offset", str(offset)),
             ])
-            data = response.get("data") if isinstance(response, dict) else None
-            notes = [n for n in data if isinstance(n, dict)] if isinstance(data, list) else []
+            notes = _data_list(response, "GET", "/notes")
             for note in notes:
                 content = "\n".join(
                     str(note.get(key) or "") for key in ("content_markdown", "content_plaintext")
@@ -278,7 +319,7 @@ class AttioAdapter:
                 "GET", "/webhooks",
                 params=[("limit", str(WEBHOOK_PAGE_SIZE)), ("offset", str(offset))],
             )
-            page = [h for h in (listed or {}).get("data", []) if isinstance(h, dict)]
+            page = _data_list(listed, "GET", "/webhooks")
             for hook in page:
                 yield hook
             if len(page) < WEBHOOK_PAGE_SIZE:
@@ -288,15 +329,16 @@ class AttioAdapter:
     async def object_id(self, slug: str) -> str:
         """The UUID of an object (webhook payloads name objects by UUID, not slug)."""
         if slug not in self._object_ids:
-            response = await self._http.call("GET", f"/objects/{slug}")
-            self._object_ids[slug] = str(response["data"]["id"]["object_id"])
+            path = f"/objects/{slug}"
+            response = await self._http.call("GET", path)
+            self._object_ids[slug] = _id_of(_data(response), "object_id", "GET", path)
         return self._object_ids[slug]
 
     async def ensure_webhook(self, target_url: str) -> tuple[str, str | None]:
         """Reuse our webhook for `target_url` or create it; the secret comes only on create."""
         async for hook in self._webhooks():
             if hook.get("target_url") == target_url:
-                return str(hook["id"]["webhook_id"]), None
+                return _id_of(hook, "webhook_id", "GET", "/webhooks"), None
         # Only people: company or deal events would otherwise look like person ids.
         people_only = {"$and": [{
             "field": "id.object_id", "operator": "equals", "value": await self.object_id("people"),
@@ -313,21 +355,29 @@ class AttioAdapter:
                 }
             },
         )
-        data = created["data"]
-        return str(data["id"]["webhook_id"]), data.get("secret")
+        data = _data(created)
+        webhook_id = _id_of(data, "webhook_id", "POST", "/webhooks")
+        secret = data.get("secret")  # a dict: _id_of found the id in it
+        if secret is not None and not isinstance(secret, str):
+            raise CrmDecodeError("unexpected response: 'secret' is not a string",
+                                 method="POST", route="/webhooks")
+        return webhook_id, secret
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> None:
         """Attio signs the raw body: hex HMAC-SHA256 with the webhook secret, no timestamp."""
         given = headers.get("Attio-Signature") or headers.get("X-Attio-Signature") or ""
+        # compare_digest raises on non-ASCII str; hex is ASCII, so anything else is wrong.
+        if not given or not given.isascii():
+            raise WebhookSignatureError("Attio-Signature missing or not hex")
         expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        if not given or not hmac.compare_digest(expected, given.strip().lower()):
+        if not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
             raise WebhookSignatureError("Attio-Signature does not match")
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
         """`{"webhook_id", "events": [{"event_type", "id": {"record_id", ...}}]}`."""
         try:
             payload = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise WebhookFormatError("body is not JSON") from exc
         events = payload.get("events") if isinstance(payload, dict) else None
         if not isinstance(events, list) or not events:
@@ -351,8 +401,10 @@ class AttioAdapter:
                 kind=event_type.removeprefix("record."),
                 merged_from=event.get("duplicate_record_id"),
             ))
-        # Attio's Idempotency-Key is the same across retries; without it, the body is.
-        event_id = headers.get("Idempotency-Key") or hashlib.sha256(body).hexdigest()
+        # The id is the signed body's hash, not Attio's Idempotency-Key: that header is not
+        # signed, so a replayed capture with a new key would be stored again. Attio's
+        # retries resend the same bytes, so a retry is still a duplicate.
+        event_id = hashlib.sha256(body).hexdigest()
         return WebhookEvent(
             event_id=event_id, event_type=str(events[0].get("event_type", "")), changes=changes
         )

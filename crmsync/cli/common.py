@@ -34,15 +34,20 @@ def require_tenant(config: Config, tenant_id: str) -> TenantConfig:
 
 
 @asynccontextmanager
-async def open_state(config: Config, *, readonly: bool = True) -> AsyncIterator[Store | None]:
+async def open_state(
+    config: Config, *, readonly: bool = True, command: str = "crmsync"
+) -> AsyncIterator[Store | None]:
     """The state database, or None when it does not exist yet (it is never created here).
 
-    Read-only opens are safe while the daemon runs (WAL readers never block the writer);
-    `retry` needs `readonly=False` and then shares the file with the daemon's writer.
+    Read-only opens are safe while the daemon runs (WAL readers never block the writer).
+    A writer (`readonly=False`) holds the state lock while the store is open, as
+    `command` (e.g. `crmsync retry --tenant acme`), so it is refused with one line (exit
+    2) while the daemon or another writer runs; it runs no tenant, so `crmsync status`
+    beside it still reports a stale `running` row as stopped.
     """
     path = Path(config.daemon.state_path)
     if not await asyncio.to_thread(path.is_file):
         yield None
         return
-    async with open_store(path, readonly=readonly) as store:
+    async with open_store(path, readonly=readonly, command=command, tenants=()) as store:
         yield store

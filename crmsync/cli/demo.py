@@ -5,7 +5,17 @@ the daemon (`crmsync run`'s `Daemon`, with its HTTP listener on a free loopback 
 against them: webhook subscriptions, the initial sync with live progress, then live
 sync. Prints a summary and where `/metrics` is, then stops the daemon gracefully —
 or, with `--keep-running`, stays live and prints curl lines that make the simulators
-send signed webhooks. Everything lives in a temporary directory and on 127.0.0.1.
+send signed webhooks. Ctrl-C says "stopping… (Ctrl-C again to force)" at once and stops
+within the demo's short drain (2 s); during the initial sync that exits 130.
+
+Everything listens on 127.0.0.1; the config and the state stay in a directory
+(`./crmsync-demo/`, or `--dir PATH`) so that the read-only commands can inspect them
+after the demo, and the demo ends by printing those commands. Their config names the
+demo's keys as `env:` references, which read-only commands never resolve: they work
+without them, while the simulators those keys belong to are gone. A second demo starts
+its directory over (new simulators: the old state would point at contacts that no
+longer exist); a directory that is neither empty nor a demo's is refused, and so is one
+a running demo holds.
 """
 
 from __future__ import annotations
@@ -14,10 +24,12 @@ import argparse
 import asyncio
 import json
 import math
+import shlex
 import socket
-import tempfile
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -26,21 +38,34 @@ from rich.table import Table
 from crmsync.config import Config, parse_config
 from crmsync.daemon.app import Daemon
 from crmsync.daemon.loop import run_async
+from crmsync.daemon.signals import STOPPING
 from crmsync.daemon.systemd import Notifier
-from crmsync.errors import EXIT_FAILED, EXIT_OK, UsageError
+from crmsync.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from crmsync.sim.attio import AttioSim
 from crmsync.sim.quo import QuoSim
+from crmsync.store import StateLockedError, hold_state_lock
 from crmsync.tenant.pipeline import SyncResult
 from crmsync.tenant.runtime import TenantRuntime
 
 QUO_KEY = "demo-quo-key"
 CRM_KEY = "demo-crm-key"
 TENANT = "demo"
+DEFAULT_DIR = "./crmsync-demo"
+CONFIG_NAME = "crmsync.toml"
+STATE_NAME = "crmsync.db"
+#: the first line of a config the demo wrote: what makes a directory the demo's to reuse
+MARKER = "# Written by `crmsync demo`"
+#: the files of SQLite's state (WAL mode) that a demo started over removes
+STATE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--contacts", type=int, default=500, metavar="N",
                         help="people seeded in the CRM simulator (default 500)")
+    parser.add_argument("--dir", metavar="PATH", default=None,
+                        help=f"where the demo's config and state stay, to inspect afterwards "
+                             f"(default {DEFAULT_DIR}; a demo's directory is started over, "
+                             "another non-empty one is refused)")
     parser.add_argument("--crm", default="attio", help="CRM to simulate (default attio)")
     parser.add_argument("--bulk", action="store_true", help="use Quo's bulk create endpoint")
     parser.add_argument("--keep-running", action="store_true",
@@ -56,30 +81,142 @@ def free_loopback_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def demo_config(
-    state_dir: Path, quo_url: str, crm_url: str, *, port: int, bulk: bool
-) -> Config:
-    text = f"""
+@dataclass(frozen=True)
+class DemoDir:
+    """The directory the demo keeps its config and state in."""
+
+    path: Path
+    #: how the printed commands name it: as the user wrote it, so they paste as is
+    shown: str
+
+    @classmethod
+    def of(cls, given: str | None) -> DemoDir:
+        shown = DEFAULT_DIR if given is None else (given.rstrip("/") or "/")
+        return cls(Path(shown), shown)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_NAME
+
+    @property
+    def state_path(self) -> Path:
+        # Absolute, so the config works from any directory.
+        return (self.path / STATE_NAME).absolute()
+
+    def inspect_commands(self) -> list[str]:
+        """The read-only commands on what the demo leaves (no API key, no simulator)."""
+        config = shlex.quote(f"{self.shown}/{CONFIG_NAME}")
+        return [
+            f"crmsync status -c {config}",
+            f"crmsync mappings --tenant {TENANT} -c {config}",
+            f"crmsync errors --tenant {TENANT} -c {config}",
+            f"crmsync inbox --tenant {TENANT} -c {config}",
+        ]
+
+
+async def prepare_dir(directory: DemoDir) -> None:
+    """Make `directory` ready for a new demo (see the module docstring); `UsageError`
+    (exit 2, one line) when it is not the demo's to use."""
+    if not await asyncio.to_thread(_is_reusable, directory):
+        await asyncio.to_thread(_create, directory)
+        return
+    try:
+        # Held while the old state goes, so a demo still running there is refused
+        # rather than losing its database under it.
+        async with hold_state_lock(directory.state_path, command="crmsync demo"):
+            await asyncio.to_thread(_remove_state, directory)
+    except StateLockedError as exc:
+        raise UsageError(
+            f"demo: {directory.shown} is in use by {exc.holder.describe()} (a demo still "
+            "running there?); stop it, or pass --dir with another directory"
+        ) from None
+
+
+def _is_reusable(directory: DemoDir) -> bool:
+    """True for an earlier demo's directory; False for a missing or empty one; a
+    `UsageError` for anything else."""
+    path, shown = directory.path, directory.shown
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"demo: {shown} exists and is not a directory; pass --dir PATH")
+    if not path.is_dir() or not any(path.iterdir()):
+        return False
+    if not _written_by_demo(directory.config_path):
+        raise UsageError(
+            f"demo: {shown} is not empty and is not a crmsync demo's directory (no "
+            f"{CONFIG_NAME} written by `crmsync demo`); pass --dir with a new or empty "
+            "directory"
+        )
+    return True
+
+
+def _create(directory: DemoDir) -> None:
+    try:
+        directory.path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"demo: cannot create {directory.shown}: {reason}") from None
+
+
+def _remove_state(directory: DemoDir) -> None:
+    # The lock file stays, as every holder leaves it (store/lock.py says why).
+    for suffix in STATE_SUFFIXES:
+        Path(f"{directory.state_path}{suffix}").unlink(missing_ok=True)
+
+
+def _written_by_demo(config_path: Path) -> bool:
+    try:
+        with config_path.open(encoding="utf-8") as file:
+            return file.readline().startswith(MARKER)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _toml_string(value: str) -> str:
+    # A JSON string is a TOML basic string, except that TOML also wants DEL escaped.
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def demo_config_text(
+    directory: DemoDir, quo_url: str, crm_url: str, *, port: int, bulk: bool
+) -> str:
+    """The config the demo runs with and leaves behind, saying what it is for."""
+    commands = "".join(f"#   {line}\n" for line in directory.inspect_commands())
+    return f"""{MARKER}. Its simulators stopped with it, so the read-only
+# commands are what works on what it left (they need no API key):
+{commands}# The keys below were set only inside the demo: `sync`, `run`, `retry`, `inbox replay`
+# and `check-config` say they are missing. `crmsync demo` again starts this directory over.
+
 [daemon]
-state_path = "{state_dir / 'crmsync.db'}"
+state_path = {_toml_string(str(directory.state_path))}
 log_level = "warning"
-shutdown_timeout = 10
+shutdown_timeout = 2
+
 [http]
 host = "127.0.0.1"
 port = {port}
 public_url = "http://127.0.0.1:{port}"
+
 [quo]
-base_url = "{quo_url}"
+base_url = {_toml_string(quo_url)}
 bulk_create = {'true' if bulk else 'false'}
+
 [[tenants]]
 id = "{TENANT}"
 crm = "attio"
 quo_api_key = "env:DEMO_QUO_API_KEY"
 crm_api_key = "env:DEMO_CRM_API_KEY"
-crm_base_url = "{crm_url}"
+crm_base_url = {_toml_string(crm_url)}
 """
+
+
+def write_demo_config(
+    directory: DemoDir, quo_url: str, crm_url: str, *, port: int, bulk: bool
+) -> Config:
+    """Write the demo's config into `directory` and load it with the demo's keys."""
+    text = demo_config_text(directory, quo_url, crm_url, port=port, bulk=bulk)
+    directory.config_path.write_text(text, encoding="utf-8")
     environ = {"DEMO_QUO_API_KEY": QUO_KEY, "DEMO_CRM_API_KEY": CRM_KEY}
-    return parse_config(text, "<demo>", environ)
+    return parse_config(text, str(directory.config_path), environ)
 
 
 async def _until_live(
@@ -113,42 +250,62 @@ async def _demo(args: argparse.Namespace) -> int:
     if args.contacts < 1:
         raise UsageError("demo: --contacts must be at least 1")
     console = Console()
-    with tempfile.TemporaryDirectory(prefix="crmsync-demo-") as state_dir:
-        async with (
-            run_quo_simulator(config=QuoSimConfig(api_keys=[QUO_KEY])) as (quo_sim, quo_url),
-            run_attio_simulator(
-                config=AttioSimConfig(api_keys=[CRM_KEY], people=args.contacts)
-            ) as (attio_sim, crm_url),
-        ):
-            port = free_loopback_port()
-            config = demo_config(Path(state_dir), quo_url, crm_url, port=port, bulk=args.bulk)
-            base_url = f"http://127.0.0.1:{port}"
-            metrics_url = f"{base_url}/metrics"
-            console.print(f"Quo simulator   {quo_url}  (10 requests/s per key, strict)")
-            console.print(f"Attio simulator {crm_url}  ({args.contacts} seeded people)")
-            console.print(f"crmsync daemon  {base_url}  (webhooks, /status, /healthz)")
-            console.print(f"Metrics         {metrics_url}")
-            daemon = Daemon(config, config_path=None, notifier=Notifier(None), watchdog=None)
-            started = time.monotonic()
-            daemon_task = asyncio.create_task(daemon.run(), name="demo:daemon")
-            with SyncProgress("initial sync", total=args.contacts) as progress:
-                runtime = await _until_live(daemon, daemon_task, progress.settled)
-            elapsed = time.monotonic() - started
-            result = None if runtime is None else runtime.initial_result
-            if result is None:
-                why = "; ".join(daemon.health.not_ready_reasons()) or "the daemon stopped"
-                console.print(f"the demo tenant did not go live: {why}", markup=False)
-            else:
-                print_summary(console, result, quo_sim, elapsed, metrics_url)
-            if args.keep_running and result is not None:
-                print_try_lines(console, base_url, quo_url, crm_url, attio_sim)
-                console.print("Running until Ctrl-C.")
-            else:
-                daemon.stop()
-            code = await daemon_task
+    directory = DemoDir.of(args.dir)
+    await prepare_dir(directory)
+    async with (
+        run_quo_simulator(config=QuoSimConfig(api_keys=[QUO_KEY])) as (quo_sim, quo_url),
+        run_attio_simulator(
+            config=AttioSimConfig(api_keys=[CRM_KEY], people=args.contacts)
+        ) as (attio_sim, crm_url),
+    ):
+        port = free_loopback_port()
+        config = write_demo_config(directory, quo_url, crm_url, port=port, bulk=args.bulk)
+        base_url = f"http://127.0.0.1:{port}"
+        metrics_url = f"{base_url}/metrics"
+        console.print(f"Quo simulator   {quo_url}  (10 requests/s per key, strict)")
+        console.print(f"Attio simulator {crm_url}  ({args.contacts} seeded people)")
+        console.print(f"crmsync daemon  {base_url}  (webhooks, /status, /healthz)")
+        console.print(f"Metrics         {metrics_url}")
+        console.print(f"Config, state   {directory.shown}/  (kept after the demo)",
+                      markup=False, highlight=False)
+        daemon = Daemon(config, config_path=None, notifier=Notifier(None), watchdog=None)
+        started = time.monotonic()
+        daemon_task = asyncio.create_task(daemon.run(), name="demo:daemon")
+        announcer = asyncio.create_task(_say_stopping(daemon), name="demo:stopping")
+        with SyncProgress("initial sync", total=args.contacts) as progress:
+            runtime = await _until_live(daemon, daemon_task, progress.settled)
+        elapsed = time.monotonic() - started
+        result = None if runtime is None else runtime.initial_result
+        # Ctrl-C before the tenant went live: "stopping…" said it; exit 130 below.
+        interrupted = result is None and daemon.requests.stop.is_set()
+        if result is None and not interrupted:
+            why = "; ".join(daemon.health.not_ready_reasons()) or "the daemon stopped"
+            console.print(f"the demo tenant did not go live: {why}", markup=False)
+        elif result is not None:
+            print_summary(console, result, quo_sim, elapsed, metrics_url)
+        if args.keep_running and result is not None:
+            print_try_lines(console, base_url, quo_url, crm_url, attio_sim)
+            print_inspect_lines(console, directory, running=True)
+            console.print("Running until Ctrl-C.")
+        else:
+            announcer.cancel()  # the demo's own stop is no news
+            daemon.stop()
+        code = await daemon_task
+        announcer.cancel()
+    if not (args.keep_running and result is not None):
+        print_inspect_lines(console, directory, running=False)
     if code != EXIT_OK:
         return code
+    if interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_OK if result is not None and result.ok else EXIT_FAILED
+
+
+async def _say_stopping(daemon: Daemon) -> None:
+    """Acknowledge Ctrl-C at once: the daemon drains (briefly: the demo's
+    `shutdown_timeout` is 2 s) before the demo can say anything else."""
+    await daemon.requests.stop.wait()
+    print(STOPPING, file=sys.stderr, flush=True)
 
 
 def print_try_lines(
@@ -184,6 +341,24 @@ def print_try_lines(
                       highlight=False)
 
 
+def print_inspect_lines(console: Console, directory: DemoDir, *, running: bool) -> None:
+    """The commands that read what the demo leaves in `directory`."""
+    if running:
+        console.print(f"Inspect the state in {directory.shown}/ (now, or after Ctrl-C):",
+                      markup=False, highlight=False)
+    else:
+        console.print(
+            f"The demo's config and state stay in {directory.shown}/. Its simulators are "
+            "gone, and these read-only commands need neither them nor its keys:",
+            markup=False, highlight=False,
+        )
+    for line in directory.inspect_commands():
+        # soft_wrap: a command broken across lines would not paste.
+        console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
+    console.print(f"(`crmsync demo` again starts {directory.shown}/ over; --dir PATH "
+                  "keeps another)", markup=False, highlight=False)
+
+
 def _person_with_a_phone(attio: AttioSim) -> tuple[str, str]:
     owners: dict[str, list[str]] = {}
     for record in attio.people:
@@ -193,6 +368,10 @@ def _person_with_a_phone(attio: AttioSim) -> tuple[str, str]:
         if len(ids) == 1:
             return ids[0], phone
     return next(iter(attio.people)).record_id, "+14155550100"
+
+
+#: the summary's row of `SyncResult.dropped_phones`, explained under the table
+PHONES_LEFT_OUT = "phone numbers left out"
 
 
 def print_summary(
@@ -210,7 +389,7 @@ def print_summary(
         ("linked", counts.linked),
         ("skipped (unchanged)", counts.unchanged),
         ("failed (dead-lettered)", counts.failed),
-        ("phone numbers dropped", result.dropped_phones),
+        (PHONES_LEFT_OUT, result.dropped_phones),
         ("Quo requests", requests),
         ("Quo 429s", quo_sim.rate_limited),
         ("elapsed", f"{elapsed:.1f} s"),
@@ -220,6 +399,14 @@ def print_summary(
     ):
         table.add_row(label, str(value))
     console.print(table)
+    if result.dropped_phones:
+        console.print(
+            f"{PHONES_LEFT_OUT}: values in the CRM's phone fields that are not phone "
+            "numbers (e.g. \"call me\", \"ext. 42\"). The contacts were synced without "
+            "them; fix them in the CRM and the next pass adds them. "
+            "crmsync_phones_dropped_total counts them; the daemon's debug log names each "
+            "record.", markup=False, highlight=False,
+        )
     console.print(f"Prometheus metrics: {metrics_url}  (up while the demo runs; "
                   "--keep-running keeps it up)", markup=False)
 

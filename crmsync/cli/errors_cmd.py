@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _load(args: argparse.Namespace) -> ErrorsReport:
-    config = load_config(args.config)
+    # Reads the state only: the API keys need not be at hand.
+    config = load_config(args.config, resolve_secrets=False)
     tenant = require_tenant(config, args.tenant)
     letters: list[DeadLetter] = []
     async with open_state(config) as store:

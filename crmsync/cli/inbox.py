@@ -4,9 +4,10 @@
     crmsync inbox replay --tenant ID (--since T | EVENT_ID) [--no-process]
 
 Listing reads the state database read-only (safe while the daemon runs). Replay marks
-the chosen events pending again (read-write, sharing the file with a running daemon
-through SQLite's busy timeout), then applies them in the foreground with the tenant's
-own inbox processor (`--no-process` leaves them to the running daemon). Effects stay
+the chosen events pending again, then applies them in the foreground with the tenant's
+own inbox processor (`--no-process` leaves them to `crmsync run`). Replay writes the
+state, so it holds the state lock throughout and is refused (exit 2) while the daemon
+runs: resetting the event the daemon is applying would apply it twice. Effects stay
 exactly once either way: processing consults the mappings and logged activities, not
 the inbox state.
 """
@@ -19,6 +20,7 @@ import sys
 from datetime import UTC, datetime
 
 import msgspec
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -28,7 +30,7 @@ from crmsync.config import Config, load_config
 from crmsync.daemon.loop import run_async
 from crmsync.domain.status import rfc3339
 from crmsync.errors import EXIT_OK, UsageError
-from crmsync.store import InboxEvent, Store, open_store
+from crmsync.store import InboxEvent, Store
 from crmsync.tenant.resources import open_resources
 from crmsync.tenant.runtime import TenantRuntime
 from crmsync.web.health import Health
@@ -145,7 +147,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("event_id", nargs="?", metavar="EVENT_ID",
                        help="one event: the provider's event id or the inbox id")
     replay.add_argument("--no-process", action="store_true",
-                        help="only mark them pending; the running daemon processes them")
+                        help="only mark them pending; `crmsync run` processes them when it "
+                             "starts")
 
 
 def _tenant_arg(args: argparse.Namespace) -> str:
@@ -159,7 +162,8 @@ def _tenant_arg(args: argparse.Namespace) -> str:
 
 
 async def _load(args: argparse.Namespace) -> InboxReport:
-    config = load_config(args.config)
+    # Listing reads the state only: the API keys need not be at hand (replay needs them).
+    config = load_config(args.config, resolve_secrets=False)
     tenant = require_tenant(config, _tenant_arg(args)).id
     limit: int = args.limit or DEFAULT_LIMIT
     events: list[InboxEvent] = []
@@ -169,25 +173,70 @@ async def _load(args: argparse.Namespace) -> InboxReport:
     return InboxReport(tenant=tenant, events=[InboxRow.of(e) for e in events])
 
 
+#: event ids longer than this are shown as head…tail (`--json` has them whole; replay
+#: takes the inbox id too)
+EVENT_ID_WIDTH = 12
+
+
+def short_event_id(event_id: str, width: int = EVENT_ID_WIDTH) -> str:
+    """`event_id` cut in the middle to `width` characters: the head and the tail are
+    what tell ids apart (Attio's are hashes, Quo's share an `EV` prefix)."""
+    if len(event_id) <= width:
+        return event_id
+    tail = (width - 1) // 3
+    return f"{event_id[:width - 1 - tail]}…{event_id[-tail:]}"
+
+
 def _print(report: InboxReport, console: Console) -> None:
+    """The events as a table that fits 80 columns, then their last errors.
+
+    Columns: the inbox id (what `inbox replay` and the error lines name), the event id
+    cut short, the type, the state, the attempts ("tries", so that the longest Quo
+    type fits) and when it was received. Each event is one line; the last errors of
+    those not processed follow the table, one line each.
+    """
     if not report.events:
         console.print(f"{report.tenant}: no webhook events received")
         return
-    table = Table(title=f"{escape(report.tenant)}: webhook inbox", title_justify="left")
-    for name in ("id", "source", "event id", "type", "state", "attempts", "received at"):
-        table.add_column(
-            name,
-            no_wrap=name != "event id",
-            justify="right" if name in ("id", "attempts") else "left",
-            overflow="fold",
-        )
-    table.add_column("last error", overflow="fold")
+    # No vertical rules and no outer padding: the columns need every one of 80 characters.
+    table = Table(
+        title=f"{escape(report.tenant)}: webhook inbox, newest first",
+        title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("event id", no_wrap=True)
+    table.add_column("type", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("tries", justify="right", no_wrap=True)
+    table.add_column("received (UTC)", no_wrap=True)
     for row in report.events:
         table.add_row(
-            str(row.id), row.source, escape(row.event_id), escape(row.event_type), row.state,
-            str(row.attempts), row.received_at or "", escape(row.last_error or ""),
+            str(row.id),
+            escape(short_event_id(row.event_id)),
+            escape(row.event_type),
+            f"[{INBOX_STATE_STYLES.get(row.state, '')}]{row.state}[/]",
+            str(row.attempts),
+            _received(row.received_at),
         )
     console.print(table)
+    for row in report.events:
+        if row.last_error and row.state != "processed":
+            console.print(f"#{row.id} {row.state}: {escape(row.last_error)}", highlight=False)
+
+
+def _received(moment: str | None) -> str:
+    """`2026-11-23T10:01:00.250Z` as `2026-11-23 10:01`: one line, to the minute (the
+    seconds cost the type column its room at 80 columns; `--json` has them)."""
+    if moment is None:
+        return ""
+    return moment.replace("T", " ", 1)[:16]
+
+
+INBOX_STATE_STYLES = {
+    "pending": "cyan", "processing": "cyan", "processed": "green", "ignored": "dim",
+    "failed": "bold red",
+}
 
 
 # -- replay -----------------------------------------------------------------------------
@@ -207,10 +256,11 @@ async def _find(store: Store, tenant: str, ref: str) -> list[InboxEvent]:
     return found
 
 
-async def drain_inbox(config: Config, tenant_id: str) -> int:
-    """Apply the tenant's pending events now, with its own inbox processor."""
+async def drain_inbox(config: Config, tenant_id: str, store: Store) -> int:
+    """Apply the tenant's pending events now, with its own inbox processor, through
+    `store` (open read-write: this process holds the state lock)."""
     tenant = require_tenant(config, tenant_id)
-    async with open_resources(config) as resources, open_store(config.daemon.state_path) as store:
+    async with open_resources(config) as resources:
         runtime = TenantRuntime(tenant, resources=resources, store=store, health=Health())
         return await runtime.drain_inbox()
 
@@ -218,7 +268,9 @@ async def drain_inbox(config: Config, tenant_id: str) -> int:
 async def _replay(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     tenant = require_tenant(config, _tenant_arg(args)).id
-    async with open_state(config, readonly=False) as store:
+    command = f"crmsync inbox replay --tenant {tenant}"
+    # One open (one hold of the state lock) for the reset and the drain alike.
+    async with open_state(config, readonly=False, command=command) as store:
         if args.since is not None:
             events = [] if store is None else await store.inbox.list(
                 tenant, args.since, limit=NO_LIMIT
@@ -233,15 +285,14 @@ async def _replay(args: argparse.Namespace) -> int:
         reset = 0
         if store is not None and events:
             reset = await store.inbox.reset_for_replay(tenant, [e.id for e in events])
-    noun = "webhook event" if reset == 1 else "webhook events"
-    print(f"{tenant}: {reset} {noun} marked pending for replay")
-    if reset == 0:
-        return EXIT_OK
-    if args.no_process:
-        print("the running daemon (`crmsync run`) processes them")
-        return EXIT_OK
-    # The state database is closed again: the drain opens its own writer.
-    processed = await drain_inbox(config, tenant)
+        noun = "webhook event" if reset == 1 else "webhook events"
+        print(f"{tenant}: {reset} {noun} marked pending for replay")
+        if store is None or reset == 0:
+            return EXIT_OK
+        if args.no_process:
+            print("the daemon (`crmsync run`) processes them when it starts")
+            return EXIT_OK
+        processed = await drain_inbox(config, tenant, store)
     print(f"{tenant}: processed {processed} webhook {'event' if processed == 1 else 'events'}")
     return EXIT_OK
 

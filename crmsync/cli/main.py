@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "errors": ("errors_cmd", "list a tenant's dead-lettered records by category"),
     "retry": ("retry", "re-queue dead-lettered records for the next sync pass"),
     "inbox": ("inbox", "list a tenant's received webhook events; replay them"),
+    "deploy-files": ("deploy_files", "write the systemd unit, Prometheus rules and Grafana "
+                     "dashboard into a directory"),
 }
 
 

@@ -3,6 +3,10 @@
 Rows are streamed from the store a chunk at a time (keyset paging), so exporting a
 large tenant neither loads it whole nor holds a read transaction open for long.
 Deleted records keep their mapping (action `deleted`) and are exported too.
+
+Nothing to export is said on stderr, and only when stdout is a terminal: a person
+looking at an empty screen wants to know why, while `> file` and pipes must stay valid
+jsonl (empty) or csv (the header alone).
 """
 
 from __future__ import annotations
@@ -62,28 +66,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _export(args: argparse.Namespace, out: TextIO) -> int:
-    config = load_config(args.config)
+    """Write the tenant's mappings to `out`; returns how many."""
+    # Reads the state only: the API keys need not be at hand.
+    config = load_config(args.config, resolve_secrets=False)
     tenant = require_tenant(config, args.tenant)
     writer = None
     if args.format == "csv":
         writer = csv.writer(out)
         writer.writerow(COLUMNS)
     encoder = msgspec.json.Encoder()
+    written = 0
     async with open_state(config) as store:
         if store is None:
-            return EXIT_OK
+            return 0
         async for mapping in store.mappings.iter_all(tenant.id, include_deleted=True):
             row = MappingRow.of(mapping)
             if writer is None:
                 out.write(encoder.encode(row).decode() + "\n")
             else:
                 writer.writerow(["" if v is None else v for v in msgspec.structs.astuple(row)])
-    return EXIT_OK
+            written += 1
+    return written
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        code = run_async(_export(args, sys.stdout))
+        written = run_async(_export(args, sys.stdout))
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): that ends the export, it is not an error.
@@ -91,4 +99,7 @@ def run(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-    return code
+    if written == 0 and sys.stdout.isatty():
+        print(f"{args.tenant}: no mappings yet (a sync pass makes them: `crmsync sync "
+              f"--tenant {args.tenant}` or the daemon)", file=sys.stderr)
+    return EXIT_OK

@@ -1,8 +1,10 @@
 """Progress for long operations: a rich progress bar on a TTY, log lines otherwise.
 
-CRMs like Attio give no total, so the bar's total is an estimate when one is known
-(the demo's seeded count, or the mappings of an earlier pass) and otherwise the bar
-pulses while the count and rate go up.
+CRMs like Attio give no total, so the bar's total is exact when it is known (the demo's
+seeded count), an estimate when there is one (`estimated=True`: the mappings of an
+earlier complete pass), shown as `120/~500`, and otherwise absent: the bar pulses while
+the count and rate go up. A done count never shows above its total: an exact total
+grows to the count, an estimate that turns out too low is dropped (the bar pulses on).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
     TaskID,
@@ -30,10 +31,16 @@ class SyncProgress:
     """Counts settled records by action; use as a context manager around the sync."""
 
     def __init__(
-        self, title: str, *, total: int | None = None, console: Console | None = None
+        self,
+        title: str,
+        *,
+        total: int | None = None,
+        estimated: bool = False,
+        console: Console | None = None,
     ) -> None:
         self.title = title
         self.total = total
+        self.estimated = estimated
         self.counts: Counter[str] = Counter()
         self._console = console or Console(stderr=True)
         self._progress: Progress | None = None
@@ -47,7 +54,7 @@ class SyncProgress:
                 SpinnerColumn(),
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                TextColumn("{task.fields[count]}"),
                 TextColumn("{task.fields[rate]:.1f}/s"),
                 TimeElapsedColumn(),
                 TextColumn("{task.fields[breakdown]}"),
@@ -55,7 +62,7 @@ class SyncProgress:
             )
             self._progress.__enter__()
             self._task = self._progress.add_task(
-                self.title, total=self.total, rate=0.0, breakdown=""
+                self.title, total=self.total, count=self._count(0)[0], rate=0.0, breakdown=""
             )
         return self
 
@@ -78,19 +85,30 @@ class SyncProgress:
     def _breakdown(self) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
 
+    def _count(self, done: int) -> tuple[str, int | None]:
+        """`done` as shown (`120/500`, `120/~500`, `620`) and the bar's total."""
+        total = self.total
+        if total and done > total:
+            if self.estimated:
+                self.total = total = None  # too low: from here on, a count without a total
+            else:
+                total = done  # the known total was exceeded (a CRM that grew meanwhile)
+        if not total:
+            return str(done), None
+        return f"{done}/{'~' if self.estimated else ''}{total}", total
+
     def _line(self) -> str:
         elapsed = time.monotonic() - self._started
-        done = sum(self.counts.values())
-        of_total = f"/{self.total}" if self.total else ""
-        return (f"{self.title}: {done}{of_total} records ({self._rate():.1f}/s, "
+        count, _ = self._count(sum(self.counts.values()))
+        return (f"{self.title}: {count} records ({self._rate():.1f}/s, "
                 f"{elapsed:.0f}s) {self._breakdown()}").rstrip()
 
     def _refresh(self) -> None:
         assert self._progress is not None and self._task is not None
         done = sum(self.counts.values())
-        total = self.total if self.total is None or done <= self.total else done
+        count, total = self._count(done)
         self._progress.update(
-            self._task, completed=done, total=total, rate=self._rate(),
+            self._task, completed=done, total=total, count=count, rate=self._rate(),
             breakdown=self._breakdown(),
         )
 

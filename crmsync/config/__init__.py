@@ -7,7 +7,7 @@ used by SIGHUP reload); `render_config` prints it back with secrets masked.
 from crmsync.config.loader import load_config, parse_config
 from crmsync.config.model import Config, DaemonConfig, HttpConfig, QuoConfig, TenantConfig
 from crmsync.config.render import render_config
-from crmsync.config.secret import Secret
+from crmsync.config.secret import Secret, UnresolvedSecretError
 
 __all__ = [
     "Config",
@@ -16,6 +16,7 @@ __all__ = [
     "QuoConfig",
     "Secret",
     "TenantConfig",
+    "UnresolvedSecretError",
     "load_config",
     "parse_config",
     "render_config",

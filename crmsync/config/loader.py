@@ -21,18 +21,32 @@ DEFAULT_PATH = "crmsync.toml"
 ENV_VAR = "CRMSYNC_CONFIG"
 
 
-def parse_config(text: str, source_name: str, environ: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    text: str,
+    source_name: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    resolve_secrets: bool = True,
+) -> Config:
     """Decode and validate TOML text; `source_name` prefixes every problem line.
 
     Secrets are resolved from `environ` (default `os.environ`) and the files
-    they name; every problem is reported in one `ConfigError`.
+    they name; every problem is reported in one `ConfigError`. With
+    `resolve_secrets=False` (the read-only commands) only their form is checked and
+    they stay unresolved, so a config whose keys are not at hand still loads.
     """
     env = os.environ if environ is None else environ
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{source_name}: invalid TOML: {exc}"]) from None
-    data, problems = validate(raw, env)
+    except ValueError:
+        # tomllib lets int() refuse a number of more than 4300 digits.
+        raise ConfigError([f"{source_name}: invalid TOML: a number is too long"]) from None
+    except RecursionError:
+        # tomllib recurses once per level of nested arrays and inline tables.
+        raise ConfigError([f"{source_name}: invalid TOML: nested too deeply"]) from None
+    data, problems = validate(raw, env, resolve_secrets=resolve_secrets)
     if problems:
         raise ConfigError([f"{source_name}: {path}: {message}" for path, message in problems])
     # The walker checked what msgspec checks; converting still goes through
@@ -41,9 +55,16 @@ def parse_config(text: str, source_name: str, environ: Mapping[str, str] | None 
 
 
 def load_config(
-    path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str] | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    resolve_secrets: bool = True,
 ) -> Config:
-    """Load the config from `path`, or when None from ./crmsync.toml, then $CRMSYNC_CONFIG."""
+    """Load the config from `path`, or when None from ./crmsync.toml, then $CRMSYNC_CONFIG.
+
+    `resolve_secrets=False`: see `parse_config`; the commands that only read the state
+    (`status`, `mappings`, `errors`, `inbox`) load it that way.
+    """
     env = os.environ if environ is None else environ
     source = _locate(env) if path is None else os.fspath(path)
     try:
@@ -57,7 +78,7 @@ def load_config(
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError([f"{source}: config file is not UTF-8 text (line {line})"]) from None
-    return parse_config(text, source, env)
+    return parse_config(text, source, env, resolve_secrets=resolve_secrets)
 
 
 def _locate(environ: Mapping[str, str]) -> str:

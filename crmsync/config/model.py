@@ -64,6 +64,13 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     log_format: Literal["json", "text"] = "text"
     shutdown_timeout: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 30.0
     max_error_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.01
+    # A failing webhook event is retried with backoff until it is this old (counted
+    # from when it was queued), then dead-lettered for `crmsync retry`; 0: at once.
+    inbox_retry_hours: Annotated[float, msgspec.Meta(ge=0, le=720)] = 24.0
+    # Privacy: processed and ignored webhook events (SMS texts, phone numbers) are
+    # deleted after this many days. At least 1: the stored event ids also recognise a
+    # sender's redeliveries.
+    inbox_retention_days: Annotated[float, msgspec.Meta(ge=1, le=3650)] = 30.0
 
 
 class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -80,13 +87,16 @@ class QuoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only
 
     base_url: HttpUrl = "https://api.openphone.com/v1"
     requests_per_second: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
-    # Slack added to the 1-second window, so network jitter never lets more than
-    # requests_per_second requests land in one server-side second.
+    # Slack added to the 1-second window, so what the limiter cannot observe (jitter
+    # for "send", legs faster than the fastest recent round trip for "adaptive") never
+    # lets more than requests_per_second requests land in one server-side second.
     rate_limit_margin: Annotated[float, msgspec.Meta(ge=0, le=0.5)] = 0.02
-    # When a request starts occupying the window: "response" (when its answer came
-    # back: provably never over the limit, one round-trip slower per slot) or "send"
-    # (when it left: faster, safe only while jitter stays under rate_limit_margin).
-    rate_limit_basis: Literal["response", "send"] = "response"
+    # When a request starts occupying the window: "adaptive" (its answer minus the
+    # fastest recent round trip: each slot pays its own excess delay, a 429 widens it),
+    # "response" (when its answer came back: never over whatever the delays, one
+    # round-trip slower per slot) or "send" (when it left: safe only while the one-way
+    # delay varies by less than rate_limit_margin). README "The rate limiter".
+    rate_limit_basis: Literal["adaptive", "response", "send"] = "adaptive"
     request_timeout: Annotated[float, msgspec.Meta(ge=1, le=600)] = 30.0
     max_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 6
     # The longest a 429's Retry-After may pause an API key (Quo's or a CRM's): an API

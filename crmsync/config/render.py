@@ -33,6 +33,8 @@ def _table(section: msgspec.Struct) -> list[str]:
         if value is None:
             # TOML has no null: an unset optional key is simply absent.
             lines.append(f"# {field.name} is not set")
+        elif isinstance(value, Secret) and not value.resolved:
+            lines.append(f"{field.name} = {_value(value.reference)}  # not read")
         elif isinstance(value, Secret):
             chars = len(value.reveal())
             lines.append(f"{field.name} = {_value(value.reference)}  # resolved, {chars} chars")

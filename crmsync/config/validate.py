@@ -3,8 +3,9 @@
 msgspec stops at the first error, but someone fixing a config wants the whole
 list at once. So the walker follows `msgspec.inspect.type_info(Config)` through
 the raw `tomllib` data, checking keys, types, ranges, patterns and choices from
-the same `Meta` constraints msgspec enforces, and resolving secrets on the way.
-Only when nothing is wrong is the result handed to `msgspec.convert`.
+the same `Meta` constraints msgspec enforces, and resolving secrets on the way (or,
+for a read-only command, only checking their form: see `secret.py`). Only when nothing
+is wrong is the result handed to `msgspec.convert`.
 """
 
 from __future__ import annotations
@@ -18,16 +19,23 @@ from typing import Any
 import msgspec.inspect as mi
 
 from crmsync.config.model import Config
-from crmsync.config.secret import Secret, SecretError, resolve_secret
+from crmsync.config.secret import Secret, SecretError, resolve_secret, unresolved_secret
 
 Problem = tuple[str, str]  # (key path, message)
 
 _SCHEMA = mi.type_info(Config)
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # TOML's bare keys
 
 
-def validate(raw: dict[str, Any], environ: Mapping[str, str]) -> tuple[object, list[Problem]]:
-    """Return `raw` with secrets resolved, plus every problem found, in file order."""
-    walker = _Walker(environ)
+def validate(
+    raw: dict[str, Any], environ: Mapping[str, str], *, resolve_secrets: bool = True
+) -> tuple[object, list[Problem]]:
+    """Return `raw` with secrets resolved, plus every problem found, in file order.
+
+    `resolve_secrets=False` checks each secret reference's form but reads nothing: the
+    `Secret`s are unresolved and `environ` is not consulted for them.
+    """
+    walker = _Walker(environ, resolve_secrets=resolve_secrets)
     data = walker.value(raw, _SCHEMA, "")
     tenants = raw.get("tenants")
     if isinstance(tenants, list):
@@ -62,16 +70,28 @@ def _show(value: str) -> str:
 
 
 def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+    # A key TOML would need quotes for (a dot, a space, a line break, empty) is quoted,
+    # so the path stays one unambiguous line.
+    shown = key if _BARE_KEY.fullmatch(key) else _show(key)
+    return f"{path}.{shown}" if path else shown
+
+
+def _one_line(text: str) -> str:
+    """`text` with line breaks and other unprintable characters escaped (a secret file's
+    path is echoed as written, and a problem must stay one line)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class _Walker:
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], *, resolve_secrets: bool) -> None:
         self.environ = environ
+        self.resolve_secrets = resolve_secrets
         self.problems: list[Problem] = []
 
     def report(self, path: str, message: str) -> None:
-        self.problems.append((path, message))
+        self.problems.append((path, _one_line(message)))
 
     def value(self, raw: object, t: mi.Type, path: str, error: str | None = None) -> object:
         """Check `raw` against `t`; `error` is a Meta template for a rejected value."""
@@ -127,6 +147,8 @@ class _Walker:
             self.report(path, f"expected a string, got {_kind(raw)}")
             return raw
         try:
+            if not self.resolve_secrets:
+                return unresolved_secret(raw)
             return resolve_secret(raw, self.environ)
         except SecretError as exc:
             self.report(path, str(exc))
@@ -162,6 +184,14 @@ class _Walker:
                 self.report(f"tenants[{i}].id", message)
 
 
+def _bound(value: float | None) -> str:
+    """A bound as the model wrote it: msgspec may hand back `ge=0` as 0.0 once the
+    Struct has been decoded (its cached type info), which must not change the message."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _rejection(raw: Any, t: mi.Type, error: str | None) -> str | None:
     """Why a value of the right type is still unacceptable, or None if it is fine."""
     match t:
@@ -169,7 +199,7 @@ def _rejection(raw: Any, t: mi.Type, error: str | None) -> str | None:
             # `not lo <= raw` rather than `raw < lo` so that nan is rejected too; the
             # model gives every number both bounds.
             if (lo is not None and not lo <= raw) or (hi is not None and not raw <= hi):
-                return f"must be between {lo} and {hi}, got {raw!r}"
+                return f"must be between {_bound(lo)} and {_bound(hi)}, got {raw!r}"
         case mi.StrType(min_length=min_length, pattern=pattern):
             if min_length and len(raw) < min_length:
                 return "must not be empty"

@@ -1,6 +1,7 @@
 """`crmsync run`: the daemon, the root supervisor of every tenant.
 
-    start   resources in one AsyncExitStack (HTTP session, state store, HTTP listener:
+    start   resources in one AsyncExitStack (state store, which holds the state lock:
+            a second writer of the same state is refused; HTTP session; HTTP listener:
             the port is bound before any tenant starts, so webhooks registered during
             setup can be delivered at once) → one supervised task per enabled tenant
             (`tenants.py`) → READY=1 once every tenant's startup attempt is over
@@ -39,7 +40,7 @@ from crmsync.daemon.signals import SignalRequests, task_stacks
 from crmsync.daemon.systemd import Notifier, keep_watchdog, monotonic_usec, watchdog_period
 from crmsync.daemon.tenants import TenantSet, count_tenants
 from crmsync.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
-from crmsync.store import Store, open_store
+from crmsync.store import DAEMON_COMMAND, Store, open_store
 from crmsync.tenant.resources import Resources, open_resources
 from crmsync.tenant.runtime import TenantRuntime
 from crmsync.tenant.stall import STALL_CHECK_SECONDS
@@ -88,10 +89,13 @@ class Daemon:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 stack.callback(self._notifier.close)
-                self._resources = await stack.enter_async_context(open_resources(self.config))
+                # The state first: opening it takes the state lock (one writer per state
+                # file), so a second daemon, or one started beside `crmsync sync`, stops
+                # here with one line naming the holder, before it binds or calls anything.
                 self._store = await stack.enter_async_context(
-                    open_store(self.config.daemon.state_path)
+                    open_store(self.config.daemon.state_path, command=DAEMON_COMMAND)
                 )
+                self._resources = await stack.enter_async_context(open_resources(self.config))
                 tenants = self._tenants = TenantSet(
                     store=self._store, health=self.health, force=self.requests.force
                 )

@@ -8,7 +8,9 @@ nothing runs inside a signal handler that could fail or block:
     HUP         → `reload`: re-read the config file and apply the difference
     USR1        → `dump`: log every task's stack (mode's `_on_sigusr1`)
 
-`wake` is set on any of them, so the control loop waits on one event.
+`wake` is set on any of them, so the control loop waits on one event. Foreground
+commands that stop the way the daemon does (`crmsync sync`, `crmsync demo`) install
+only TERM and INT (`FOREGROUND`) and say `STOPPING` when the first one arrives.
 """
 
 from __future__ import annotations
@@ -16,8 +18,14 @@ from __future__ import annotations
 import asyncio
 import io
 import signal
+from collections.abc import Callable
+from typing import Any
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+#: what a foreground command handles: HUP and USR1 keep their default meaning there
+FOREGROUND = (signal.SIGTERM, signal.SIGINT)
+#: what a foreground command prints when a stop is requested (stderr, at once)
+STOPPING = "stopping… (Ctrl-C again to force)"
 
 
 class SignalRequests:
@@ -31,16 +39,25 @@ class SignalRequests:
         self.wake = asyncio.Event()
         self.stop_signal: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous: dict[signal.Signals, signal.Handlers | Callable[..., Any] | int | None] = {}
 
-    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+    def install(
+        self, loop: asyncio.AbstractEventLoop, signals: tuple[signal.Signals, ...] = HANDLED
+    ) -> None:
         self._loop = loop
-        for sig in HANDLED:
+        for sig in signals:
+            self._previous[sig] = signal.getsignal(sig)
             loop.add_signal_handler(sig, self.received, sig)
 
     def remove(self) -> None:
+        """Remove the handlers and put back what was there before (the loop's removal
+        alone would leave Python's defaults, not e.g. `loop.run_async`'s Ctrl-C)."""
         if self._loop is not None:
-            for sig in HANDLED:
+            for sig, previous in self._previous.items():
                 self._loop.remove_signal_handler(sig)
+                if previous is not None:
+                    signal.signal(sig, previous)
+            self._previous.clear()
             self._loop = None
 
     def received(self, sig: signal.Signals) -> None:

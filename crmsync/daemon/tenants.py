@@ -98,7 +98,7 @@ class TenantSet:
         """Drain until `deadline` (loop time), then cancel with a reason; wait for it."""
         runtime, task = running.runtime, running.task
         with log_context.tenant(runtime.id):
-            why = await self._drain(runtime, task, reason, deadline)
+            why = await runtime.drain(task, reason=reason, deadline=deadline, force=self._force)
             if not task.done():
                 log.info("stopping (%s)", why)
                 task.cancel(why)
@@ -108,32 +108,6 @@ class TenantSet:
                               CANCEL_GRACE_SECONDS)
         running.stall.close()
         forget_tenant(runtime.id)
-
-    async def _drain(
-        self, runtime: TenantRuntime, task: asyncio.Task[None], reason: str, deadline: float
-    ) -> str:
-        """Wait until nothing is in flight, the deadline, a forced stop or the task's end;
-        returns why the wait ended."""
-        runtime.progress.drain()
-        quiet = asyncio.ensure_future(runtime.progress.wait_quiet())
-        forced = asyncio.ensure_future(self._force.wait())
-        try:
-            timeout = max(0.0, deadline - asyncio.get_running_loop().time())
-            await asyncio.wait({quiet, forced, task}, timeout=timeout,
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            quiet.cancel()
-            forced.cancel()
-        if quiet.done() and not quiet.cancelled():
-            # The last record settles just before its page's checkpoint transaction
-            # starts, and that transaction holds the store's lock: this read queues
-            # behind it, so it returns once the checkpoint is committed.
-            await self._store.tenants.get(runtime.id)
-            return f"{reason}: drained"
-        if self._force.is_set():
-            return f"{reason}: forced, {runtime.progress.in_flight} records in flight"
-        return (f"{reason}: drain deadline passed, {runtime.progress.in_flight} records in"
-                " flight (resumed from the last checkpoint on the next start)")
 
     # -- reload ---------------------------------------------------------------------------
 

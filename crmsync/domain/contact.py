@@ -3,12 +3,13 @@
 Phones are normalised to E.164 with `phonenumbers`, using the record's country for
 national-format numbers; numbers that cannot be parsed are dropped and counted, never
 fatal. `firstName` is never empty: first name, else the full name, else the email's
-local part, else a phone number.
+local part, else a phone number. A link Quo would refuse as `sourceUrl` is left out.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 
 import msgspec
 import phonenumbers
@@ -18,6 +19,9 @@ from crmsync.quo.models import ContactInput, DefaultFields, LabeledValue
 
 MAX_EXTERNAL_ID = 75
 MAX_SOURCE_URL = 200
+# Quo checks `sourceUrl` as an RFC 3986 URI: printable ASCII without spaces, a scheme and
+# a host; an IPv6 host is left out rather than checked for brackets.
+_HTTP_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?(?:[/?#][!-~]*)?")
 
 
 class TransformError(Exception):
@@ -67,11 +71,22 @@ def _names(person: Person, emails: list[str], phones: list[str]) -> tuple[str, s
         return head, _clean(tail) or last
     if last:
         return last, None
-    if emails:
-        return emails[0].split("@", 1)[0], None
+    # An address like "@acme.si" has no local part to stand in for a name.
+    local = next((part for e in emails if (part := e.split("@", 1)[0].strip())), None)
+    if local:
+        return local, None
     if phones:
         return phones[0], None
     raise TransformError("empty_person", "person has no name, email or phone")
+
+
+def _source_url(web_url: str | None) -> str | None:
+    """The record's link if Quo takes it as a `sourceUrl` (an absolute http(s) URL of at
+    most 200 characters), else None: a link is not worth failing the contact over."""
+    url = _clean(web_url)
+    if url is None or len(url) > MAX_SOURCE_URL or not _HTTP_URL.fullmatch(url):
+        return None
+    return url
 
 
 def content_hash(contact: ContactInput) -> str:
@@ -100,7 +115,6 @@ def build_contact(person: Person, source: str) -> Transformed:
         [e.value for e in emails if e.value],
         [p.value for p in phones if p.value],
     )
-    url = _clean(person.web_url)
     contact = ContactInput(
         default_fields=DefaultFields(
             first_name=first,
@@ -112,6 +126,6 @@ def build_contact(person: Person, source: str) -> Transformed:
         ),
         external_id=person.record_id,
         source=source,
-        source_url=url if url and len(url) <= MAX_SOURCE_URL else None,
+        source_url=_source_url(person.web_url),
     )
     return Transformed(contact=contact, content_hash=content_hash(contact), dropped_phones=dropped)

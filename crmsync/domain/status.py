@@ -4,16 +4,38 @@ Built from the state database only, so a read-only connection can make it while 
 daemon writes. Every configured tenant appears (one never seen is `stopped`), then any
 tenant that is only in the database (removed from the config, kept for its history).
 Field names are camelCase on the wire; fields may be added, never renamed.
+
+A stored state is only as live as the process that wrote it. `/status` is served by the
+daemon, so it is live by definition; `crmsync status` asks the state lock whether a
+process runs the tenant (`live`). For a tenant nobody runs, a stored `starting`,
+`running` or `parked` (states only a live process can be in) is reported `stopped`,
+phase, counts and last error as stored; and its last run, if still `pending` or
+`running` in the store, is reported as what the next pass will record for it: `failed`
+with error `interrupted`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
 
 from crmsync.config import Config
-from crmsync.store import Counts, RunKind, RunState, Store, Tenant, TenantPhase, TenantState
+from crmsync.store import (
+    INTERRUPTED,
+    Counts,
+    RunKind,
+    RunState,
+    Store,
+    SyncRun,
+    Tenant,
+    TenantPhase,
+    TenantState,
+)
+
+#: states only a live process can be in: stale when no process runs the tenant
+LIVE_STATES: frozenset[TenantState] = frozenset({"starting", "running", "parked"})
 
 
 class LastRun(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
@@ -57,8 +79,15 @@ def rfc3339(timestamp: float | None) -> str | None:
     return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
-async def build_status(config: Config, store: Store | None) -> StatusReport:
-    """The report for every tenant; `store` None means no state database exists yet."""
+async def build_status(
+    config: Config, store: Store | None, *, live: Callable[[str], bool] | None = None
+) -> StatusReport:
+    """The report for every tenant; `store` None means no state database exists yet.
+
+    `live(tenant_id)` says whether a process runs that tenant now; None means every one
+    does (the daemon serving `/status`). See the module docstring for what a tenant that
+    nobody runs is reported as.
+    """
     stored: dict[str, Tenant] = {}
     if store is not None:
         stored = {t.tenant_id: t for t in await store.tenants.list_all()}
@@ -71,7 +100,10 @@ async def build_status(config: Config, store: Store | None) -> StatusReport:
         if store is None or row is None:
             tenants.append(_never_seen(tenant_id, crm, configured=tenant_id in configured))
         else:
-            tenants.append(await _tenant_status(store, row, crm, tenant_id in configured))
+            running = live is None or live(tenant_id)
+            tenants.append(
+                await _tenant_status(store, row, crm, tenant_id in configured, live=running)
+            )
     return StatusReport(tenants=tenants)
 
 
@@ -97,9 +129,15 @@ def _never_seen(tenant_id: str, crm: str, *, configured: bool) -> TenantStatus:
     )
 
 
-async def _tenant_status(store: Store, row: Tenant, crm: str, configured: bool) -> TenantStatus:
+async def _tenant_status(
+    store: Store, row: Tenant, crm: str, configured: bool, *, live: bool
+) -> TenantStatus:
     tenant_id = row.tenant_id
     run = await store.runs.latest(tenant_id)
+    state = row.state
+    if not live:
+        state = "stopped" if state in LIVE_STATES else state
+        run = None if run is None else _as_closed(run)
     by_category = await store.dead_letters.counts_by_category(tenant_id)
     watermark: dict[str, dict[str, str]] = {}
     for checkpoint in await store.checkpoints.all(tenant_id):
@@ -107,7 +145,7 @@ async def _tenant_status(store: Store, row: Tenant, crm: str, configured: bool) 
     return TenantStatus(
         id=tenant_id,
         crm=crm,
-        state=row.state,
+        state=state,
         phase=row.phase,
         initial_sync_completed_at=rfc3339(row.initial_sync_completed_at),
         last_success_at=rfc3339(row.last_success_at),
@@ -126,3 +164,10 @@ async def _tenant_status(store: Store, row: Tenant, crm: str, configured: bool) 
             error=run.error,
         ),
     )
+
+
+def _as_closed(run: SyncRun) -> SyncRun:
+    """A run left open by a process that is gone, as the next pass will close it."""
+    if run.state not in ("pending", "running"):
+        return run
+    return msgspec.structs.replace(run, state="failed", error=INTERRUPTED)

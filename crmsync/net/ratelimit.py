@@ -7,20 +7,46 @@ once and then N per second, so up to 2N requests can start within one sliding se
 The server counts *arrivals*, and a request granted at t may leave the process later
 (connection setup, a busy loop) and reach the server's clock later still (network
 jitter, the server's own stalls), so a guarantee on grant times alone is not one.
-Each grant is a `Slot` that occupies the window from a basis time until `window`
-seconds later, and a new request is granted only while fewer than N slots are in
-flight or inside their window:
+Each grant is a `Slot` that occupies the window from a basis time T until `window`
+seconds later (`window` is one second plus a margin m), and a new request is granted
+only while fewer than N slots are in flight or inside their window. Under a backlog
+the next request is granted the moment a slot expires. The bases, for a request sent
+at S (its headers left: an aiohttp trace hook, see `slot_trace_config`) and answered
+at R (its answer's headers came back):
 
-- basis "response" (default): the moment the request's response came back. The
-  server saw the request before answering it, and the next request reaches it after
-  we send it, so N + 1 arrivals can never fall within one `window`, whatever the
-  delays. The price: each slot cycles in `window` + one round-trip.
-- basis "send": the moment its headers were written (an aiohttp trace hook, see
-  `slot_trace_config`). Faster (a slot cycles in `window`), and exact on our side;
-  on the server's side safe only while arrival jitter stays under the margin.
+- "response": T = when the request finished. The server saw the request before
+  answering it, and the next request reaches it after we send it, so N + 1 arrivals
+  can never fall within one `window`, whatever the delays. The price: each slot
+  cycles in `window` + one round trip.
+- "send": T = S. Faster (a slot cycles in `window`), and exact on our side; on the
+  server's side safe only while the one-way delay varies by less than m.
+- "adaptive" (Quo's default): T = R - F + E, where F is the fastest of the key's last
+  `RTT_SAMPLES` round trips and E an extra margin that only a 429 sets.
 
-`window` is one second plus a margin. Under a backlog the next request is granted the
-moment a slot expires.
+Why "adaptive" is safe. Split a request's round trip R - S into its way out o (until
+the server counts it) and its way back b (the server's work included): it arrived at
+A = S + o = R - b. A request j is granted, and so sent, only after the N-th most recent
+slot i has expired: S_j >= R_i - F + 1 + m. Hence
+A_j - A_i = S_j + o_j - R_i + b_i >= 1 + m + o_j + b_i - F, which is at least one
+second as long as o_j + b_i >= F - m: no request's way out plus another's way back is
+more than the margin faster than the fastest recent round trip. Among any N + 1
+requests the last one granted found at most N - 1 others occupying the key, so one of
+them arrived a second or more before it: no sliding second at the server holds
+N + 1 arrivals (its window (t - 1, t] cannot hold both). Delays may vary by any
+amount above that floor: each slot is charged its own excess round trip R_i - S_i - F,
+so a slow answer (the request may have arrived late) holds its slot longer, a fast one
+frees it almost as early as the send basis would. Round trips are only ever longer
+than their floor, so this needs no percentile and no jitter bound, and it charges a
+slot the *mean* excess where a margin sized to the spread would charge every slot the
+worst case. Until `MIN_RTT_SAMPLES` round trips are known F counts as 0 (the response
+basis). A request that got no answer (cancelled, timed out, connection lost) counts
+as answered at the later of its end and one slowest recent round trip after its send.
+
+If the assumption breaks (a faster route, Quo counting differently) the server
+answers 429: the transport pauses the key, and the limiter (told by the slot whose
+answer it was) widens E at once to the spread of recent round trips (at least
+`MIN_WIDENING`), doubling on each further 429 (at most once per window, up to
+`MAX_EXTRA_MARGIN`); E then halves every `half_life` seconds.
 
 Two lanes share the key: live work (webhook-driven writes, activity logging) is always
 granted before queued backfill, so a live request waits behind at most the backfill
@@ -38,14 +64,29 @@ import asyncio
 import contextlib
 import enum
 import hashlib
+import math
 from collections import deque
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 import aiohttp
 
-Basis = Literal["response", "send"]
+Basis = Literal["adaptive", "response", "send"]
+
+#: round trips the adaptive basis keeps to find the floor F (and the spread)
+RTT_SAMPLES: Final = 200
+#: below this many round trips the adaptive basis counts like "response" (F = 0): the
+#: fastest of a handful may still carry jitter, the fastest of 20 hardly any
+MIN_RTT_SAMPLES: Final = 20
+#: the widest extra margin repeated 429s can set
+MAX_EXTRA_MARGIN: Final = 0.5
+#: the first widening is at least this much, even when round trips do not vary
+MIN_WIDENING: Final = 0.01
+#: seconds for the extra margin to halve once the 429s stop
+EXTRA_MARGIN_HALF_LIFE: Final = 300.0
+
+HTTP_TOO_MANY_REQUESTS: Final = 429
 
 
 class Lane(enum.IntEnum):
@@ -56,28 +97,53 @@ class Lane(enum.IntEnum):
 
 
 class Slot:
-    """One granted request; `sent()` starts its window, `done()` ends its flight."""
+    """One granted request: `sent()` when its headers leave, `answered(status)` when its
+    answer's headers come back, `done()` when it is over (also after a failure)."""
 
-    __slots__ = ("_limiter", "sent_at", "waited")
+    __slots__ = ("_limiter", "answered_at", "sent_at", "waited", "window_start")
 
     def __init__(self, limiter: SlidingWindowLimiter, waited: float) -> None:
         self._limiter = limiter
         self.sent_at: float | None = None
+        self.answered_at: float | None = None
+        #: when this slot's `window` starts; None while the request is in flight
+        self.window_start: float | None = None
         self.waited = waited
 
     def sent(self) -> None:
         """The request's headers left (called by the trace hook)."""
+        if self.sent_at is not None:
+            return  # aiohttp re-sent it: the first send counts (the cautious side)
+        self.sent_at = self._limiter.now()
         if self._limiter.basis == "send":
-            self._start_window()
+            self._start_window(self.sent_at)
+
+    def answered(self, status: int) -> None:
+        """The answer's headers came back (called by the transport)."""
+        if self.answered_at is not None:
+            return
+        limiter = self._limiter
+        self.answered_at = limiter.now()
+        if status == HTTP_TOO_MANY_REQUESTS:
+            limiter.rate_limited()
+        if limiter.basis == "adaptive" and self.window_start is None:
+            self._start_window(limiter.answered_window_start(self.sent_at, self.answered_at))
 
     def done(self) -> None:
-        """The response came back (or the request failed): the window starts now at
-        the latest."""
-        self._start_window()
+        """The request is over (answered, failed or cancelled): the window starts now
+        at the latest, or, for the adaptive basis, as `answered` would have started it."""
+        if self.window_start is not None:
+            return
+        limiter = self._limiter
+        now = limiter.now()
+        if limiter.basis == "adaptive":
+            self._start_window(limiter.unanswered_window_start(self.sent_at, now))
+        else:
+            self._start_window(now)
 
-    def _start_window(self) -> None:
-        if self.sent_at is None:
-            self.sent_at = self._limiter.now()
+    def _start_window(self, start: float) -> None:
+        if self.window_start is None:
+            self.window_start = start
             self._limiter.wake()
 
 
@@ -85,15 +151,24 @@ class SlidingWindowLimiter:
     """At most `rate` sends in any `window`-second interval, live lane first."""
 
     def __init__(
-        self, rate: int, *, window: float = 1.0, basis: Basis = "response", warm: bool = False
+        self,
+        rate: int,
+        *,
+        window: float = 1.0,
+        basis: Basis = "response",
+        warm: bool = False,
+        half_life: float = EXTRA_MARGIN_HALF_LIFE,
     ) -> None:
         if rate < 1:
             raise ValueError("rate must be at least 1")
         if window <= 0:
             raise ValueError("window must be positive")
+        if half_life <= 0:
+            raise ValueError("half_life must be positive")
         self.rate = rate
         self.window = window
         self.basis = basis
+        self.half_life = half_life
         self._slots: deque[Slot] = deque()
         self._waiters: dict[Lane, deque[asyncio.Future[Slot]]] = {
             lane: deque() for lane in Lane
@@ -102,8 +177,15 @@ class SlidingWindowLimiter:
         #: hold the first request one window: the key may have been busy before us
         self._cold = warm
         self._timer: asyncio.TimerHandle | None = None
+        #: the adaptive basis: recent round trips (seconds), oldest first
+        self._rtts: deque[float] = deque(maxlen=RTT_SAMPLES)
+        #: the extra margin E as last set, when it was set, and the last widening
+        self._extra = 0.0
+        self._extra_set_at = 0.0
+        self._last_widened: float | None = None
         self.total_grants = 0
         self.total_wait_seconds = 0.0
+        self.total_rate_limited = 0
 
     @staticmethod
     def now() -> float:
@@ -115,31 +197,97 @@ class SlidingWindowLimiter:
 
     @property
     def in_flight(self) -> int:
-        """Granted requests whose answer has not come back (nor failed) yet."""
-        return sum(1 for slot in self._slots if slot.sent_at is None)
+        """Granted requests whose window has not started (no answer, no failure yet)."""
+        return sum(1 for slot in self._slots if slot.window_start is None)
 
     def occupied(self) -> int:
         """Slots in flight or still inside their window: what the next grant waits on."""
         now = self.now()
         return sum(
-            1 for slot in self._slots if slot.sent_at is None or slot.sent_at + self.window > now
+            1 for slot in self._slots
+            if slot.window_start is None or slot.window_start + self.window > now
         )
 
+    # -- the adaptive basis -----------------------------------------------------------
+
+    def rtt_floor(self) -> float:
+        """F: the fastest recent round trip, 0 until `MIN_RTT_SAMPLES` are known."""
+        if len(self._rtts) < MIN_RTT_SAMPLES:
+            return 0.0
+        return min(self._rtts)
+
+    def rtt_spread(self) -> float:
+        """Slowest minus fastest recent round trip (0 without samples)."""
+        if not self._rtts:
+            return 0.0
+        return max(self._rtts) - min(self._rtts)
+
+    def extra_margin(self, now: float | None = None) -> float:
+        """E: the margin 429s added, halving every `half_life` seconds since."""
+        if not self._extra:
+            return 0.0
+        at = self.now() if now is None else now
+        halvings = max(0.0, at - self._extra_set_at) / self.half_life
+        return self._extra * math.pow(0.5, halvings)
+
+    def margin_of(self, round_trip: float, now: float | None = None) -> float:
+        """Seconds a slot with this round trip holds the key beyond `window` after its
+        send (adaptive basis): its excess over the floor plus E."""
+        floor = min(self.rtt_floor(), round_trip)
+        return round_trip - floor + self.extra_margin(now)
+
+    def answered_window_start(self, sent_at: float | None, answered_at: float) -> float:
+        """T = R - F + E for an answer at `answered_at`; records the round trip."""
+        if sent_at is None:  # no trace hook on the session: all we know is the answer
+            return answered_at + self.extra_margin(answered_at)
+        self._rtts.append(answered_at - sent_at)
+        # F <= this round trip (it is one of the samples once enough are known), so the
+        # window never starts before the send: never looser than the send basis.
+        return sent_at + self.margin_of(answered_at - sent_at, answered_at)
+
+    def unanswered_window_start(self, sent_at: float | None, ended_at: float) -> float:
+        """T for a request that got no answer: as if answered at the later of its end
+        and one slowest recent round trip after its send. Without a reported send (it
+        never left, or the session lacks the trace hook) it counts from its end, as
+        the response basis does."""
+        extra = self.extra_margin(ended_at)
+        if sent_at is None or not self._rtts:
+            return ended_at + extra
+        virtual_answer = max(ended_at, sent_at + max(self._rtts))
+        return virtual_answer - min(self.rtt_floor(), virtual_answer - sent_at) + extra
+
+    def rate_limited(self) -> None:
+        """The server answered 429: the limiter's assumption failed (or another client
+        uses the key). Widen E at once, at most once per window: one violation often
+        draws several 429s. The pause itself is the transport's (`pause`)."""
+        self.total_rate_limited += 1
+        if self.basis != "adaptive":
+            return
+        now = self.now()
+        if self._last_widened is not None and now - self._last_widened < self.window:
+            return
+        self._last_widened = now
+        widened = max(2 * self.extra_margin(now), self.rtt_spread(), MIN_WIDENING)
+        self._extra = min(MAX_EXTRA_MARGIN, widened)
+        self._extra_set_at = now
+
+    # -- granting ---------------------------------------------------------------------
+
     def _next_free_at(self, now: float) -> float | None:
-        """Earliest time a grant keeps the guarantee; None until a send is reported."""
-        while self._slots and (sent := self._slots[0].sent_at) is not None \
-                and sent + self.window <= now:
+        """Earliest time a grant keeps the guarantee; None until a window starts."""
+        while self._slots and (start := self._slots[0].window_start) is not None \
+                and start + self.window <= now:
             self._slots.popleft()
         free_at = now
         if len(self._slots) >= self.rate:
             # Slots are kept in grant order; count those still occupying the window.
-            live = [s.sent_at for s in self._slots]
-            occupied = [t for t in live if t is None or t + self.window > now]
+            starts = [s.window_start for s in self._slots]
+            occupied = [t for t in starts if t is None or t + self.window > now]
             if len(occupied) >= self.rate:
                 expiring = sorted(t for t in occupied if t is not None)
                 need = len(occupied) - self.rate + 1
                 if len(expiring) < need:
-                    return None  # in-flight requests must report their send first
+                    return None  # in-flight requests must start their window first
                 free_at = expiring[need - 1] + self.window
         return max(free_at, self._paused_until)
 
@@ -153,7 +301,7 @@ class SlidingWindowLimiter:
         return None
 
     def wake(self) -> None:
-        """Re-check the waiters (a send was reported or a pause changed)."""
+        """Re-check the waiters (a window started or a pause changed)."""
         if self.waiting and self._timer is None:
             self._dispatch()
 
@@ -165,7 +313,7 @@ class SlidingWindowLimiter:
             now = loop.time()
             free_at = self._next_free_at(now)
             if free_at is None:
-                return  # Slot.sent() calls wake()
+                return  # Slot._start_window() calls wake()
             if free_at > now:
                 self._timer = loop.call_at(free_at, self._dispatch)
                 return
@@ -177,7 +325,8 @@ class SlidingWindowLimiter:
             waiter.set_result(slot)
 
     async def acquire(self, lane: Lane = Lane.BACKFILL) -> Slot:
-        """Wait for a slot. Call `slot.sent()` when the request leaves, `done()` after."""
+        """Wait for a slot. Call `slot.sent()` when the request leaves, `answered()` when
+        its answer comes back, `done()` after (in a `finally`)."""
         start = self.now()
         if self._cold:
             self._cold = False
@@ -195,7 +344,7 @@ class SlidingWindowLimiter:
             slot = await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                # Granted just as we were cancelled: give the slot a send time so it
+                # Granted just as we were cancelled: start the slot's window so it
                 # expires instead of blocking the key forever.
                 waiter.result().done()
             else:
@@ -236,7 +385,8 @@ async def _on_headers_sent(
 
 def slot_trace_config() -> aiohttp.TraceConfig:
     """Attach to the ClientSession so a `Slot` passed as `trace_request_ctx` learns
-    the moment its request's headers were written to the socket."""
+    the moment its request's headers leave (aiohttp calls the hook just before it
+    writes them to the socket, in the same step)."""
     config = aiohttp.TraceConfig()
     config.on_request_headers_sent.append(_on_headers_sent)
     return config
@@ -256,6 +406,7 @@ class Limits:
     rate: int
     write_rate: int | None = None
     window: float = 1.0
+    #: CRMs keep "response"; Quo's comes from `quo.rate_limit_basis` ("adaptive")
     basis: Basis = "response"
     #: hold the first request one window: another process may have used the key
     warm: bool = False

@@ -35,6 +35,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a year past 9999
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -18,8 +18,10 @@ a timeout, and is classified once:
   the write may have happened, and the caller reconciles (intent log + lookup).
 - any other status: raised at once as the API's error of that kind.
 
-The limiter slot is released in a `finally`: a call cancelled mid-flight (shutdown, a
-supervisor restart) never keeps a slot occupied.
+The limiter slot learns when the request left (the session's trace hook) and when its
+answer came back (a 429 there also widens an adaptive limiter's margin), and is
+released in a `finally`: a call cancelled mid-flight (shutdown, a supervisor restart)
+never keeps a slot occupied.
 """
 
 from __future__ import annotations
@@ -186,6 +188,8 @@ class Transport:
                 method, self._base_url + path, params=params, data=body, headers=headers,
                 timeout=self._timeout, trace_request_ctx=slot,
             ) as response:
+                # Before the body: the adaptive basis times the round trip to the headers.
+                slot.answered(response.status)
                 payload = await response.read()
                 status = response.status
                 retry_after = response.headers.get("Retry-After")

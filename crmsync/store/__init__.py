@@ -8,6 +8,10 @@
 
 Write discipline
 ----------------
+* **One writer process.** A read-write `open_store` holds the state lock
+  (`<state_path>.lock`, `lock.py`) while it is open: the daemon for its whole life,
+  `crmsync sync` / `retry` / `inbox replay` while they run; any other writer is refused
+  (`StateLockedError`, exit 2). `lock_holder()` tells readers whether one is alive.
 * **One writer connection.** The daemon opens the file once, read-write, and shares that
   `Store` between all tenants and actors. aiosqlite runs each connection on its own
   thread, so its statements are serialised; a lock keeps other tasks' statements out
@@ -36,14 +40,24 @@ from crmsync.store.dead_letters import CATEGORIES, DeadLetter
 from crmsync.store.errors import IllegalTransitionError, StoreError
 from crmsync.store.inbox import InboxEvent, InboxState, Source
 from crmsync.store.intents import Operation, WriteIntent
+from crmsync.store.lock import (
+    DAEMON_COMMAND,
+    LockHolder,
+    StateLockedError,
+    hold_state_lock,
+    lock_holder,
+    lock_path,
+)
 from crmsync.store.mappings import Action, Mapping, SyncMethod
 from crmsync.store.migrations import LATEST_VERSION
-from crmsync.store.runs import Counts, RunKind, RunState, SyncRun
+from crmsync.store.runs import INTERRUPTED, Counts, RunKind, RunState, SyncRun
 from crmsync.store.store import Store, open_store
 from crmsync.store.tenants import Tenant, TenantPhase, TenantState
 
 __all__ = [
     "CATEGORIES",
+    "DAEMON_COMMAND",
+    "INTERRUPTED",
     "LATEST_VERSION",
     "Action",
     "Activity",
@@ -54,11 +68,13 @@ __all__ = [
     "IllegalTransitionError",
     "InboxEvent",
     "InboxState",
+    "LockHolder",
     "Mapping",
     "Operation",
     "RunKind",
     "RunState",
     "Source",
+    "StateLockedError",
     "Store",
     "StoreError",
     "SyncMethod",
@@ -67,5 +83,8 @@ __all__ = [
     "TenantPhase",
     "TenantState",
     "WriteIntent",
+    "hold_state_lock",
+    "lock_holder",
+    "lock_path",
     "open_store",
 ]

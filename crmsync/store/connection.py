@@ -22,7 +22,7 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import aiosqlite
 import msgspec
@@ -30,6 +30,8 @@ import msgspec
 from crmsync.store.errors import StoreError
 
 Params = Sequence[Any]
+#: the writer's usual `PRAGMA synchronous` (set by `open_store`; see `_insert_durably`)
+SYNCHRONOUS: Final = "NORMAL"
 RowT = TypeVar("RowT", bound=msgspec.Struct)
 
 
@@ -79,11 +81,40 @@ class Database:
         async with self._turn(), self._conn.execute(sql, params) as cursor:
             return cursor.rowcount
 
-    async def insert(self, sql: str, params: Params = ()) -> int | None:
-        """Run one INSERT; returns the new rowid, or None when it inserted nothing."""
+    async def insert(self, sql: str, params: Params = (), *, durable: bool = False) -> int | None:
+        """Run one INSERT; returns the new rowid, or None when it inserted nothing.
+
+        `durable=True`: the INSERT commits on its own (outside any transaction) with
+        `synchronous = FULL`, so it survives power loss once this returns.
+        """
         self._check_writable()
+        if durable:
+            return await self._insert_durably(sql, params)
         async with self._turn(), self._conn.execute(sql, params) as cursor:
             return cursor.lastrowid if cursor.rowcount > 0 else None
+
+    async def _insert_durably(self, sql: str, params: Params) -> int | None:
+        # Why per commit and not the connection: in WAL mode, NORMAL syncs the WAL only
+        # at checkpoints, so a power loss can undo the last commits; FULL syncs it at
+        # every commit. Only a webhook's inbox row needs that (it is acknowledged, and
+        # the sender will not send it again); every other write is idempotent or
+        # re-derivable from the CRM, and an fsync per mapping would slow the initial
+        # sync for nothing. `PRAGMA synchronous` cannot change inside a transaction but
+        # can between statements, and the connection lock (held across all three
+        # statements) keeps every other task's statement out of the FULL window. A
+        # FULL commit fsyncs the WAL, so every earlier commit is durable with it.
+        if self.in_transaction():
+            raise RuntimeError("a durable insert commits by itself: not inside transaction()")
+        async with self._lock:
+            try:
+                await self._raw("PRAGMA synchronous = FULL")
+                async with self._conn.execute(sql, params) as cursor:
+                    return cursor.lastrowid if cursor.rowcount > 0 else None
+            finally:
+                # Shielded: once queued on the connection's thread it runs before any
+                # statement another task queues after this lock is released, even if
+                # we are cancelled now.
+                await asyncio.shield(self._raw(f"PRAGMA synchronous = {SYNCHRONOUS}"))
 
     def _check_writable(self) -> None:
         if self.readonly:

@@ -1,10 +1,25 @@
-"""`dead_letters`: records that could not be synced, kept with why and when to retry.
+"""`dead_letters`: what could not be synced, kept with why, until it is resolved.
 
-A dead letter is opened with `add` (attempts = 1). The retrier takes `due_for_retry` rows
-and either resolves them (`mark_resolved`) or records another failure
-(`record_attempt`, with the next retry time, or None to wait for `crmsync retry`).
-`crmsync retry` calls `retry_now`. `category` is free text so a new kind of failure
-needs no migration; `CATEGORIES` lists the ones crmsync uses.
+A dead letter is opened with `add` (attempts = 1; a record that fails again while its
+letter is open updates that one). Nothing retries dead letters on a timer; what brings
+the work back:
+
+* **Sync records** (every category but `webhook_failed`): every sync pass re-reads all
+  CRM records and writes those without an up-to-date mapping, so a dead-lettered record
+  is tried again by the next pass (the daemon's polling pass, or `crmsync sync`), which
+  closes its letter when it succeeds (`resolve_for_record`). `crmsync retry` closes
+  letters by hand (`mark_resolved`); a record that fails again opens a new one.
+* **Webhook events** (`webhook_failed`): the inbox processor retries a failing event
+  with backoff for `daemon.inbox_retry_hours`, then marks the inbox row failed and
+  opens this letter (`crm_object` "webhook", `crm_record_id` the provider's event id,
+  `payload` the body). `crmsync retry` closes the letter and, in the same transaction,
+  re-queues the inbox row (`Inbox.requeue_failed`), which the processor applies again.
+
+`next_retry_at`, `due_for_retry`, `record_attempt` and `retry_now` keep a retry time
+per letter for a scheduler to act on; no part of crmsync schedules one today (only
+`crmsync errors` shows the time). `prune_payloads` blanks the bodies of old resolved
+webhook letters (retention). `category` is free text so a new kind of failure needs no
+migration; `CATEGORIES` lists the ones crmsync uses.
 """
 
 from __future__ import annotations
@@ -27,7 +42,10 @@ CATEGORIES: Final = (
     "quo_server",
     "quo_transport",
     "quo_decode",  # Quo answered 2xx with a body crmsync cannot read
+    "webhook_failed",  # a webhook event still failing when its retry window ended
 )
+#: the category of inbox events; their payload is the webhook body (an SMS text, phones)
+WEBHOOK_FAILED: Final = "webhook_failed"
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -186,6 +204,17 @@ class DeadLetters:
                 (now, tenant_id, dead_letter_id),
             )
         return done
+
+    async def prune_payloads(self, tenant_id: str, before: float, limit: int = 500) -> int:
+        """Blank the payload (the webhook body) of up to `limit` resolved `webhook_failed`
+        letters created before `before`; returns how many. Call again until it returns
+        less than `limit`. Open letters keep theirs: `crmsync errors` shows them."""
+        return await self._db.execute(
+            "UPDATE dead_letters SET payload = '' WHERE id IN (SELECT id FROM dead_letters"
+            " WHERE tenant_id = ? AND category = ? AND resolved_at IS NOT NULL"
+            " AND created_at < ? AND payload != '' LIMIT ?)",
+            (tenant_id, WEBHOOK_FAILED, before, limit),
+        )
 
     # Last in the class: below it, `list[...]` in annotations would mean this method.
     async def list(self, tenant_id: str, include_resolved: bool = False) -> list[DeadLetter]:

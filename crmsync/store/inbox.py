@@ -1,14 +1,21 @@
 """`webhook_inbox`: every received webhook, stored durably before it is acknowledged.
 
 The HTTP handler calls `insert` and answers 2xx only after it returned: the row is
-committed by then. `UNIQUE (tenant_id, source, event_id)` with `ON CONFLICT DO NOTHING`
-makes duplicate deliveries race-free: exactly one insert wins, the others get None.
+committed by then, with `synchronous = FULL` (it survives power loss, not only a crash).
+`UNIQUE (tenant_id, source, event_id)` with `ON CONFLICT DO NOTHING` makes duplicate
+deliveries race-free: exactly one insert wins, the others get None.
 
 An event goes pending → processing → processed | failed | ignored. `attempts` counts the
 times processing started (so an event that crashes the processor shows it); after a
-crash, `requeue_interrupted` puts events left in `processing` back to pending. Replay
-(`reset_for_replay`) puts chosen events back to pending; effects stay exactly-once
-because processing consults mappings and activities, not the inbox state.
+crash, `requeue_interrupted` puts events left in `processing` back to pending.
+`next_attempt_at` is when a pending event is due (its arrival, or after a failure the
+backoff the processor chose: `retry_later`); `next_pending` returns only due events, so
+events backing off never hold up newer ones. `queued_at` starts the event's retry
+window (the processor dead-letters it when that window is over): its arrival, or when
+`crmsync retry` (`requeue_failed`) or a replay (`reset_for_replay`) queued it again.
+Replay puts chosen events back to pending; effects stay exactly-once because processing
+consults mappings and activities, not the inbox state. `prune` deletes settled events
+after the retention period, in small batches.
 """
 
 from __future__ import annotations
@@ -38,12 +45,18 @@ class InboxEvent(msgspec.Struct, frozen=True, kw_only=True):
     state: InboxState
     attempts: int
     last_error: str | None  # why it failed, or why it was ignored
+    next_attempt_at: float  # when a pending event is due
+    queued_at: float  # when its retry window began: received, or queued again
 
 
 _SELECT: Final = (
     "SELECT id, tenant_id, source, event_id, event_type, body, headers, received_at,"
-    " processed_at, state, attempts, last_error FROM webhook_inbox"
+    " processed_at, state, attempts, last_error, next_attempt_at, queued_at"
+    " FROM webhook_inbox"
 )
+#: how many rows one `prune` statement deletes: short enough that the writer lock is
+#: never held for long, whatever the backlog
+PRUNE_BATCH: Final = 500
 _headers = msgspec.json.Decoder(dict[str, str])
 
 
@@ -61,6 +74,8 @@ def _event(row: sqlite3.Row) -> InboxEvent:
         state=row["state"],
         attempts=row["attempts"],
         last_error=row["last_error"],
+        next_attempt_at=row["next_attempt_at"],
+        queued_at=row["queued_at"],
     )
 
 
@@ -79,14 +94,17 @@ class Inbox:
         body: bytes,
         headers: dict[str, str],
     ) -> int | None:
-        """Store an event, committed on return; None if (source, event_id) was seen."""
+        """Store an event, durably committed on return; None if (source, event_id) was
+        seen. The event is due at once."""
         if self._db.in_transaction():
             raise RuntimeError(
                 "inbox.insert must commit before returning: call it outside store.transaction()"
             )
+        now = self._db.now()
         return await self._db.insert(
             "INSERT INTO webhook_inbox (tenant_id, source, event_id, event_type, body,"
-            " headers, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " headers, received_at, next_attempt_at, queued_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (tenant_id, source, event_id) DO NOTHING",
             (
                 tenant_id,
@@ -95,17 +113,31 @@ class Inbox:
                 event_type,
                 body,
                 msgspec.json.encode(headers).decode(),
-                self._db.now(),
+                now,
+                now,
+                now,
             ),
+            durable=True,
         )
 
     async def next_pending(self, tenant_id: str, limit: int = 100) -> list[InboxEvent]:
-        """The oldest pending events, in arrival order."""
+        """Pending events that are due now, earliest due first (arrival order for events
+        that never failed). Events still backing off are not returned."""
         rows = await self._db.fetchall(
-            f"{_SELECT} WHERE tenant_id = ? AND state = 'pending' ORDER BY id LIMIT ?",
-            (tenant_id, limit),
+            f"{_SELECT} WHERE tenant_id = ? AND state = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, id LIMIT ?",
+            (tenant_id, self._db.now(), limit),
         )
         return [_event(row) for row in rows]
+
+    async def next_attempt_time(self, tenant_id: str) -> float | None:
+        """When the earliest pending event is due (maybe already); None if none is pending."""
+        row = await self._db.fetchone(
+            "SELECT min(next_attempt_at) FROM webhook_inbox"
+            " WHERE tenant_id = ? AND state = 'pending'",
+            (tenant_id,),
+        )
+        return None if row is None or row[0] is None else float(row[0])
 
     async def claim(self, tenant_id: str, id: int) -> bool:
         """pending → processing, only if still pending: two processes never both win."""
@@ -116,9 +148,27 @@ class Inbox:
         )
         return changed > 0
 
-    async def retry_later(self, tenant_id: str, id: int, error: str) -> bool:
-        """processing → pending again after a retryable failure, keeping the error."""
-        return await self._set(tenant_id, id, "state = 'pending', last_error = ?", error)
+    async def retry_later(
+        self, tenant_id: str, id: int, error: str, *, next_attempt_at: float
+    ) -> bool:
+        """processing → pending again after a retryable failure, due at
+        `next_attempt_at`, keeping the error."""
+        return await self._set(
+            tenant_id, id, "state = 'pending', last_error = ?, next_attempt_at = ?",
+            error, next_attempt_at,
+        )
+
+    async def requeue_failed(self, tenant_id: str, event_id: str) -> int:
+        """failed → pending, due now with a fresh retry window and attempt count, for the
+        events with this provider event id (`crmsync retry` of a `webhook_failed` dead
+        letter, which names the event by it). Returns how many it re-queued."""
+        now = self._db.now()
+        return await self._db.execute(
+            "UPDATE webhook_inbox SET state = 'pending', attempts = 0, processed_at = NULL,"
+            " next_attempt_at = ?, queued_at = ?"
+            " WHERE tenant_id = ? AND event_id = ? AND state = 'failed'",
+            (now, now, tenant_id, event_id),
+        )
 
     async def mark_processing(self, tenant_id: str, id: int) -> bool:
         return await self._set(tenant_id, id, "state = 'processing', attempts = attempts + 1")
@@ -178,19 +228,25 @@ class Inbox:
         reset = 0
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
+            now = self._db.now()
             reset += await self._db.execute(
                 "UPDATE webhook_inbox SET state = 'pending', processed_at = NULL,"  # noqa: S608
-                f" last_error = NULL WHERE tenant_id = ? AND id IN ({', '.join('?' * len(chunk))})",
-                (tenant_id, *chunk),
+                " last_error = NULL, next_attempt_at = ?, queued_at = ?"
+                f" WHERE tenant_id = ? AND id IN ({', '.join('?' * len(chunk))})",
+                (now, now, tenant_id, *chunk),
             )
         return reset
 
-    async def prune(self, tenant_id: str, before: float) -> int:
-        """Delete processed and ignored events received before `before` (retention)."""
+    async def prune(self, tenant_id: str, before: float, limit: int = PRUNE_BATCH) -> int:
+        """Delete up to `limit` processed and ignored events received before `before`
+        (retention); returns how many. Call again until it returns less than `limit`:
+        each call is one short statement, so other writers wait at most that long.
+        Pending, processing and failed events are kept whatever their age."""
         return await self._db.execute(
-            "DELETE FROM webhook_inbox WHERE tenant_id = ? AND received_at < ?"
-            " AND state IN ('processed', 'ignored')",
-            (tenant_id, before),
+            "DELETE FROM webhook_inbox WHERE id IN (SELECT id FROM webhook_inbox"
+            " WHERE tenant_id = ? AND received_at < ? AND state IN ('processed', 'ignored')"
+            " LIMIT ?)",
+            (tenant_id, before, limit),
         )
 
     # Last in the class: below it, `list[...]` in annotations would mean this method.

@@ -160,7 +160,20 @@ ALTER TABLE mappings ADD COLUMN last_seen_at REAL;
 ALTER TABLE activities ADD COLUMN pending_hash TEXT;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
+# v3 (inbox hardening): each inbox event carries when it may next be tried and when
+# its retry window began (`queued_at`: received, or re-queued by `crmsync retry` /
+# replay), so the processor selects due events with one index range instead of skipping
+# backing-off ones in memory. Existing rows were due on arrival, as before. The new
+# index leads with (tenant_id, state) too, so it also serves every lookup the old one did.
+_V3: Final = """
+ALTER TABLE webhook_inbox ADD COLUMN next_attempt_at REAL NOT NULL DEFAULT 0;
+ALTER TABLE webhook_inbox ADD COLUMN queued_at REAL NOT NULL DEFAULT 0;
+UPDATE webhook_inbox SET next_attempt_at = received_at, queued_at = received_at;
+DROP INDEX webhook_inbox_by_state;
+CREATE INDEX webhook_inbox_due ON webhook_inbox (tenant_id, state, next_attempt_at, id);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
 LATEST_VERSION: Final = len(MIGRATIONS)
 
 

@@ -37,6 +37,9 @@ TRANSITIONS: Final[dict[RunState, frozenset[RunState]]] = {
     "cancelled": frozenset(),
 }
 FINAL_STATES: Final = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+#: the error of a run whose process stopped before it finished (killed or interrupted):
+#: such a run is `failed` with this error, whoever closes it (see `begin`)
+INTERRUPTED: Final = "interrupted"
 
 
 class Counts(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,7 +144,7 @@ class Runs:
         async with self._db.transaction():
             latest = await self.latest(tenant_id)
             if latest is not None and latest.state in ("pending", "running"):
-                await self.transition(tenant_id, latest.id, "failed", error="interrupted")
+                await self.transition(tenant_id, latest.id, "failed", error=INTERRUPTED)
             if full:
                 await self._forget_cursors(tenant_id, crm_objects)
             row = await self._db.fetchone(

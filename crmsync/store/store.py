@@ -1,8 +1,11 @@
 """`Store`: the repositories of one state database, and `open_store` that opens it.
 
-The daemon opens the file once, read-write: that is the one writer connection. CLI
-readers (`crmsync status` while the daemon runs) open it with `readonly=True`, a
-`mode=ro` URI connection that never writes, never migrates, and only checks that the
+The daemon opens the file once, read-write: that is the one writer connection, and
+the one writer process: a read-write open holds the state lock (`lock.py`,
+`<state_path>.lock`) until it is closed, so a second writer (another daemon, `crmsync
+sync` beside the daemon) is refused with one line naming the holder. CLI readers
+(`crmsync status` while the daemon runs) open it with `readonly=True`, a `mode=ro` URI
+connection that never writes, never migrates, never locks, and only checks that the
 schema is the one this crmsync knows.
 
 Each table has a small repository class (`store.tenants`, `store.runs`, …) whose
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Final
@@ -24,11 +27,12 @@ import aiosqlite
 
 from crmsync.store.activities import Activities
 from crmsync.store.checkpoints import Checkpoints
-from crmsync.store.connection import Database
+from crmsync.store.connection import SYNCHRONOUS, Database
 from crmsync.store.dead_letters import DeadLetters
 from crmsync.store.errors import StoreError
 from crmsync.store.inbox import Inbox
 from crmsync.store.intents import Intents
+from crmsync.store.lock import acquire_state_lock
 from crmsync.store.mappings import Mappings
 from crmsync.store.migrations import LATEST_VERSION, check_version, migrate, schema_version
 from crmsync.store.runs import Runs
@@ -46,16 +50,29 @@ async def open_store(
     *,
     readonly: bool = False,
     clock: Callable[[], float] = time.time,
+    command: str = "crmsync",
+    tenants: Sequence[str] | None = None,
 ) -> AsyncIterator[Store]:
     """Open the state database at `path` (parent directories are created).
 
-    `clock` gives the unix time stamped on rows (tests pass a fake one).
+    `clock` gives the unix time stamped on rows (tests pass a fake one). Read-write, the
+    state lock is taken first and held until the store is closed (`StateLockedError`,
+    exit 2, if another process has it); `command` and `tenants` (None: every tenant)
+    say who holds it, for that message and for `crmsync status`.
     """
-    store = await _open(Path(path), readonly=readonly, clock=clock)
+    if readonly:
+        lock = None
+    else:
+        lock = await acquire_state_lock(path, command=command, tenants=tenants)
     try:
-        yield store
+        store = await _open(Path(path), readonly=readonly, clock=clock)
+        try:
+            yield store
+        finally:
+            await store.close()
     finally:
-        await store.close()
+        if lock is not None:
+            lock.release()
 
 
 async def _open(path: Path, *, readonly: bool, clock: Callable[[], float]) -> Store:
@@ -107,7 +124,9 @@ async def _prepare_writer(db: Database) -> tuple[int, ...]:
     # included: only an OS crash or power loss can lose the last transactions. That is
     # acceptable because every write we make is idempotent or re-derivable from the CRM,
     # and Quo writes in flight are reconciled through the intent log (write_intents).
-    await db.fetchall("PRAGMA synchronous = NORMAL")
+    # The one exception, a webhook's inbox row (acknowledged to a sender that will not
+    # send it again), commits with FULL: `Database.insert(durable=True)`.
+    await db.fetchall(f"PRAGMA synchronous = {SYNCHRONOUS}")
     await db.fetchall("PRAGMA foreign_keys = ON")
     return await migrate(db)
 
@@ -155,6 +174,10 @@ class Store:
     def in_transaction(self) -> bool:
         """Whether the current task is inside `transaction()`."""
         return self._db.in_transaction()
+
+    def now(self) -> float:
+        """The unix time this store stamps on rows (a fake one in tests)."""
+        return self._db.now()
 
     async def close(self) -> None:
         await self._db.close()

@@ -8,12 +8,15 @@ Records already written come back as unchanged (content hash) and cost no Quo re
 
 The pipeline keeps its run's books (`store.runs.begin` / `finish`) and returns a
 `SyncResult`; what that means for the tenant's state is the tenant runtime's decision.
+A pass that is cancelled (shutdown, Ctrl-C) closes its run as `failed` with error
+`interrupted` and the counts of every record it settled, committed page or not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +33,15 @@ from crmsync.net.errors import AuthError
 from crmsync.quo.client import QuoClient
 from crmsync.services.contact_writes import QuoContactSync
 from crmsync.store import Store
-from crmsync.store.runs import RunStart, SyncRun
-from crmsync.tenant.supervisor import PASS, RestartBudget, RestartCounter, describe, supervise
+from crmsync.store.runs import INTERRUPTED, RunStart, SyncRun
+from crmsync.tenant.supervisor import (
+    PASS,
+    RestartBudget,
+    RestartCounter,
+    describe,
+    one_for_all,
+    supervise,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +95,8 @@ class SyncPipeline:
         self._on_settled = on_settled
         self._budget = budget or RestartBudget()
         self._hooks = RestartCounter(tenant)
+        #: the current attempt's verifier: what an interrupted run still counts
+        self._verifier: MappingVerifier | None = None
 
     async def _pass(self, start: RunStart) -> tuple[list[str], int]:
         options = self._options
@@ -110,16 +122,48 @@ class SyncPipeline:
         )
         queues: dict[str, asyncio.Queue[Any]] = {"raw": raw, "write": writes, "verify": verify}
         sampler = asyncio.create_task(self._sample_queue_depths(queues))
+        self._verifier = verifier
         try:
             # Sinks first, sources last (and the reverse on the way out).
-            async with asyncio.TaskGroup() as actors:
-                for actor in (verifier, writer, transformer, fetcher):
-                    actors.create_task(actor.start(), name=f"{self.tenant}:{actor.name}")
+            await one_for_all(
+                (f"{self.tenant}:{actor.name}", actor.start())
+                for actor in (verifier, writer, transformer, fetcher)
+            )
+        except Exception:
+            # A crash: the restart redoes this attempt's uncommitted pages, so nothing of
+            # them may be counted (only a cancellation counts them, see `run`).
+            self._verifier = None
+            raise
         finally:
             sampler.cancel()
             for name in queues:
                 metrics.queue_depth.labels(self.tenant, name).set(0)
         return verifier.bulk_missing, transformer.dropped_phones
+
+    async def _close_interrupted(self, run_id: int) -> None:
+        """The pass was stopped (shutdown, Ctrl-C): close its run as `failed` with error
+        `interrupted` and the counts of what it wrote.
+
+        Committed pages carry their counts already; the records settled in pages that
+        never completed (their mappings are stored, their cursor is not) are added
+        here, so the run counts every record it settled, and the next pass, starting
+        from the committed cursor, counts those again as its own (unchanged). Runs in
+        the cancelled task: a second cancellation (a forced stop) abandons it, and the
+        run is then closed by the next pass's `runs.begin`, as after a kill.
+        """
+        settled = self._verifier.uncommitted_counts() if self._verifier else Counter[str]()
+        try:
+            async with self._store.transaction():
+                if settled:
+                    await self._store.runs.add_counts(
+                        self.tenant, run_id, fetched=settled.total(), **settled
+                    )
+                await self._store.runs.finish(self.tenant, run_id, ok=False, error=INTERRUPTED)
+        except Exception:
+            log.exception("could not close the interrupted run %d", run_id)
+        else:
+            for action, count in settled.items():
+                metrics.records_synced.labels(self.tenant, action).inc(count)
 
     async def _sample_queue_depths(self, queues: dict[str, asyncio.Queue[Any]]) -> None:
         while True:
@@ -139,6 +183,9 @@ class SyncPipeline:
                 lambda: self._pass(start), PASS, self._budget,
                 name="sync_pipeline", hooks=self._hooks,
             )
+        except asyncio.CancelledError:
+            await self._close_interrupted(start.run_id)
+            raise
         except AuthError as rejected:
             await self._store.runs.finish(
                 self.tenant, start.run_id, ok=False, error=f"credentials rejected: {rejected}"

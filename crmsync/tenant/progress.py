@@ -8,7 +8,8 @@ work in flight; every fetch and every settle is progress (stall detection reads 
 Drain (shutdown, or a tenant stopped by a reload): `drain()` holds every *new* page
 fetch; pages already fetched run to their committed checkpoint, and `wait_quiet()`
 returns once nothing is in flight. At worst the last page is redone after a restart
-(its records are then unchanged: no Quo request).
+(its records are then unchanged: no Quo request). A foreground `crmsync sync` stopped
+by Ctrl-C waits with `wait_settled()`, which does not wait for a fetch in progress.
 
 If a pass crashes and its supervisor restarts it, the in-flight records are lost; a
 fetch that does not continue where the last page ended marks that restart and resets
@@ -39,6 +40,8 @@ class Progress:
         self._held = asyncio.Event()  # never set: held fetches wait here until cancelled
         self._quiet = asyncio.Event()
         self._quiet.set()
+        self._settled = asyncio.Event()  # every fetched record settled
+        self._settled.set()
         self._observers: list[Callable[[str], None]] = []
 
     def observe(self, on_settled: Callable[[str], None]) -> None:
@@ -55,6 +58,10 @@ class Progress:
             self._quiet.clear()
         else:
             self._quiet.set()
+        if self.in_flight:
+            self._settled.clear()
+        else:
+            self._settled.set()
 
     def new_pass(self) -> None:
         """A pass starts from the top: nothing of an earlier one is in flight."""
@@ -106,6 +113,12 @@ class Progress:
     async def wait_quiet(self) -> None:
         """Until no fetch is outstanding and every fetched record settled."""
         await self._quiet.wait()
+
+    async def wait_settled(self) -> None:
+        """Until every fetched record settled; a fetch still outstanding is not waited
+        for (a foreground stop: what it would bring is fetched again next time, and a
+        CRM that does not answer must not hold up Ctrl-C)."""
+        await self._settled.wait()
 
 
 class _WatchedAdapter:

@@ -16,7 +16,7 @@ import aiohttp
 from crmsync.adapters.base import CrmAdapter
 from crmsync.adapters.registry import build_adapter
 from crmsync.config import Config, TenantConfig
-from crmsync.net.ratelimit import LimiterRegistry, Limits, slot_trace_config
+from crmsync.net.ratelimit import LimiterRegistry, Limits, key_fingerprint, slot_trace_config
 from crmsync.net.retry import RetryPolicy
 from crmsync.quo.client import QuoClient
 
@@ -25,6 +25,8 @@ from crmsync.quo.client import QuoClient
 class TenantClients:
     quo: QuoClient
     adapter: CrmAdapter
+    #: the Quo key's fingerprint (`crmsync_tenant_quo_key`): which tenants share a limit
+    quo_key: str
 
 
 class Resources:
@@ -62,7 +64,7 @@ class Resources:
             retry=self.retry,
             max_pause=quo_config.max_retry_after,
         )
-        return TenantClients(quo=quo, adapter=adapter)
+        return TenantClients(quo=quo, adapter=adapter, quo_key=key_fingerprint(quo_key))
 
 
 @contextlib.asynccontextmanager

@@ -15,14 +15,16 @@ error): `_set_state` writes the store first, then the in-memory copy, readiness 
 
 For the daemon: `settled` is set once the startup attempt is over (the initial sync
 began, or the tenant is live, parked, failed or stopped), and `progress` (fed by every
-pass) tells stall detection and the shutdown drain what is in flight.
-`sync_once()` is `crmsync sync`: one pass in the foreground, with the same bookkeeping.
+pass) tells stall detection and `drain` (a shutdown, a reload, Ctrl-C on `crmsync
+sync`) what is in flight. `sync_once()` is `crmsync sync`: one pass in the foreground,
+with the same bookkeeping and a restart budget without a time window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from crmsync import log_context, metrics
 from crmsync.actors.inbox_processor import InboxProcessor
@@ -35,6 +37,7 @@ from crmsync.services.crm_changes import CrmChangeHandler
 from crmsync.services.subscriptions import SubscriptionManager
 from crmsync.store import Store
 from crmsync.store.tenants import TenantPhase, TenantState
+from crmsync.tenant.gauges import show_quo_key
 from crmsync.tenant.pipeline import SyncPipeline, SyncResult, pipeline_options
 from crmsync.tenant.poller import Poller
 from crmsync.tenant.progress import Progress
@@ -45,6 +48,8 @@ from crmsync.tenant.supervisor import (
     RestartBudgetSpentError,
     RestartCounter,
     describe,
+    foreground_budget,
+    one_for_all,
     supervise,
 )
 from crmsync.web.health import Health
@@ -72,6 +77,7 @@ class TenantRuntime:
         clients = resources.clients_for(tenant)
         self.quo = clients.quo
         self.adapter = clients.adapter
+        self.quo_key = clients.quo_key  # the fingerprint, never the key
         self.target = WebhookTarget.for_tenant(
             resources.config, tenant, adapter=self.adapter, store=store
         )
@@ -136,8 +142,14 @@ class TenantRuntime:
         self._health.set_reason(self.id, reason)
 
     def launching(self) -> None:
-        """The daemon launched it: not ready until it says otherwise."""
+        """The daemon launched it: not ready until it says otherwise.
+
+        Its Quo key's gauge is set here, not when it is built: a reload builds the
+        replacement before the old runtime stops, and that stop forgets the tenant's
+        gauges (`gauges.forget_tenant`).
+        """
         self._show("starting", "setup", None)
+        show_quo_key(self.id, self.quo_key)
 
     async def restarting(self, child: str, error: Exception) -> None:
         """Supervisor hook: a crash within the budget; the child starts again."""
@@ -150,12 +162,13 @@ class TenantRuntime:
 
     # -- sync passes ----------------------------------------------------------------------
 
-    def new_pass(self, *, full: bool = True) -> SyncPipeline:
+    def new_pass(self, *, full: bool = True, budget: RestartBudget | None = None) -> SyncPipeline:
+        """A pass within `budget` (default: the tenant's pass budget, shared by its passes)."""
         self.progress.new_pass()
         return SyncPipeline(
             self.id, store=self._store, quo=self.quo, adapter=self.progress.watch(self.adapter),
             options=pipeline_options(self._resources.config, self.config, full=full),
-            on_settled=self.progress.settled, budget=self._pass_budget,
+            on_settled=self.progress.settled, budget=budget or self._pass_budget,
         )
 
     async def run_pass(self, *, full: bool = True) -> SyncResult:
@@ -176,8 +189,12 @@ class TenantRuntime:
     async def sync_once(self, *, full: bool = False) -> SyncResult:
         """`crmsync sync`: one pass in the foreground, the tenant's state around it.
 
-        A pass over `max_error_rate`, rejected credentials and a spent budget leave the
-        tenant `failed` with the reason; the last two are raised after that.
+        The pass has the foreground budget (`supervisor.foreground_budget`: 5 restarts
+        in all, so a command against an unreachable CRM ends). A pass over
+        `max_error_rate`, rejected credentials and a spent budget leave the tenant
+        `failed` with the reason; the last two are raised after that. Cancelled (Ctrl-C,
+        after `drain`), the pass closes its run as interrupted and the tenant is
+        `stopped`.
         """
         with log_context.tenant(self.id):
             return await self._sync_once(full=full)
@@ -187,7 +204,10 @@ class TenantRuntime:
         initial = not await self._initial_sync_done()
         await self._set_state("running", phase="initial_sync" if initial else "live")
         try:
-            result = await self.new_pass(full=full).run()
+            result = await self.new_pass(full=full, budget=foreground_budget()).run()
+        except asyncio.CancelledError:
+            await self._end("stopped")
+            raise
         except AuthError as exc:
             await self._set_state("failed", error=f"credentials rejected: {exc}")
             raise
@@ -203,9 +223,12 @@ class TenantRuntime:
     # -- the supervised tenant ------------------------------------------------------------
 
     def inbox_processor(self) -> InboxProcessor:
+        daemon = self._resources.config.daemon
         return InboxProcessor(
             self.id, store=self._store, adapter=self.adapter, crm_changes=self.crm_changes,
             quo_events=self.activity, wake=self.target.wake,
+            retry_window=daemon.inbox_retry_hours * 3600.0,
+            retention=daemon.inbox_retention_days * 86400.0,
         )
 
     async def _children(self) -> None:
@@ -224,10 +247,11 @@ class TenantRuntime:
             self.id, store=self._store, run_pass=self.run_pass, crm_changes=self.crm_changes,
             crm_objects=list(self.config.object_types), interval=self.config.poll_interval,
         )
-        async with asyncio.TaskGroup() as actors:
-            actors.create_task(self.inbox_processor().start(), name=f"{self.id}:inbox")
-            actors.create_task(poller.start(), name=f"{self.id}:poller")
-            actors.create_task(self._keep_subscriptions(), name=f"{self.id}:subscriptions")
+        await one_for_all([
+            (f"{self.id}:inbox", self.inbox_processor().start()),
+            (f"{self.id}:poller", poller.start()),
+            (f"{self.id}:subscriptions", self._keep_subscriptions()),
+        ])
 
     async def _keep_subscriptions(self) -> None:
         interval = min(SUBSCRIPTION_CHECK_SECONDS, self.config.poll_interval)
@@ -254,6 +278,44 @@ class TenantRuntime:
             await self._end("failed", error=describe(bug))
         finally:
             self.settled.set()
+
+    async def drain(
+        self,
+        task: asyncio.Task[Any],
+        *,
+        reason: str,
+        deadline: float,
+        force: asyncio.Event,
+        wait_for_fetch: bool = True,
+    ) -> str:
+        """Stop fetching new pages and let what was fetched settle and commit, until that
+        is done, `deadline` (loop time), `force` or the end of `task` (the work being
+        stopped); returns why the wait ended. The caller then cancels `task`.
+
+        `wait_for_fetch=False` (a foreground stop) does not wait for a page fetch still
+        in progress: a CRM that does not answer would hold the stop to the deadline.
+        """
+        self.progress.drain()
+        settled = self.progress.wait_quiet() if wait_for_fetch else self.progress.wait_settled()
+        quiet = asyncio.ensure_future(settled)
+        forced = asyncio.ensure_future(force.wait())
+        try:
+            timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+            await asyncio.wait({quiet, forced, task}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            quiet.cancel()
+            forced.cancel()
+        if quiet.done() and not quiet.cancelled():
+            # The last record settles just before its page's checkpoint transaction
+            # starts, and that transaction holds the store's lock: this read queues
+            # behind it, so it returns once the checkpoint is committed.
+            await self._store.tenants.get(self.id)
+            return f"{reason}: drained"
+        if force.is_set():
+            return f"{reason}: forced, {self.progress.in_flight} records in flight"
+        return (f"{reason}: drain deadline passed, {self.progress.in_flight} records in"
+                " flight (resumed from the last checkpoint on the next start)")
 
     async def _end(self, state: TenantState, *, error: str | None = None) -> None:
         """The final state: shown even when the store cannot take it (the log says why)."""

@@ -16,22 +16,31 @@ level: the one that restarts it.
               verifier of one sync pass                           up to the tenant, uncounted
               (SyncPipeline; one budget per tenant
               for all its passes)
+    foreground the same actors, for `crmsync sync`     5 in all    as the pass; a spent budget
+    pass      (TenantRuntime.sync_once)               (no window) ends the command: exit 1
 
 A spent budget forfeits the tenant: `RestartBudgetSpentError` passes through every
 level above uncounted, and the tenant runtime marks the tenant failed; the other
 tenants are unaffected. So a pass that keeps crashing fails its tenant after exactly
 one budget (6 attempts), never after budget x budget.
+
+Why the foreground pass counts restarts without a window: a sliding window only fills
+when crashes come fast. Against an unreachable CRM each attempt lasts as long as its
+timeouts and retries (more than 30 s / 5), so a windowed budget never fills and a
+command in a terminal would restart forever. The daemon is meant to outlast an outage
+(and systemd and the alerts watch it), so its budgets keep their window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from crmsync import metrics
 from crmsync.net.errors import AuthError
@@ -51,7 +60,8 @@ class RestartBudgetSpentError(Exception):
 
 
 class RestartBudget:
-    """At most `max_restarts` restarts within any `within_seconds`."""
+    """At most `max_restarts` restarts within any `within_seconds` (`math.inf`: in all,
+    however far apart; see `foreground_budget`)."""
 
     def __init__(
         self,
@@ -71,10 +81,17 @@ class RestartBudget:
         while self._restarts and now - self._restarts[0] > self.within_seconds:
             self._restarts.popleft()
         if len(self._restarts) >= self.max_restarts:
-            raise RestartBudgetSpentError(
-                f"more than {self.max_restarts} restarts within {self.within_seconds:g}s"
+            window = "" if math.isinf(self.within_seconds) else (
+                f" within {self.within_seconds:g}s"
             )
+            raise RestartBudgetSpentError(f"more than {self.max_restarts} restarts{window}")
         self._restarts.append(now)
+
+
+def foreground_budget() -> RestartBudget:
+    """The budget of a pass run in the foreground (`crmsync sync`): MAX_RESTARTS restarts
+    in all, without a time window, so a command always ends (see the module docstring)."""
+    return RestartBudget(within_seconds=math.inf)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +150,25 @@ def root_cause(error: BaseException) -> BaseException:
 
 def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
+
+
+async def one_for_all(children: Iterable[tuple[str, Coroutine[Any, Any, object]]]) -> None:
+    """Run named coroutines as the tasks of one TaskGroup until every one has ended; a
+    crash of any cancels the others and is raised (in an exception group).
+
+    The body waits for the tasks itself rather than leaving that to the group's
+    `__aexit__`: on Python 3.11 a child that crashes while the group waits in
+    `__aexit__` cancels the parent task and never takes that back (the group only
+    uncancels for a crash it saw before `__aexit__`). Each crashed and restarted child
+    then left one cancellation pending on the task running the supervisor: harmless
+    until Ctrl-C, which `asyncio.Runner` took for a second cancellation and turned
+    into a `CancelledError` traceback instead of exit 130 (`asyncio.timeout` misreads
+    it too). A crash seen while the body waits is uncancelled by the group itself.
+    """
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(coro, name=name) for name, coro in children]
+        if tasks:
+            await asyncio.wait(tasks)
 
 
 async def supervise(

@@ -21,10 +21,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from crmsync.domain.status import build_status, encode_status
 from crmsync.net.serve import serve_app
 from crmsync.store import Store
+from crmsync.web.guard import IntakeGuard
 from crmsync.web.health import Health
 from crmsync.web.intake import crm_webhook, quo_webhook
 from crmsync.web.keys import (
     CONFIG_KEY,
+    GUARD_KEY,
     HEALTH_KEY,
     MAX_BODY_KEY,
     PENDING_COMMITS_KEY,
@@ -46,8 +48,12 @@ def build_app(
     config: ConfigGetter,
     health: Health,
     max_body_bytes: int,
+    guard: IntakeGuard | None = None,
 ) -> web.Application:
-    """The listener's application; `targets(tenant_id)` is None for unknown or stopped ones."""
+    """The listener's application; `targets(tenant_id)` is None for unknown or stopped ones.
+
+    `guard` throttles senders of bad signatures (default: `IntakeGuard()`'s limits).
+    """
     # client_max_size caps request.read()/post() too, should anything ever call them.
     app = web.Application(middlewares=[_errors_as_json], client_max_size=max_body_bytes)
     app[TARGETS_KEY] = targets
@@ -56,6 +62,7 @@ def build_app(
     app[HEALTH_KEY] = health
     app[MAX_BODY_KEY] = max_body_bytes
     app[PENDING_COMMITS_KEY] = set()
+    app[GUARD_KEY] = IntakeGuard() if guard is None else guard
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)

@@ -1,9 +1,11 @@
 """Webhook intake (INTERFACE §4): `POST /webhooks/{tenant}/crm` and `/webhooks/{tenant}/quo`.
 
 A webhook is answered 2xx only after its inbox row is committed, and the handler never
-calls the CRM or Quo: the order is size cap → signature (401) → parse (400) → insert
-(committed, shielded) → 200 → `target.notify()`. Everything else happens in the tenant's
-inbox processor.
+calls the CRM or Quo: the order is throttle (429) → size cap (413) → signature (401) →
+parse (400) → insert (committed, shielded) → 200 → `target.notify()`. Everything else
+happens in the tenant's inbox processor. The throttle and the off-loop verification of
+big bodies are the `IntakeGuard`'s (`guard.py`): a source whose signatures keep failing
+is answered 429 before its body is read.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from aiohttp import web
 from crmsync import log_context, metrics
 from crmsync.adapters.base import WebhookFormatError, WebhookSignatureError
 from crmsync.store import Source
+from crmsync.web.guard import IntakeGuard, ThrottledError
 from crmsync.web.keys import (
+    GUARD_KEY,
     MAX_BODY_KEY,
     PENDING_COMMITS_KEY,
     STORE_KEY,
@@ -32,7 +36,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Outcome = Literal[
-    "accepted", "duplicate", "bad_signature", "malformed", "too_large", "unknown_tenant", "error"
+    "accepted", "duplicate", "bad_signature", "throttled", "malformed", "too_large",
+    "unknown_tenant", "error",
 ]
 
 #: the metric's tenant label for ids no target answers to (bounded label values)
@@ -67,27 +72,33 @@ async def _intake_for(
     request: web.Request, source: Source, target: WebhookTarget
 ) -> web.Response:
     tenant = target.tenant
+    guard = request.app[GUARD_KEY]
+    sender = IntakeGuard.source_of(request.remote)
+    try:
+        guard.check(sender)  # before the body is read: a throttled source costs nothing
+    except ThrottledError as exc:
+        return _throttled(tenant, source, exc)
     limit = request.app[MAX_BODY_KEY]
     body = await _read_capped(request, limit)
     if body is None:
         _count(tenant, source, "too_large")
         return error_response(413, f"body larger than {limit} bytes")
     headers = request.headers
+    offload = guard.offloader(sender)
     try:
         if source == "crm":
-            await target.verify_crm(headers, body)
+            await target.verify_crm(headers, body, offload=offload)
         else:
-            await target.verify_quo(headers, body)
+            await target.verify_quo(headers, body, offload=offload)
+    except ThrottledError as exc:
+        return _throttled(tenant, source, exc)
     except WebhookSignatureError as exc:
         log.debug("%s webhook rejected: %s", source, exc)
+        await guard.failed(sender)
         _count(tenant, source, "bad_signature")
         return error_response(401, "bad or missing signature")
     try:
-        if source == "crm":
-            event = target.parse_crm(headers, body)
-            event_id, event_type = event.event_id, event.event_type
-        else:
-            event_id, event_type = target.parse_quo(body)
+        event_id, event_type = _parse(target, source, headers, body)
     except WebhookFormatError as exc:
         _count(tenant, source, "malformed")
         return error_response(400, f"malformed webhook: {exc}")
@@ -107,6 +118,28 @@ async def _intake_for(
     _count(tenant, source, "accepted")
     target.notify()
     return json_response({"status": "accepted"})
+
+
+def _parse(
+    target: WebhookTarget, source: Source, headers: Mapping[str, str], body: bytes
+) -> tuple[str, str]:
+    """`(event_id, event_type)` of a verified delivery; `WebhookFormatError` if malformed."""
+    if source == "crm":
+        event = target.parse_crm(headers, body)
+        event_id, event_type = event.event_id, event.event_type
+    else:
+        event_id, event_type = target.parse_quo(body)
+    # JSON may spell lone surrogates ("\ud800"), which no UTF-8 column can store.
+    if not (_utf8(event_id) and _utf8(event_type)):
+        raise WebhookFormatError("the event id or type is not valid Unicode")
+    return event_id, event_type
+
+
+def _throttled(tenant: str, source: Source, exc: ThrottledError) -> web.Response:
+    _count(tenant, source, "throttled")
+    response = error_response(429, str(exc))
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _count(tenant: str, source: Source, outcome: Outcome) -> None:
@@ -129,9 +162,25 @@ async def _read_capped(request: web.Request, limit: int) -> bytes | None:
 
 
 def _storable(headers: Mapping[str, str]) -> dict[str, str]:
-    """The headers worth keeping with the event: signatures and ids yes, credentials no."""
-    return {name: value for name, value in headers.items()
+    """The headers worth keeping with the event: signatures and ids yes, credentials no.
+
+    A value that is not valid Unicode (aiohttp keeps undecodable bytes as surrogates)
+    is kept with those characters replaced: the record must still be storable.
+    """
+    return {_clean(name): _clean(value) for name, value in headers.items()
             if name.lower() not in SENSITIVE_HEADERS}
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _clean(text: str) -> str:
+    return text if _utf8(text) else text.encode(errors="replace").decode()
 
 
 async def _committed(app: web.Application, commit: Coroutine[Any, Any, T]) -> T:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from crmsync.config import Config
 from crmsync.store import Store
+from crmsync.web.guard import IntakeGuard
 from crmsync.web.health import Health
 from crmsync.web.targets import WebhookTarget
 
@@ -26,6 +27,7 @@ STORE_KEY: Final = web.AppKey("crmsync_store", Store)
 CONFIG_KEY: Final[web.AppKey[ConfigGetter]] = web.AppKey("crmsync_config")
 HEALTH_KEY: Final = web.AppKey("crmsync_health", Health)
 MAX_BODY_KEY: Final = web.AppKey("crmsync_max_body_bytes", int)
+GUARD_KEY: Final = web.AppKey("crmsync_intake_guard", IntakeGuard)
 PENDING_COMMITS_KEY: Final = web.AppKey("crmsync_pending_commits", set[asyncio.Task[Any]])
 
 

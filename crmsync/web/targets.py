@@ -7,15 +7,24 @@ processor waits on `wake` and drains the inbox. Nothing here calls the CRM or Qu
 Signing secrets live in the state database (`subscriptions`, written when crmsync
 creates a webhook) and, for CRMs whose secret is set by hand, in the config
 (`crm_webhook_secret`). They are cached for a few seconds and re-read at once when a
-signature matches none of them, so a webhook created a moment ago already verifies.
+signature matches none of them, so a webhook created a moment ago already verifies; such
+a re-read happens at most once per cache lifetime, so a flood of bad signatures is not a
+flood of database reads.
+
+Verifying is HMAC work over a body of up to 1 MiB, asked for by anyone: a verification
+that may hash more than `INLINE_WORK_BYTES` runs through the caller's `offload` (the
+listener's `IntakeGuard`: a worker thread, one at a time), so a request holds the
+event loop for a millisecond or so at most, whatever its signature header says.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
 
 from crmsync.adapters.base import (
     CrmAdapter,
@@ -28,13 +37,20 @@ from crmsync.quo import signature
 from crmsync.store import Source, Store
 
 SECRETS_TTL_SECONDS = 5.0
+#: a verification that may hash more bytes than this runs off the event loop (SHA-256
+#: hashes roughly 0.3-2 GB/s: this is well under a millisecond of loop time)
+INLINE_WORK_BYTES: Final = 256 * 1024
+
+#: runs `work()` somewhere other than the event loop and returns its result
+Offload = Callable[[Callable[[], bool]], Awaitable[bool]]
 
 
 class SecretCache:
     """The secrets of one tenant and source, cached for `ttl` seconds.
 
     `refresh()` coalesces: callers that missed while another refresh was running
-    reuse its result instead of each reading the database again.
+    reuse its result instead of each reading the database again. `refresh_after_miss()`
+    (a signature matched no cached secret) re-reads at most once per `ttl`.
     """
 
     def __init__(
@@ -56,6 +72,7 @@ class SecretCache:
         self._secrets: tuple[str, ...] = ()
         self._loaded_at: float | None = None
         self._generation = 0
+        self._missed_at: float | None = None  # when a miss last caused a read
         self._lock = asyncio.Lock()
 
     @property
@@ -74,12 +91,30 @@ class SecretCache:
         """Re-read, unless someone already did since generation `seen`."""
         async with self._lock:
             if self._generation == seen:
-                stored = await self._store.subscriptions.secrets(self._tenant, self._source)
-                # dict.fromkeys: de-duplicate, keep order (stored first, then config).
-                self._secrets = tuple(dict.fromkeys([*stored, *self._extra]))
-                self._loaded_at = self._clock()
-                self._generation += 1
+                await self._read()
             return self._generation, self._secrets
+
+    async def refresh_after_miss(self, seen: int) -> tuple[int, tuple[str, ...]]:
+        """Re-read after a signature matched none of generation `seen`'s secrets.
+
+        A secret stored a moment ago is found at once, unless another miss already
+        re-read within the last `ttl` (then the next regular read finds it): anyone can
+        send a bad signature, and each must not cost a database read.
+        """
+        async with self._lock:
+            missed_at = self._missed_at
+            recent = missed_at is not None and self._clock() - missed_at < self._ttl
+            if self._generation == seen and not recent:
+                self._missed_at = self._clock()
+                await self._read()
+            return self._generation, self._secrets
+
+    async def _read(self) -> None:
+        stored = await self._store.subscriptions.secrets(self._tenant, self._source)
+        # dict.fromkeys: de-duplicate, keep order (stored first, then config).
+        self._secrets = tuple(dict.fromkeys([*stored, *self._extra]))
+        self._loaded_at = self._clock()
+        self._generation += 1
 
 
 class WebhookTarget:
@@ -124,13 +159,27 @@ class WebhookTarget:
 
     # -- CRM ----------------------------------------------------------------------------
 
-    async def verify_crm(self, headers: Mapping[str, str], body: bytes) -> None:
-        """Raise `WebhookSignatureError` unless one of the CRM secrets signed `body`."""
+    async def verify_crm(
+        self, headers: Mapping[str, str], body: bytes, *, offload: Offload | None = None
+    ) -> None:
+        """Raise `WebhookSignatureError` unless one of the CRM secrets signed `body`.
 
-        def check(secret: str) -> None:
-            self.adapter.verify_webhook(headers, body, secret)
+        A big body is checked through `offload` (default: `asyncio.to_thread`).
+        """
 
-        await self._verify(self._crm, check, "CRM")
+        def matches(secrets: tuple[str, ...]) -> bool:
+            for secret in secrets:
+                try:
+                    self.adapter.verify_webhook(headers, body, secret)
+                except WebhookSignatureError:
+                    continue
+                return True
+            return False
+
+        def heavy(secrets: int) -> bool:
+            return secrets * len(body) > INLINE_WORK_BYTES
+
+        await self._verify(self._crm, matches, heavy, offload, "CRM")
 
     def parse_crm(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
         """The CRM's event (its id de-duplicates); `WebhookFormatError` if malformed."""
@@ -138,26 +187,36 @@ class WebhookTarget:
 
     # -- Quo ----------------------------------------------------------------------------
 
-    async def verify_quo(self, headers: Mapping[str, str], body: bytes) -> None:
-        """Raise `WebhookSignatureError` unless a Quo webhook key signed `body`."""
-        header = _header(headers, signature.HEADER)
-        if not header:
-            raise WebhookSignatureError(f"missing {signature.HEADER} header")
+    async def verify_quo(
+        self, headers: Mapping[str, str], body: bytes, *, offload: Offload | None = None
+    ) -> None:
+        """Raise `WebhookSignatureError` unless a Quo webhook key signed `body`.
 
-        def check(key: str) -> None:
-            try:
-                signature.verify(key, header, body, tolerance_seconds=self.quo_tolerance)
-            except signature.SignatureError as exc:
-                raise WebhookSignatureError(str(exc)) from exc
+        The header is parsed (and refused if malformed, stale or over
+        `signature.MAX_ENTRIES` entries) before any secret is read; a big verification
+        runs through `offload` (default: `asyncio.to_thread`).
+        """
+        try:
+            delivery = signature.SignedDelivery(
+                _header(headers, signature.HEADER), body, tolerance_seconds=self.quo_tolerance
+            )
+        except signature.SignatureError as exc:
+            raise WebhookSignatureError(str(exc)) from exc
 
-        await self._verify(self._quo, check, "Quo")
+        def matches(keys: tuple[str, ...]) -> bool:
+            return delivery.matching_key(keys) is not None
+
+        def heavy(keys: int) -> bool:
+            return delivery.work_bytes(keys) > INLINE_WORK_BYTES
+
+        await self._verify(self._quo, matches, heavy, offload, "Quo")
 
     @staticmethod
     def parse_quo(body: bytes) -> tuple[str, str]:
         """`(event_id, event_type)` of a v1 envelope `{"id": "EV…", "type": …}`."""
         try:
             envelope = json.loads(body)
-        except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise WebhookFormatError("body is not JSON") from exc
         if not isinstance(envelope, dict):
             raise WebhookFormatError("the Quo event is not a JSON object")
@@ -175,27 +234,31 @@ class WebhookTarget:
         self.wake.set()
 
     @staticmethod
-    async def _verify(cache: SecretCache, check: Callable[[str], None], what: str) -> None:
+    async def _verify(
+        cache: SecretCache,
+        matches: Callable[[tuple[str, ...]], bool],
+        heavy: Callable[[int], bool],
+        offload: Offload | None,
+        what: str,
+    ) -> None:
+        async def check(secrets: tuple[str, ...]) -> bool:
+            if not secrets:
+                return False
+            if not heavy(len(secrets)):
+                return matches(secrets)
+            work = functools.partial(matches, secrets)
+            return await (asyncio.to_thread(work) if offload is None else offload(work))
+
         generation, secrets = await cache.get()
-        if _matches_any(secrets, check):
+        if await check(secrets):
             return
         # A miss may mean a webhook (and its secret) was created after the last read.
-        fresh_generation, fresh = await cache.refresh(generation)
-        if fresh_generation != generation and fresh != secrets and _matches_any(fresh, check):
-            return
+        _, fresh = await cache.refresh_after_miss(generation)
+        if await check(tuple(s for s in fresh if s not in secrets)):
+            return  # only the new secrets: the others were just tried
         if not fresh:
             raise WebhookSignatureError(f"no {what} webhook secret is known for this tenant")
         raise WebhookSignatureError(f"the {what} webhook signature matches no known secret")
-
-
-def _matches_any(secrets: tuple[str, ...], check: Callable[[str], None]) -> bool:
-    for secret in secrets:
-        try:
-            check(secret)
-        except WebhookSignatureError:
-            continue
-        return True
-    return False
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -9,8 +9,9 @@ pass over the inbox applies nothing (it is idle, waiting to be woken), then stop
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,13 @@ from actors.harness import (
     state_store,
 )
 
-from crmsync.actors.inbox_processor import InboxProcessor
+from crmsync.actors.inbox_processor import BATCH, InboxProcessor, next_attempt
 from crmsync.adapters.base import WebhookEvent
 from crmsync.net.ratelimit import Lane
 from crmsync.net.retry import RetryPolicy
 from crmsync.services.contact_writes import QuoContactSync, RecordWriter
 from crmsync.services.crm_changes import CrmChangeHandler
-from crmsync.store import InboxEvent, Source, Store
+from crmsync.store import InboxEvent, Source, Store, open_store
 
 
 class FixedDelay(RetryPolicy):
@@ -45,16 +46,33 @@ class FixedDelay(RetryPolicy):
 
 @dataclass
 class FakeQuoEvents:
-    """Stands in for the activity logger: fails the first `failures` calls."""
+    """Stands in for the activity logger: fails the first `failures` calls.
+
+    `on_call` runs at each call (a test advances its fake clock there); `succeeded`
+    is set by the first call that works."""
 
     failures: int = 0
     calls: list[tuple[str, bytes]] = field(default_factory=list)
+    on_call: Callable[[], None] = lambda: None
+    succeeded: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, event_type: str, body: bytes) -> str:
         self.calls.append((event_type, body))
+        self.on_call()
         if len(self.calls) <= self.failures:
             raise RuntimeError("Quo is down")
+        self.succeeded.set()
         return "noted"
+
+
+class FakeClock:
+    """The store's clock, moved by the test: row times and retry windows follow it."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class Passes:
@@ -93,27 +111,29 @@ class Env:
     handled: list[WebhookEvent] = field(default_factory=list)
 
     def processor(
-        self, quo_events: FakeQuoEvents | None = None, **options: Any
+        self, quo_events: FakeQuoEvents | None = None, *, store: Store | None = None,
+        **options: Any,
     ) -> tuple[InboxProcessor, Passes]:
         # No idle polling: a test wakes the processor itself when it wants a pass.
         options.setdefault("idle_poll_seconds", 60.0)
         options.setdefault("retry", FixedDelay(base_delay=60.0))
-        processor = InboxProcessor(TENANT, store=self.store, adapter=self.attio.adapter,
+        processor = InboxProcessor(TENANT, store=store or self.store,
+                                   adapter=self.attio.adapter,
                                    crm_changes=self.crm_changes, quo_events=quo_events,
                                    wake=self.wake, **options)
         return processor, Passes(processor, self.monkeypatch)
 
     async def store_event(
         self, source: Source, event_id: str, event_type: str, body: bytes,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None, *, store: Store | None = None,
     ) -> int:
-        row = await self.store.inbox.insert(TENANT, source, event_id, event_type, body,
-                                            headers or {})
+        row = await (store or self.store).inbox.insert(TENANT, source, event_id, event_type,
+                                                       body, headers or {})
         assert row is not None
         return row
 
-    async def event(self, row: int) -> InboxEvent:
-        event = await self.store.inbox.get(TENANT, row)
+    async def event(self, row: int, *, store: Store | None = None) -> InboxEvent:
+        event = await (store or self.store).inbox.get(TENANT, row)
         assert event is not None
         return event
 
@@ -134,6 +154,19 @@ async def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
 
         monkeypatch.setattr(crm_changes, "handle", handle)
         yield env
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def clocked(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
+    """A second state database whose rows are stamped by the test's `clock`."""
+    async with open_store(tmp_path / "clocked.db", clock=clock) as store:
+        await store.tenants.upsert(TENANT, "attio")
+        yield store
 
 
 def attio_body(event_type: str, record_id: str) -> bytes:
@@ -164,7 +197,9 @@ async def test_a_pending_crm_event_is_claimed_applied_once_and_marked_processed(
         env.wake.set()
         await running.wait_for(passes.idle(), "go idle after a wake-up")
 
-    assert [e.event_id for e in env.handled] == ["evt-1"]
+    # The parsed event's id is the signed body's hash (the adapter ignores Idempotency-Key).
+    body_hash = hashlib.sha256(attio_body("record.created", ada)).hexdigest()
+    assert [e.event_id for e in env.handled] == [body_hash]
     assert [(c.record_id, c.kind) for c in env.handled[0].changes] == [(ada, "created")]
     contact = env.quo.contacts_by_external_id()[ada]
     assert env.quo.writes() == 1
@@ -226,28 +261,171 @@ async def test_a_failed_event_is_retried_once_its_backoff_passed(env: Env) -> No
     assert len(quo_events.calls) == 2
 
 
-async def test_an_event_failing_max_attempts_times_is_marked_failed_and_dead_lettered(
+async def test_an_event_is_retried_past_eight_attempts_within_its_retry_window(
     env: Env,
 ) -> None:
-    """1. a Quo event's handler always fails; at most 2 attempts, no backoff
+    """1. a Quo event's handler fails 8 times (a CRM outage), then works; no backoff
     2. the processor runs to idle.
-    Result: after the second attempt the event is `failed` (never tried a third
-    time) and one `webhook_failed` dead letter keeps its body and error."""
-    quo_events = FakeQuoEvents(failures=100)
-    row = await env.store_event("quo", "EV1", "call.completed", b'{"id": "EV1"}')
-    processor, passes = env.processor(quo_events, max_attempts=2,
-                                      retry=FixedDelay(base_delay=0.0))
+    Result: the event is `processed` after 9 attempts, never dead-lettered: the retry
+    budget is a time window (24 h by default), not a count. (Regression test: the
+    8th failure dead-lettered it, and its note was never written.)"""
+    quo_events = FakeQuoEvents(failures=8)
+    row = await env.store_event("quo", "EV1", "message.received", b'{"id": "EV1"}')
+    processor, passes = env.processor(quo_events, retry=FixedDelay(base_delay=0.0))
 
     async with run_actor(processor, until=passes.idle):
         pass
 
     event = await env.event(row)
-    assert (event.state, event.attempts) == ("failed", 2)
-    assert len(quo_events.calls) == 2
-    (dead,) = await env.store.dead_letters.list(TENANT)
+    assert (event.state, event.attempts, event.last_error) == ("processed", 9, None)
+    assert len(quo_events.calls) == 9
+    assert await env.store.dead_letters.list(TENANT, include_resolved=True) == []
+
+
+async def test_an_event_failing_past_its_retry_window_is_failed_and_dead_lettered(
+    env: Env, clocked: Store, clock: FakeClock,
+) -> None:
+    """1. a Quo event's handler always fails, and each attempt takes an hour of the
+       store's clock; the retry window is 24 h; no backoff
+    2. the processor runs to idle.
+    Result: the 24th failure, 24 h after the event arrived, makes it `failed` (no 25th
+    attempt) and one `webhook_failed` dead letter keeps its body and error."""
+
+    def an_hour_passes() -> None:
+        clock.now += 3600
+
+    quo_events = FakeQuoEvents(failures=1000, on_call=an_hour_passes)
+    row = await env.store_event("quo", "EV1", "call.completed", b'{"id": "EV1"}',
+                                store=clocked)
+    processor, passes = env.processor(quo_events, store=clocked, retry_window=24 * 3600.0,
+                                      retry=FixedDelay(base_delay=0.0))
+
+    async with run_actor(processor, until=passes.idle):
+        pass
+
+    event = await env.event(row, store=clocked)
+    assert (event.state, event.attempts) == ("failed", 24)
+    assert len(quo_events.calls) == 24
+    (dead,) = await clocked.dead_letters.list(TENANT)
     assert (dead.crm_object, dead.crm_record_id, dead.category) == (
         "webhook", "EV1", "webhook_failed")
     assert (dead.payload, dead.error) == ('{"id": "EV1"}', "RuntimeError: Quo is down")
+    assert dead.created_at == event.received_at + 24 * 3600
+
+
+@pytest.mark.parametrize(
+    ("now", "backoff", "expected"),
+    [
+        (100.0, 10.0, 110.0),  # well inside the window: after the backoff
+        (190.0, 60.0, 200.0),  # the backoff would overshoot: one last try at the end
+        (200.0, 10.0, None),  # the window is over: dead-letter
+        (250.0, 0.0, None),
+    ],
+)
+def test_next_attempt_stays_inside_the_retry_window(
+    now: float, backoff: float, expected: float | None
+) -> None:
+    """The event was queued at 0 with a 200 s window."""
+    policy = FixedDelay(base_delay=backoff)
+    assert next_attempt(policy, 3, now=now, queued_at=0.0, window=200.0) == expected
+
+
+async def test_events_backing_off_do_not_block_a_newer_event(env: Env) -> None:
+    """1. a full batch of Quo events fails (the CRM is down) and backs off for 60 s
+    2. a new event arrives and the processor is woken.
+    Result: the new event is applied at once; the backing-off ones are not tried
+    again before their time. (Regression test: the processor always read the oldest
+    batch of pending events, all still backing off, and never reached the new one.)"""
+    quo_events = FakeQuoEvents(failures=BATCH)
+    for n in range(BATCH):
+        await env.store_event("quo", f"EV{n}", "message.received", f"old-{n}".encode())
+    processor, passes = env.processor(quo_events)
+
+    async with run_actor(processor, until=passes.idle) as running:
+        await running.wait_for(passes.idle(), "try the first batch")
+        passes.rearm()
+        new = await env.store_event("quo", "EV-new", "message.received", b"new")
+        env.wake.set()
+        await running.wait_for(quo_events.succeeded.wait(), "apply the new event")
+
+    assert (await env.event(new)).state == "processed"
+    assert len(quo_events.calls) == BATCH + 1
+    assert quo_events.calls[-1] == ("message.received", b"new")
+    pending = await env.store.inbox.list(TENANT, limit=BATCH + 1)
+    assert sum(e.state == "pending" for e in pending) == BATCH
+
+
+async def test_the_idle_wait_ends_when_a_retry_is_due(env: Env) -> None:
+    """1. a Quo event fails once; its retry is due 0.3 s later; idle polling is 60 s
+    2. nothing wakes the processor.
+    Result: it retries the event when it is due (well before the idle poll) and the
+    event is `processed`. (Regression test: it slept through the idle poll.)"""
+    quo_events = FakeQuoEvents(failures=1)
+    row = await env.store_event("quo", "EV1", "message.received", b"{}")
+    processor, passes = env.processor(quo_events, retry=FixedDelay(base_delay=0.3))
+
+    async with run_actor(processor, until=passes.idle) as running:
+        await running.wait_for(quo_events.succeeded.wait(), "retry when due")
+        passes.rearm()
+
+    event = await env.event(row)
+    assert (event.state, event.attempts) == ("processed", 2)
+
+
+async def test_old_settled_events_are_pruned_on_a_timer_not_per_event(
+    env: Env, clocked: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """1. 31 days ago (the default retention is 30 days): a processed and an ignored
+       event, a failed one with its open dead letter, and an event whose dead letter
+       was resolved; yesterday: a processed event
+    2. the processor runs to idle, is woken by a new event and runs to idle again.
+    Result: the old processed and ignored rows are gone and the resolved dead
+    letter's payload (the SMS body) is blank; the failed event, its open dead letter
+    and yesterday's event are kept. Pruning ran once, not again for the new event."""
+    day = 86400.0
+    clock.now -= 31 * day
+    rows = {}
+    for name in ("processed", "ignored", "failed"):
+        rows[name] = await env.store_event("quo", f"EV-{name}", "message.received",
+                                           b"secret SMS", store=clocked)
+        assert await clocked.inbox.claim(TENANT, rows[name])
+    await clocked.inbox.mark_processed(TENANT, rows["processed"])
+    await clocked.inbox.mark_ignored(TENANT, rows["ignored"], "not for us")
+    await clocked.inbox.mark_failed(TENANT, rows["failed"], "down")
+    add = clocked.dead_letters.add
+    still_open = await add(TENANT, "webhook", "EV-failed", "webhook_failed", "secret SMS", "x")
+    resolved = await add(TENANT, "webhook", "EV-old", "webhook_failed", "secret SMS", "x")
+    await clocked.dead_letters.mark_resolved(TENANT, resolved)
+    clock.now += 30 * day
+    recent = await env.store_event("quo", "EV-recent", "message.received", b"{}",
+                                   store=clocked)
+    assert await clocked.inbox.claim(TENANT, recent)
+    await clocked.inbox.mark_processed(TENANT, recent)
+    clock.now += day
+
+    prunes: list[float] = []
+    real_prune = clocked.inbox.prune
+
+    async def prune(tenant_id: str, before: float, limit: int = 500) -> int:
+        prunes.append(before)
+        return await real_prune(tenant_id, before, limit)
+
+    monkeypatch.setattr(clocked.inbox, "prune", prune)
+    quo_events = FakeQuoEvents()
+    processor, passes = env.processor(quo_events, store=clocked)
+
+    async with run_actor(processor, until=passes.idle) as running:
+        await running.wait_for(passes.idle(), "prune and go idle")
+        passes.rearm()
+        await env.store_event("quo", "EV-new", "message.received", b"{}", store=clocked)
+        env.wake.set()
+        await running.wait_for(quo_events.succeeded.wait(), "apply the new event")
+
+    kept = {e.event_id for e in await clocked.inbox.list(TENANT)}
+    assert kept == {"EV-failed", "EV-recent", "EV-new"}
+    letters = {d.id: d.payload for d in await clocked.dead_letters.list(TENANT, True)}
+    assert letters == {still_open: "secret SMS", resolved: ""}
+    assert prunes == [clock.now - 30 * day]  # one batch was enough, and only once
 
 
 async def test_a_malformed_crm_event_is_marked_ignored(env: Env) -> None:

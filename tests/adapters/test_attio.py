@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -23,7 +24,7 @@ from aiohttp import web
 
 from crmsync.adapters.attio import AttioAdapter, WebhookSignatureError
 from crmsync.adapters.base import CrmRecord, NoteInput
-from crmsync.adapters.errors import CrmApiError, CrmAuthError
+from crmsync.adapters.errors import CrmApiError, CrmAuthError, CrmDecodeError
 from crmsync.net.ratelimit import slot_trace_config
 from crmsync.sim.attio import AttioSim, AttioSimConfig, run_attio_simulator, sign
 
@@ -431,3 +432,110 @@ async def test_a_wrong_key_fails_at_once_without_retries() -> None:
         assert caught.value.status == 401
         assert "wrong-key" not in str(caught.value)
         assert env.sim_queries() == 1
+
+
+# -- odd answers and hostile webhooks ---------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def odd_attio() -> AsyncIterator[str]:
+    """A stand-in Attio whose record lookups answer in odd ways, chosen by the record id."""
+
+    async def record(request: web.Request) -> web.Response:
+        answers: dict[str, web.Response] = {
+            "gone": web.json_response(
+                {"status_code": 404, "type": "invalid_request_error", "code": "not_found",
+                 "message": "Record not found."}, status=404),
+            "data-null": web.json_response({"data": None}),
+            "no-content": web.Response(status=204),
+            "a-list": web.json_response([]),
+            "no-id": web.json_response({"data": {"values": {}}}),
+            "id-not-an-object": web.json_response({"data": {"id": "rec-1", "values": {}}}),
+            "here": web.json_response({"data": {
+                "id": {"workspace_id": "ws-1", "object_id": "obj-people", "record_id": "here"},
+                "values": {},
+            }}),
+        }
+        return answers[request.match_info["record_id"]]
+
+    app = web.Application()
+    app.router.add_get("/v2/objects/{object}/records/{record_id}", record)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v2"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "record_id", ["data-null", "no-content", "a-list", "no-id", "id-not-an-object"]
+)
+async def test_fetch_one_answers_an_odd_200_with_a_decode_error_not_gone(record_id: str) -> None:
+    """`fetch_one` returning None deletes the record's Quo contact: only a 404 may mean
+    that. A 204 or `{"data": null}` used to be None; now every odd answer is a
+    `CrmDecodeError`, so the change is retried instead."""
+    async with odd_attio() as base_url, aiohttp.ClientSession() as session:
+        adapter = AttioAdapter(session, api_key=KEY, base_url=base_url, timeout=5)
+        with pytest.raises(CrmDecodeError):
+            await adapter.fetch_one("people", record_id)
+
+
+async def test_fetch_one_is_none_for_a_404_and_the_record_otherwise() -> None:
+    async with odd_attio() as base_url, aiohttp.ClientSession() as session:
+        adapter = AttioAdapter(session, api_key=KEY, base_url=base_url, timeout=5)
+        assert await adapter.fetch_one("people", "gone") is None
+        record = await adapter.fetch_one("people", "here")
+        assert record is not None and record.record_id == "here"
+
+
+async def test_verify_webhook_rejects_a_non_ascii_signature_as_a_signature_error(
+    env: Env,
+) -> None:
+    """hmac.compare_digest raises TypeError for a non-ASCII str (the listener's 500)."""
+    body = b'{"events": []}'
+    for given in ("é" * 64, sign("s", body)[:-1] + "\N{SNOWMAN}", "\udcff" * 64):
+        with pytest.raises(WebhookSignatureError):
+            env.adapter.verify_webhook({"Attio-Signature": given}, body, "s")
+
+
+async def test_the_event_id_is_the_signed_body_hash_and_attio_retries_keep_it(
+    env: Env,
+) -> None:
+    """1. a receiver answers Attio's first attempt 500 and the retry 200 2. a person is
+    created 3. both attempts are parsed; then the same body with another
+    `Idempotency-Key` (a header Attio does not sign)
+    Result: the simulator resent the same bytes with the same key; every parse gives the
+    same event id, the body's SHA-256: a replayed capture is a duplicate too."""
+    received: list[tuple[dict[str, str], bytes]] = []
+    retried = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        received.append((dict(request.headers), await request.read()))
+        if len(received) == 1:
+            return web.Response(status=500)
+        retried.set()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        await env.adapter.ensure_webhook(f"http://127.0.0.1:{runner.addresses[0][1]}/hook")
+        env.sim.add_person(first_name="Ada", last_name="Lovelace")
+        async with asyncio.timeout(5):
+            await retried.wait()
+    finally:
+        await runner.cleanup()
+    (first_headers, first), (retry_headers, retry) = received
+    assert first == retry
+    assert first_headers["Idempotency-Key"] == retry_headers["Idempotency-Key"]
+    replayed = {**first_headers, "Idempotency-Key": "replayed-with-a-new-key"}
+    ids = {env.adapter.parse_webhook(h, b).event_id
+           for h, b in ((first_headers, first), (retry_headers, retry), (replayed, first))}
+    assert ids == {hashlib.sha256(first).hexdigest()}

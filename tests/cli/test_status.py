@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from support.cli import T0, Cli
 
-from crmsync.store import open_store
+from crmsync.store import DAEMON_COMMAND, hold_state_lock, open_store
 
 CONFIG = """\
 [daemon]
@@ -98,7 +98,8 @@ async def populate(path: Path) -> None:
 
 async def test_status_json_shape_and_values(cli: Cli, state_path: Path) -> None:
     await populate(state_path)
-    result = await cli("status", "--json")
+    async with hold_state_lock(state_path, command=DAEMON_COMMAND):  # as a live daemon
+        result = await cli("status", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
     assert list(report) == ["tenants"]
@@ -167,10 +168,51 @@ async def test_status_without_database(cli: Cli, state_path: Path) -> None:
 
 async def test_status_table(cli: Cli, state_path: Path) -> None:
     await populate(state_path)
-    result = await cli("status")
+    async with hold_state_lock(state_path, command=DAEMON_COMMAND):  # as a live daemon
+        result = await cli("status")
     assert result.code == 0, result.err
     for text in ("acme", "running", "gamma", "stopped", "not configured", "429 from Quo"):
         assert text in result.out
+
+
+async def test_status_without_a_live_process_shows_stale_rows_as_stopped(
+    cli: Cli, state_path: Path
+) -> None:
+    """1. the state database says what a SIGKILLed (or Ctrl-C'd) `crmsync sync` left:
+       acme `running` in phase `initial_sync`, its run still `running` with 70 created
+       on a committed page; beta `starting`, zeta `parked` (a daemon that died)
+    2. no process holds the state lock: `crmsync status --json`, then `crmsync status`
+    Result: acme, beta and zeta are `stopped`; acme keeps its phase (`initial_sync`),
+    counts (70 created) and last error; its last run shows as `failed` with error
+    `interrupted` (what the next pass records); the table says `interrupted`."""
+    async with open_store(state_path, clock=Clock()) as store:
+        await store.tenants.upsert("acme", "attio")
+        await store.tenants.set_state("acme", "running", phase="initial_sync",
+                                      last_error="429 from Quo")
+        run = await store.runs.create("acme", "initial")
+        await store.runs.transition("acme", run, "running")
+        await store.runs.add_counts("acme", run, fetched=70, created=70)
+        await store.tenants.upsert("beta", "pipedrive")
+        await store.tenants.upsert("zeta", "hubspot")
+        await store.tenants.set_state("zeta", "parked", last_error="credentials rejected")
+
+    result = await cli("status", "--json")
+    assert result.code == 0, result.err
+    tenants = {t["id"]: t for t in json.loads(result.out)["tenants"]}
+    acme = tenants["acme"]
+    assert (acme["state"], acme["phase"]) == ("stopped", "initial_sync"), acme
+    assert acme["counts"]["created"] == acme["counts"]["fetched"] == 70
+    assert acme["lastError"] == "429 from Quo"
+    assert (acme["lastRun"]["state"], acme["lastRun"]["error"]) == ("failed", "interrupted")
+    assert acme["lastRun"]["finishedAt"] is None
+    assert tenants["beta"]["state"] == "stopped"
+    assert (tenants["zeta"]["state"], tenants["zeta"]["lastError"]) == (
+        "stopped", "credentials rejected")
+
+    table = await cli("status")
+    assert table.code == 0, table.err
+    assert "interrupted" in table.out
+    assert "running" not in table.out
 
 
 async def test_status_bad_config_exits_2(tmp_path: Path, cli: Cli, state_path: Path) -> None:

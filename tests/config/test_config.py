@@ -47,6 +47,8 @@ def test_empty_file_means_all_defaults() -> None:
     assert config == Config()
     assert config.daemon.log_level == "info"
     assert config.daemon.log_format == "text"
+    assert config.daemon.inbox_retry_hours == 24.0
+    assert config.daemon.inbox_retention_days == 30.0
     assert config.http.port == 8787
     assert config.http.public_url is None
     assert config.quo.requests_per_second == 10
@@ -99,6 +101,14 @@ def test_tenant_is_decoded_with_defaults_and_resolved_secrets() -> None:
         (
             "[daemon]\nmax_error_rate = nan\n",
             "daemon.max_error_rate: must be between 0 and 1, got nan",
+        ),
+        (
+            "[daemon]\ninbox_retry_hours = -1\n",
+            "daemon.inbox_retry_hours: must be between 0 and 720, got -1",
+        ),
+        (
+            "[daemon]\ninbox_retention_days = 0.5\n",
+            "daemon.inbox_retention_days: must be between 1 and 3650, got 0.5",
         ),
         ("[http]\nport = 70000\n", "http.port: must be between 0 and 65535, got 70000"),
         (

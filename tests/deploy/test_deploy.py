@@ -1,4 +1,5 @@
-"""The deployment files under deploy/ agree with the code and with their tools.
+"""The deployment files (crmsync/deploy_files/, shipped in the wheel and written out by
+`crmsync deploy-files`) agree with the code and with their tools.
 
 Static checks always run: the Grafana dashboard's queries and the alert rules use only
 metric names crmsync exports (crmsync/metrics.py), every alert has a promtool unit test
@@ -30,7 +31,7 @@ from prometheus_client import REGISTRY
 from crmsync.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
+DEPLOY = ROOT / "crmsync" / "deploy_files"
 UNIT = DEPLOY / "crmsync.service"
 CONFIG_EXAMPLE = DEPLOY / "crmsync.toml.example"
 DASHBOARD = DEPLOY / "grafana" / "crmsync.json"

@@ -16,6 +16,8 @@ import pytest
 from support.e2e import assert_contact_matches, expected_contact
 from support.live import TENANT, contact_of, inbox, live_env, notes_of, unique_phones
 
+from crmsync.cli.inbox import short_event_id
+
 pytestmark = pytest.mark.slow
 
 PEOPLE = 20
@@ -209,7 +211,8 @@ async def test_message_from_unknown_phone_is_processed_without_note(tmp_path: Pa
         # The human listing too (wide: rich squeezes columns to 80 without a terminal).
         listing = await env.e2e.cli("inbox", "--tenant", TENANT, env={"COLUMNS": "250"})
         assert listing.code == 0, listing.describe()
-        (line,) = [ln for ln in listing.out.splitlines() if event_id in ln]
+        shown = short_event_id(event_id)  # the table cuts long ids to head…tail
+        (line,) = [ln for ln in listing.out.splitlines() if shown in ln]
         assert "message.received" in line and "processed" in line, listing.out
 
 
@@ -249,3 +252,68 @@ async def test_readyz_is_not_ready_before_the_tenant_runs(tmp_path: Path) -> Non
         await daemon.wait_ready()
         assert await daemon.terminate() == 0, daemon.output
         assert first_answer == [503]
+
+
+async def test_sms_dead_lettered_in_a_crm_outage_is_noted_once_after_retry(
+    tmp_path: Path,
+) -> None:
+    """An SMS that outlived its retry window during a CRM outage is not lost.
+
+    1. daemon live, with a retry window of 0.002 h (7.2 s) and one HTTP retry per call
+    2. Attio goes down (every request answers 500)
+    3. a Quo SMS from a seeded person → 200; each attempt fails; after 7.2 s the event
+       is `failed` and a `webhook_failed` dead letter holds it
+    4. SIGTERM (exit 0); Attio comes back
+    5. `crmsync retry --tenant acme --all` with no daemon running
+    6. `crmsync run` again
+    Result: the retry reports the webhook event pending again and the inbox shows it
+    so; the new daemon writes the SMS note; the person has exactly one note, the event
+    is processed once and no dead letter is left open. (Regression test: retry only
+    resolved the dead letter, the row stayed `failed` and no note was ever written.)
+    """
+    async with live_env(
+        tmp_path, people=PEOPLE, daemon_options={"inbox_retry_hours": "0.002"},
+        quo_options={"max_retries": "1"},
+    ) as env:
+        e2e = env.e2e
+        person, phone = next(iter(unique_phones(env.attio).items()))
+        async with env.daemon() as daemon:
+            env.attio.faults.fail_next = 10**9  # the CRM is down
+            message = env.quo.add_message(phone, "Can we move the demo to Friday?")
+            results = await env.quo.deliver_event(
+                "message.received", env.quo.workspace.message_event_object(message)
+            )
+            assert [r.status for r in results] == [200], results
+            event_id = results[0].event.id
+
+            async def dead_lettered() -> bool:
+                letters = await e2e.dead_letters()
+                return [(d["category"], d["crmRecordId"]) for d in letters] == [
+                    ("webhook_failed", event_id)]
+
+            await daemon.wait_for(dead_lettered, within=60, message="event dead-lettered")
+            (event,) = [e for e in await inbox(e2e) if e["eventId"] == event_id]
+            assert event["state"] == "failed", event
+            assert event["attempts"] >= 2, event  # it was retried before giving up
+        env.attio.faults.fail_next = 0  # the CRM is back
+        assert notes_of(env.attio, person) == []
+
+        retried = await e2e.cli("retry", "--tenant", TENANT, "--all")
+        assert retried.code == 0, retried.describe()
+        assert "re-queued 1 dead letter (webhook_failed: 1)" in retried.out, retried.out
+        assert "1 webhook event is pending again" in retried.out, retried.out
+        (event,) = [e for e in await inbox(e2e) if e["eventId"] == event_id]
+        assert (event["state"], event["attempts"]) == ("pending", 0), event
+
+        async with env.daemon() as daemon:
+
+            async def processed() -> bool:
+                rows = [e for e in await inbox(e2e) if e["eventId"] == event_id]
+                return len(rows) == 1 and rows[0]["state"] == "processed"
+
+            await daemon.wait_for(processed, message="re-queued event processed")
+        (note,) = notes_of(env.attio, person)
+        assert "Can we move the demo to Friday?" in note["content_markdown"]
+        assert f"quo:{message['id']}" in note["content_markdown"]
+        assert len(env.attio.notes) == 1  # nobody else got one
+        assert await e2e.dead_letters() == []

@@ -1,20 +1,32 @@
-"""The per-key limiter: exact sliding-window guarantee on sends, throughput, lanes, pauses."""
+"""The per-key limiter: exact sliding-window guarantee on sends and, for the adaptive
+basis, on arrivals at a server with the delays it assumes; its margin; lanes, pauses."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 
+import aiohttp
 import pytest
 
+from crmsync.config.model import QuoConfig
 from crmsync.net.ratelimit import (
+    MAX_EXTRA_MARGIN,
+    MIN_RTT_SAMPLES,
+    MIN_WIDENING,
+    RTT_SAMPLES,
     Basis,
     Lane,
     LimiterRegistry,
     Limits,
     SlidingWindowLimiter,
     key_fingerprint,
+    slot_trace_config,
 )
+from crmsync.net.retry import RetryPolicy
+from crmsync.quo.client import QuoClient
+from crmsync.sim.quo import QuoSimConfig, run_quo_simulator
 
 
 def max_in_any_window(times: list[float], window: float) -> int:
@@ -58,7 +70,7 @@ async def _send_times(
     return sends
 
 
-@pytest.mark.parametrize("basis", ["response", "send"])
+@pytest.mark.parametrize("basis", ["adaptive", "response", "send"])
 async def test_never_more_than_rate_sends_in_any_sliding_window(basis: Basis) -> None:
     # A short window keeps the test fast; the property does not depend on its length.
     limiter = SlidingWindowLimiter(5, window=0.1, basis=basis)
@@ -67,7 +79,7 @@ async def test_never_more_than_rate_sends_in_any_sliding_window(basis: Basis) ->
     assert max_in_any_window(sends, 0.1 - 1e-6) <= 5
 
 
-@pytest.mark.parametrize("basis", ["response", "send"])
+@pytest.mark.parametrize("basis", ["adaptive", "response", "send"])
 async def test_guarantee_holds_when_sends_lag_behind_grants(basis: Basis) -> None:
     """Grants at once, sends spread over up to 40 ms: the window counts the sends."""
     limiter = SlidingWindowLimiter(5, window=0.1, basis=basis)
@@ -187,3 +199,213 @@ async def test_a_warm_limiter_holds_its_first_request_one_window() -> None:
     started = loop.time()
     (await cold.acquire()).done()
     assert loop.time() - started < 0.1
+
+
+# -- the adaptive basis ----------------------------------------------------------------
+
+#: the server's "second" in the arrival tests below, and the limiter's slack over it
+SECOND = 0.1
+MARGIN = 0.005
+
+Delays = Callable[[int, random.Random], tuple[float, float]]
+
+
+def _floors_or(out: tuple[float, float], back: tuple[float, float]) -> Delays:
+    """Every 4th request travels at both floors (so the fastest round trip is the floor
+    sum, which the limiter assumes); the others draw uniformly from the ranges."""
+
+    def delays(k: int, rng: random.Random) -> tuple[float, float]:
+        if k % 4 == 0:
+            return out[0], back[0]
+        return rng.uniform(*out), rng.uniform(*back)
+
+    return delays
+
+
+def _with_stragglers(delays: Delays) -> Delays:
+    """One request in ten takes 0.8 of the server's second longer to get there."""
+
+    def straggling(k: int, rng: random.Random) -> tuple[float, float]:
+        out, back = delays(k, rng)
+        return (out + 0.8 * SECOND, back) if k % 10 == 7 else (out, back)
+
+    return straggling
+
+
+NETWORKS: dict[str, Delays] = {
+    # way out 10-40 ms (30 % of the second), way back 10-12 ms
+    "jitter on the way out": _floors_or((0.01, 0.04), (0.01, 0.012)),
+    "jitter on the way back": _floors_or((0.01, 0.012), (0.01, 0.04)),
+    "both, and stragglers": _with_stragglers(_floors_or((0.005, 0.02), (0.005, 0.02))),
+}
+
+
+async def _arrivals(
+    limiter: SlidingWindowLimiter, delays: Delays, *, requests: int = 60, callers: int = 15
+) -> list[float]:
+    """Requests through `limiter` over a network with `delays`: each arrives at the
+    server (whose clock is ours) `out` after its send and is answered `back` later.
+    Returns the arrival times, as the server counts them."""
+    rng = random.Random(11)
+    arrivals: list[float] = []
+    issued = 0
+
+    async def caller() -> None:
+        nonlocal issued
+        while issued < requests:
+            k = issued
+            issued += 1
+            slot = await limiter.acquire()
+            try:
+                slot.sent()
+                assert slot.sent_at is not None
+                out, back = delays(k, rng)
+                arrivals.append(slot.sent_at + out)
+                # The network and the server's work: this is the delay, not a wait for
+                # a condition. Oversleeping only lengthens the way back.
+                await asyncio.sleep(out + back)
+                slot.answered(200)
+            finally:
+                slot.done()
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(callers):
+            tg.create_task(caller())
+    return arrivals
+
+
+@pytest.mark.parametrize("network", list(NETWORKS))
+async def test_adaptive_never_more_than_rate_arrivals_at_the_server(network: str) -> None:
+    """1. a server that counts arrivals over its own sliding second
+    2. round trips that vary by up to 30 % of that second, on the way out, on the way
+       back, or both with stragglers 0.8 s late, never faster than the floor
+    3. 60 requests from 15 callers through an adaptive limiter (margin 5 %)
+    Result: no sliding second at the server holds more than the limit."""
+    limiter = SlidingWindowLimiter(5, window=SECOND + MARGIN, basis="adaptive")
+    arrivals = await _arrivals(limiter, NETWORKS[network])
+    assert len(arrivals) == 60
+    assert max_in_any_window(arrivals, SECOND) <= 5
+    assert limiter.rtt_floor() > 0  # it did learn the floor, not just count like "response"
+
+
+async def test_the_same_network_breaks_the_send_basis() -> None:
+    """The arrival test is sharp: a send basis with the same margin lets the way-out
+    jitter put more than the limit into one of the server's seconds."""
+    limiter = SlidingWindowLimiter(5, window=SECOND + MARGIN, basis="send")
+    arrivals = await _arrivals(limiter, NETWORKS["jitter on the way out"])
+    assert max_in_any_window(arrivals, SECOND) > 5
+
+
+def _learn(limiter: SlidingWindowLimiter, *round_trips: float) -> None:
+    """Answers with these round trips, at made-up times (the arithmetic is the clock's)."""
+    for rtt in round_trips:
+        limiter.answered_window_start(0.0, rtt)
+
+
+def test_adaptive_counts_like_response_until_it_knows_the_floor() -> None:
+    limiter = SlidingWindowLimiter(10, window=1.02, basis="adaptive")
+    _learn(limiter, *[0.1] * (MIN_RTT_SAMPLES - 2))
+    # The 19th answer: too few to trust their fastest, the window starts at the answer.
+    assert limiter.answered_window_start(50.0, 50.1) == pytest.approx(50.1)
+    # The 20th: the floor is known and a floor-speed answer costs nothing over the send.
+    assert limiter.answered_window_start(60.0, 60.1) == pytest.approx(60.0)
+    assert limiter.rtt_floor() == pytest.approx(0.1)
+
+
+def test_a_slower_round_trip_holds_its_slot_longer_at_once() -> None:
+    """Each slot pays its own excess over the floor, from the first slow answer on."""
+    limiter = SlidingWindowLimiter(10, window=1.02, basis="adaptive")
+    _learn(limiter, *[0.1] * MIN_RTT_SAMPLES)
+    assert limiter.answered_window_start(10.0, 10.16) == pytest.approx(10.06)
+    assert limiter.answered_window_start(20.0, 20.1) == pytest.approx(20.0)
+
+
+def test_a_faster_floor_widens_at_once_and_narrows_only_as_it_ages_out() -> None:
+    limiter = SlidingWindowLimiter(10, window=1.02, basis="adaptive")
+    _learn(limiter, *[0.1] * MIN_RTT_SAMPLES)
+    _learn(limiter, 0.08)  # a faster way: every later slot is charged from it at once
+    assert limiter.answered_window_start(10.0, 10.1) == pytest.approx(10.02)
+    _learn(limiter, *[0.1] * (RTT_SAMPLES - 2))
+    assert limiter.rtt_floor() == pytest.approx(0.08)  # still within the last 200
+    _learn(limiter, 0.1)
+    assert limiter.rtt_floor() == pytest.approx(0.1)
+    assert limiter.answered_window_start(20.0, 20.1) == pytest.approx(20.0)
+
+
+def test_a_request_without_an_answer_counts_as_the_slowest_recent_one() -> None:
+    limiter = SlidingWindowLimiter(10, window=1.02, basis="adaptive")
+    # No round trip known yet: its window starts when it ended, like "response".
+    assert limiter.unanswered_window_start(1.0, 1.01) == pytest.approx(1.01)
+    _learn(limiter, *[0.1] * (MIN_RTT_SAMPLES - 1), 0.2)
+    # Cancelled 10 ms after its send: as if answered at the slowest recent round trip.
+    assert limiter.unanswered_window_start(10.0, 10.01) == pytest.approx(10.1)
+    # Timed out after 30 s: the window starts when it gave up (minus the floor).
+    assert limiter.unanswered_window_start(10.0, 40.0) == pytest.approx(39.9)
+    # No send reported (it never left): its window starts at its end.
+    assert limiter.unanswered_window_start(None, 50.0) == pytest.approx(50.0)
+
+
+async def test_a_429_widens_the_margin_at_once_and_it_narrows_slowly() -> None:
+    limiter = SlidingWindowLimiter(10, window=0.02, basis="adaptive", half_life=60.0)
+    _learn(limiter, *[0.1] * (MIN_RTT_SAMPLES - 1), 0.14)
+    assert limiter.extra_margin() == 0.0
+
+    limiter.rate_limited()
+    # At once, to the spread of recent round trips.
+    now = limiter.now()
+    assert limiter.extra_margin(now) == pytest.approx(0.04, rel=1e-3)
+    assert limiter.answered_window_start(now, now + 0.1) == pytest.approx(now + 0.04, rel=1e-3)
+    limiter.rate_limited()  # the same violation's other 429s: no second widening
+    assert limiter.extra_margin(now) == pytest.approx(0.04, rel=1e-3)
+
+    await asyncio.sleep(0.03)  # one window later: a new violation
+    limiter.rate_limited()
+    widened_at = limiter.now()
+    assert limiter.extra_margin(widened_at) == pytest.approx(0.08, rel=1e-3)
+    # Slowly back: half after one half-life, an eighth after three.
+    assert limiter.extra_margin(widened_at + 60.0) == pytest.approx(0.04, rel=1e-3)
+    assert limiter.extra_margin(widened_at + 180.0) == pytest.approx(0.01, rel=1e-3)
+
+    for _ in range(8):  # 429 after 429: doubling, but never past the cap
+        await asyncio.sleep(0.03)
+        limiter.rate_limited()
+    assert limiter.extra_margin() == pytest.approx(MAX_EXTRA_MARGIN, rel=1e-3)
+    assert limiter.total_rate_limited == 11
+
+
+@pytest.mark.parametrize("basis", ["response", "send"])
+async def test_a_429_leaves_the_fixed_bases_as_configured(basis: Basis) -> None:
+    limiter = SlidingWindowLimiter(10, window=1.0, basis=basis)
+    limiter.rate_limited()
+    assert limiter.extra_margin() == 0.0
+    assert limiter.total_rate_limited == 1
+
+
+async def test_quo_answers_teach_the_floor_and_a_429_widens_the_key() -> None:
+    """1. the Quo simulator on 127.0.0.1, a session with the slot trace hook
+    2. 25 calls through an adaptive limiter, then one answered 429
+    Result: the round trips were timed from the send to the answer (a floor is
+    known), the 429 widened the margin at once, and the call succeeded on its retry."""
+    config = QuoSimConfig(api_keys=["key"], requests_per_second=100)
+    async with (
+        run_quo_simulator(config=config) as (sim, url),
+        aiohttp.ClientSession(trace_configs=[slot_trace_config()]) as session,
+    ):
+        limiter = SlidingWindowLimiter(100, window=1.02, basis="adaptive")
+        quo = QuoClient(session, base_url=url, api_key="key", limiter=limiter, tenant="t",
+                        retry=RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.02))
+        for _ in range(MIN_RTT_SAMPLES + 5):
+            await quo.list_phone_numbers()
+        floor = limiter.rtt_floor()
+        assert 0 < floor < 1.0
+        assert limiter.extra_margin() == 0.0
+
+        sim.faults.force_429(1)
+        await quo.list_phone_numbers()
+        assert limiter.total_rate_limited == 1
+        assert limiter.extra_margin() >= MIN_WIDENING * 0.99
+        assert sim.rate_limited == 1
+
+
+def test_quo_uses_the_adaptive_basis_by_default() -> None:
+    assert QuoConfig().rate_limit_basis == "adaptive"

@@ -162,3 +162,38 @@ async def test_an_uncreatable_directory_is_a_clear_error(tmp_path: Path) -> None
     with pytest.raises(StoreError, match="cannot create the directory"):
         async with open_store(tmp_path / "file" / "crmsync.db"):
             pass
+
+
+async def test_v3_gives_inbox_rows_a_next_attempt_time_and_a_retry_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1. a version-2 file (what 0.5 wrote) holds a pending and a processed inbox event
+    2. this crmsync opens it
+    Result: migration 3 ran; both rows got `next_attempt_at` and `queued_at` equal to
+    their `received_at` (the pending one is due at once, as before), the due index
+    replaces the old state index, and the pending event is selected."""
+    path = tmp_path / "crmsync.db"
+    with monkeypatch.context() as old:
+        old.setattr(migrations_module, "MIGRATIONS", migrations_module.MIGRATIONS[:2])
+        old.setattr(migrations_module, "LATEST_VERSION", 2)
+        async with open_store(path) as store:
+            await store.tenants.upsert("acme", "attio")
+    with closing(sqlite3.connect(path)) as conn:
+        for event_id, state, received in (("EV-1", "pending", 100.0), ("EV-2", "processed", 50.0)):
+            conn.execute(
+                "INSERT INTO webhook_inbox (tenant_id, source, event_id, event_type, body,"
+                " headers, received_at, state) VALUES ('acme', 'quo', ?, 't', x'7b7d', '{}', ?, ?)",
+                (event_id, received, state),
+            )
+        conn.commit()
+
+    async with open_store(path, clock=lambda: 1000.0) as store:
+        assert store.applied_migrations == (3,)
+        (due,) = await store.inbox.next_pending("acme", 10)
+        assert (due.event_id, due.next_attempt_at, due.queued_at) == ("EV-1", 100.0, 100.0)
+        done = await store.inbox.get_by_event_id("acme", "quo", "EV-2")
+        assert done is not None
+        assert (done.next_attempt_at, done.queued_at) == (50.0, 50.0)
+    indexes = {r[0] for r in _inspect(path, "SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "webhook_inbox_due" in indexes
+    assert "webhook_inbox_by_state" not in indexes

@@ -75,6 +75,12 @@ async def populate(store: Store, t: str) -> Ids:
     assert done is not None and busy is not None
     await store.inbox.mark_processed(t, done)
     await store.inbox.mark_processing(t, busy)
+    failed = await store.inbox.insert(t, "quo", "evt-3", "message.received", t.encode(), {})
+    assert failed is not None
+    await store.inbox.mark_processing(t, failed)
+    await store.inbox.mark_failed(t, failed, f"{t}-down")
+    webhook = await store.dead_letters.add(t, "webhook", "evt-3", "webhook_failed", t, "down")
+    await store.dead_letters.mark_resolved(t, webhook)
     dead = await store.dead_letters.add(t, "people", "rec-1", "validation", t, f"{t}-err", 5.0)
     await store.dead_letters.add(t, "people", "rec-2", "transform", t, f"{t}-err")
     await store.activities.upsert(
@@ -124,6 +130,7 @@ READS: dict[str, Read] = {
     "intents.get": lambda s, t, ids: s.intents.get(t, "people", "rec-1"),
     "intents.pending": lambda s, t, ids: s.intents.pending(t),
     "inbox.next_pending": lambda s, t, ids: s.inbox.next_pending(t, 10),
+    "inbox.next_attempt_time": lambda s, t, ids: s.inbox.next_attempt_time(t),
     "inbox.get": lambda s, t, ids: s.inbox.get(t, ids["event"]),
     "inbox.get_by_event_id": lambda s, t, ids: s.inbox.get_by_event_id(t, "crm", "evt-1"),
     "inbox.list": lambda s, t, ids: s.inbox.list(t),
@@ -198,7 +205,13 @@ WRITES: dict[str, Write] = {
     ),
     "mappings.record_scan": lambda s, o, ids: s.mappings.record_scan(o, "people", FAR_FUTURE),
     "mappings.touch": lambda s, o, ids: s.mappings.touch(o, "people", "rec-1", 99.0),
-    "inbox.retry_later": lambda s, o, ids: s.inbox.retry_later(o, ids["event"], "later"),
+    "inbox.retry_later": lambda s, o, ids: s.inbox.retry_later(
+        o, ids["event"], "later", next_attempt_at=FAR_FUTURE
+    ),
+    "inbox.requeue_failed": lambda s, o, ids: s.inbox.requeue_failed(o, "evt-3"),
+    "dead_letters.prune_payloads": (
+        lambda s, o, ids: s.dead_letters.prune_payloads(o, FAR_FUTURE)
+    ),
     "dead_letters.add": lambda s, o, ids: s.dead_letters.add(o, "people", "rec-1", "x", "", ""),
     "dead_letters.mark_resolved": lambda s, o, ids: s.dead_letters.mark_resolved(o, ids["dead"]),
     "dead_letters.record_attempt": (

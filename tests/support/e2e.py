@@ -40,7 +40,7 @@ CONFIG_TEMPLATE = """\
 state_path = "{state_path}"
 log_level = "info"
 max_error_rate = {max_error_rate}
-
+{daemon_extra}
 [quo]
 base_url = "{quo_url}"
 requests_per_second = {rps}
@@ -153,6 +153,7 @@ async def e2e_env(
     seed: int = 20261123,
     rps: int = 200,
     quo_options: Mapping[str, str] | None = None,
+    daemon_options: Mapping[str, str] | None = None,
     page_size: int = 50,
     bulk_create: bool = False,
     bulk_batch_size: int = 100,
@@ -165,7 +166,8 @@ async def e2e_env(
 
     The Quo sim enforces the same `rps` as the config; the client's limiter keeps the
     product's defaults (`rate_limit_basis`, `rate_limit_margin`) unless `quo_options`
-    adds `[quo]` keys, given as TOML literals (`{"rate_limit_basis": '"send"'}`).
+    adds `[quo]` keys, given as TOML literals (`{"rate_limit_basis": '"send"'}`);
+    `daemon_options` adds `[daemon]` keys the same way.
     """
     quo_config = QuoSimConfig(
         api_keys=[QUO_KEY],
@@ -184,6 +186,7 @@ async def e2e_env(
         config_path.write_text(CONFIG_TEMPLATE.format(
             state_path=state_path,
             max_error_rate=max_error_rate,
+            daemon_extra="".join(f"{k} = {v}\n" for k, v in (daemon_options or {}).items()),
             quo_url=quo_url,
             rps=rps,
             quo_extra="".join(f"{k} = {v}\n" for k, v in (quo_options or {}).items()),

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,9 +233,18 @@ async def live_env(
     rps: int = 100,
     poll_interval: float = 300.0,
     seed: int = 20261123,
+    daemon_options: Mapping[str, str] | None = None,
+    quo_options: Mapping[str, str] | None = None,
+    **e2e_options: Any,
 ) -> AsyncIterator[LiveEnv]:
-    """Simulators and a daemon config with `[http]` on a free port; daemons reaped on exit."""
-    async with e2e_env(tmp_path, people=people, rps=rps, seed=seed) as e2e:
+    """Simulators and a daemon config with `[http]` on a free port; daemons reaped on exit.
+
+    `daemon_options` and `quo_options` add `[daemon]` and `[quo]` keys (TOML literals);
+    `e2e_options` go to `e2e_env` as they are (`bulk_create=True`, `page_size=20`, ...).
+    """
+    async with e2e_env(tmp_path, people=people, rps=rps, seed=seed,
+                       daemon_options=daemon_options, quo_options=quo_options,
+                       **e2e_options) as e2e:
         port = free_port()
         # e2e_env's template ends inside [[tenants]]: the tenant key goes first, then a
         # new table (TOML allows tables in any order).

@@ -1,4 +1,5 @@
-"""`crmsync_dead_letters` follows the store: every category present, zeros included."""
+"""Per-tenant gauges: `crmsync_dead_letters` follows the store (every category present,
+zeros included); `crmsync_tenant_quo_key` names the key a tenant uses, one at a time."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 
 from crmsync.store import CATEGORIES, open_store
-from crmsync.tenant.gauges import forget_tenant, refresh_dead_letters
+from crmsync.tenant.gauges import forget_tenant, refresh_dead_letters, show_quo_key
 
 
 def gauge(tenant: str, category: str) -> float | None:
@@ -37,3 +38,29 @@ async def test_dead_letter_gauge_counts_open_letters_per_category(tmp_path: Path
 
     forget_tenant("gauge-a")
     assert gauge("gauge-a", "quo_validation") is None
+
+
+def key_series(tenant: str) -> dict[str, float]:
+    """The crmsync_tenant_quo_key series of `tenant`: key fingerprint -> value."""
+    return {
+        sample.labels["key"]: sample.value
+        for family in REGISTRY.collect() if family.name == "crmsync_tenant_quo_key"
+        for sample in family.samples if sample.labels["tenant"] == tenant
+    }
+
+
+def test_quo_key_gauge_names_one_key_per_tenant_and_goes_with_the_tenant() -> None:
+    show_quo_key("gauge-k1", "aaaa1111")
+    show_quo_key("gauge-k2", "aaaa1111")  # sharing a key: the same label value
+    assert key_series("gauge-k1") == {"aaaa1111": 1.0}
+    assert key_series("gauge-k2") == {"aaaa1111": 1.0}
+
+    show_quo_key("gauge-k1", "bbbb2222")  # a rotated key replaces the old series
+    assert key_series("gauge-k1") == {"bbbb2222": 1.0}
+
+    forget_tenant("gauge-k1")
+    assert key_series("gauge-k1") == {}
+    assert key_series("gauge-k2") == {"aaaa1111": 1.0}  # the other tenant keeps its own
+    forget_tenant("gauge-k2")
+    forget_tenant("gauge-k2")  # twice is harmless (a stop after a failed start)
+    assert key_series("gauge-k2") == {}

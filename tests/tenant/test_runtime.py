@@ -27,8 +27,10 @@ from crmsync.sim.attio import AttioSimConfig, run_attio_simulator
 from crmsync.sim.quo import QuoSimConfig, run_quo_simulator
 from crmsync.sim.quo.testing import wait_until
 from crmsync.store import TenantPhase, TenantState, open_store
+from crmsync.tenant.resources import open_resources
 from crmsync.tenant.runtime import TenantRuntime
-from crmsync.tenant.supervisor import MAX_RESTARTS
+from crmsync.tenant.supervisor import MAX_RESTARTS, RestartBudget, RestartBudgetSpentError
+from crmsync.web.health import Health
 
 TENANT = "acme"
 QUO_KEY = "quo-runtime-key"
@@ -190,3 +192,65 @@ async def test_a_pass_that_keeps_crashing_fails_the_tenant_after_one_budget(
     assert reason.startswith(f"{TENANT}: failed (sync_pipeline: more than {MAX_RESTARTS}")
     assert "RuntimeError: CRM is broken" in reason
     assert "1 failed" in failed.summary
+
+
+class FakeClock:
+    """Monotonic time that only moves when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_foreground_sync_gives_up_after_its_budget_however_slow_each_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1. `sync_once` (what `crmsync sync` runs) for a tenant whose CRM fails every page
+       fetch, each attempt taking 31 s (every restart budget reads a fake clock that
+       the failing fetch moves on), so no 5 restarts ever fall within 30 s
+    2. the pass is restarted by its supervisor after each crash.
+    Result: `sync_once` raises `RestartBudgetSpentError` after MAX_RESTARTS + 1
+    attempts, saying "more than 5 restarts" (no time window: the foreground budget
+    counts restarts in total), and the tenant is stored `failed` with that reason.
+    Before: the sliding window never filled and the pass restarted forever."""
+    clock = FakeClock()
+    kwdefaults = RestartBudget.__init__.__kwdefaults__
+    assert kwdefaults is not None
+    monkeypatch.setitem(kwdefaults, "clock", clock)
+    attempts = 0
+
+    async def slow_broken_fetch(
+        self: AttioAdapter, crm_object: str, cursor: str | None, page_size: int
+    ) -> CrmPage:
+        nonlocal attempts
+        attempts += 1
+        clock.now += 31.0
+        raise RuntimeError("CRM unreachable")
+
+    monkeypatch.setattr(AttioAdapter, "fetch_page", slow_broken_fetch)
+    config = parse_config(f"""
+[daemon]
+state_path = "{tmp_path / 'state.db'}"
+[[tenants]]
+id = "{TENANT}"
+crm = "attio"
+quo_api_key = "env:QUO"
+crm_api_key = "env:ATTIO"
+crm_base_url = "http://127.0.0.1:9/v2"
+""", "<test>", {"QUO": QUO_KEY, "ATTIO": ATTIO_KEY})
+    async with open_resources(config) as resources, open_store(tmp_path / "state.db") as store:
+        runtime = TenantRuntime(
+            config.tenants[0], resources=resources, store=store, health=Health()
+        )
+        with pytest.raises(RestartBudgetSpentError) as spent:
+            async with asyncio.timeout(5):
+                await runtime.sync_once()
+        tenant = await store.tenants.get(TENANT)
+    assert attempts == MAX_RESTARTS + 1
+    assert f"more than {MAX_RESTARTS} restarts" in str(spent.value)
+    assert "RuntimeError: CRM unreachable" in str(spent.value)
+    assert tenant is not None
+    assert tenant.state == "failed"
+    assert tenant.last_error == str(spent.value)

@@ -35,6 +35,7 @@ from crmsync.sim.quo.testing import SimApi
 from crmsync.store import Store, open_store
 from crmsync.store.subscriptions import Source, Subscription
 from crmsync.web.app import build_app, serve
+from crmsync.web.guard import IntakeGuard
 from crmsync.web.health import Health
 from crmsync.web.targets import WebhookTarget
 
@@ -102,6 +103,8 @@ async def running_listener(
     configured_secret: bool = False,
     secrets: bool = True,
     targets: Callable[[WebhookTarget], Callable[[str], WebhookTarget | None]] | None = None,
+    guard: IntakeGuard | None = None,
+    max_body: int = MAX_BODY,
 ) -> AsyncIterator[Listener]:
     config = make_config(tmp_path, crm_base_url=crm_base_url, configured_secret=configured_secret)
     async with (
@@ -119,7 +122,7 @@ async def running_listener(
         lookup = {TENANT: target}.get if targets is None else targets(target)
         app = build_app(
             targets=lookup, store=store, config=lambda: config, health=health,
-            max_body_bytes=MAX_BODY,
+            max_body_bytes=max_body, guard=guard,
         )
         async with serve(app, "127.0.0.1", 0) as port:
             yield Listener(f"http://127.0.0.1:{port}", http, store, target, health, config)
@@ -173,7 +176,10 @@ async def test_signed_attio_delivery_is_stored_once(listener: Listener) -> None:
         200, {"status": "accepted"}
     )
     [row] = await listener.rows()
-    assert (row.source, row.event_id, row.event_type) == ("crm", "idem-1", "record.updated")
+    # The id is the signed body's hash: the unsigned Idempotency-Key could be anything.
+    assert (row.source, row.event_id, row.event_type) == (
+        "crm", hashlib.sha256(body).hexdigest(), "record.updated"
+    )
     assert (row.state, row.body) == ("pending", body)
     assert row.headers["Attio-Signature"] == headers["Attio-Signature"]
     assert row.headers["Idempotency-Key"] == "idem-1"
@@ -275,7 +281,9 @@ async def test_configured_secret_and_a_secret_stored_a_moment_ago_verify(
             attio_headers(second, secret="brand-new-SECRET", key="idem-2"),
         )
         assert status == 200  # a miss re-reads the store at once
-        assert [r.event_id for r in await box.rows()] == ["idem-2", "idem-1"]
+        assert [r.event_id for r in await box.rows()] == [
+            hashlib.sha256(second).hexdigest(), hashlib.sha256(first).hexdigest()
+        ]
 
 
 async def test_no_secret_at_all_rejects_everything(tmp_path: Path) -> None:
