@@ -18,7 +18,7 @@ from crmsync import metrics
 from crmsync.net.ratelimit import Lane, Limiters, SlidingWindowLimiter
 from crmsync.net.retry import RetryPolicy
 from crmsync.net.transport import DEFAULT_MAX_PAUSE, Params, Transport
-from crmsync.quo.errors import QUO_ERRORS, QuoNotFoundError
+from crmsync.quo.errors import QUO_ERRORS, QuoDecodeError, QuoNotFoundError
 from crmsync.quo.models import (
     Call,
     CallSummary,
@@ -162,6 +162,7 @@ class QuoClient:
         self, base_params: Params, lane: Lane
     ) -> AsyncIterator[list[Contact]]:
         token: str | None = None
+        seen: set[str] = set()
         while True:
             params = [*base_params, ("maxResults", str(MAX_RESULTS_PER_PAGE))]
             if token:
@@ -174,6 +175,11 @@ class QuoClient:
             if not page.next_page_token:
                 return
             token = page.next_page_token
+            if token in seen:  # a token handed out twice would page forever
+                raise QuoDecodeError(
+                    "the listing repeated a page token", method="GET", route="/contacts"
+                )
+            seen.add(token)
 
     async def list_contacts_by_external_ids(
         self, external_ids: Sequence[str], *, lane: Lane = Lane.BACKFILL

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from crmsync.net.ratelimit import SlidingWindowLimiter, slot_trace_config
 from crmsync.net.retry import RetryPolicy
 from crmsync.quo.client import QuoClient
-from crmsync.quo.errors import QuoValidationError
+from crmsync.quo.errors import QuoDecodeError, QuoValidationError
 from crmsync.quo.models import ContactInput, DefaultFields, LabeledValue
 from crmsync.services.contact_writes import QuoContactSync
 from crmsync.sim.quo import QuoSim, QuoSimConfig, run_quo_simulator
@@ -172,3 +173,34 @@ async def test_50_callers_for_3s_stay_under_the_limit_and_use_it() -> None:
         assert sim.rate_limited == 0
         # Requests started within the 3 s, against the 30 the limit allows.
         assert started_in_time[0] / (rate * seconds) >= 0.95
+
+
+async def test_a_listing_that_repeats_its_page_token_ends_with_a_decode_error() -> None:
+    """1. a Quo that answers every contacts page with the same `nextPageToken`
+    2. the client lists contacts by externalId
+    Result: a `QuoDecodeError` after the token repeats (two requests), not an endless
+    loop of requests against the key's limit."""
+    requests: list[str] = []
+
+    async def same_token(request: web.Request) -> web.Response:
+        requests.append(request.query.get("pageToken", "-"))
+        return web.json_response({"data": [], "nextPageToken": "again", "totalItems": 0})
+
+    app = web.Application()
+    app.router.add_get("/v1/contacts", same_token)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = QuoClient(
+                session, base_url=f"http://127.0.0.1:{runner.addresses[0][1]}/v1",
+                api_key=KEY, limiter=SlidingWindowLimiter(100), tenant="t1",
+            )
+            with pytest.raises(QuoDecodeError, match="repeated a page token"):
+                async with asyncio.timeout(5):
+                    await client.list_contacts_by_external_ids(["rec-1"])
+    finally:
+        await runner.cleanup()
+    assert requests == ["-", "again"]
