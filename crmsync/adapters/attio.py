@@ -1,14 +1,18 @@
 """Attio (REST v2) adapter.
 
 Paging: `POST /objects/{object}/records/query` returns only `data` (no cursor, no
-total), so the cursor is the offset and a short page ends the listing; a stable sort
-(creation time, then record id) keeps offsets meaningful. Every attribute is a list of
+total), so the cursor is the offset and only an empty page ends the listing (a page
+cut short mid-listing must not end a sync early); a stable sort (creation time, then
+record id) keeps offsets meaningful. A page that comes back as the very page before it
+(a stale listing) is asked for again, a few times, then is an error: paging on would
+move the cursor past records never seen. Every attribute is a list of
 historical values: the current one has `active_until: null`. Company names are
 resolved once per page with a single `record_id $in` query and cached.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -43,6 +47,8 @@ COMPANY_CACHE_SIZE = 50_000
 NOTES_PAGE_SIZE = 50  # the most GET /v2/notes returns per page
 WEBHOOK_PAGE_SIZE = 100
 WEBHOOK_EVENTS = ("record.created", "record.updated", "record.deleted", "record.merged")
+#: how often a page answered with the page before it is asked for before giving up
+REPEATED_PAGE_TRIES = 3
 
 
 def _active(values: Any) -> list[dict[str, Any]]:
@@ -128,6 +134,8 @@ class AttioAdapter:
         )
         self._companies: OrderedDict[str, str | None] = OrderedDict()
         self._object_ids: dict[str, str] = {}  # slug → Attio object UUID
+        #: per object, the offset and record ids of the page fetched last
+        self._last_page: dict[str, tuple[int, list[str | None]]] = {}
 
     # -- reading people ---------------------------------------------------------------
 
@@ -184,20 +192,40 @@ class AttioAdapter:
         offset = int(cursor or 0)
         if offset == 0:
             self._companies.clear()  # a new pass: pick up renamed companies
-        raws = await self._query(
-            crm_object,
-            {
-                "limit": page_size,
-                "offset": offset,
-                "sorts": [
-                    {"attribute": "created_at", "direction": "asc"},
-                    {"attribute": "record_id", "direction": "asc"},
-                ],
-            },
-        )
+        raws = await self._listing_page(crm_object, offset, page_size)
         await self._resolve_companies(raws)
-        next_cursor = str(offset + len(raws)) if len(raws) >= page_size else None
+        # Only an empty page ends the listing: a short one may be cut short (records
+        # filtered after the limit, a hiccup), and stopping there would leave every
+        # record after it to a later pass, or to none if it comes back short each time.
+        # The cost is one more (empty) read per pass.
+        next_cursor = str(offset + len(raws)) if raws else None
         return CrmPage(records=self._to_records(crm_object, raws), next_cursor=next_cursor)
+
+    async def _listing_page(
+        self, crm_object: str, offset: int, page_size: int
+    ) -> list[dict[str, Any]]:
+        """The page at `offset`, asked for again while it repeats the page fetched last
+        (at another offset): taking it would skip the page that was asked for."""
+        body = {
+            "limit": page_size,
+            "offset": offset,
+            "sorts": [
+                {"attribute": "created_at", "direction": "asc"},
+                {"attribute": "record_id", "direction": "asc"},
+            ],
+        }
+        for _ in range(REPEATED_PAGE_TRIES):
+            raws = await self._query(crm_object, body)
+            ids = [_record_id(raw) for raw in raws]
+            last_offset, last_ids = self._last_page.get(crm_object, (offset, []))
+            if not ids or last_offset == offset or ids != last_ids:
+                self._last_page[crm_object] = (offset, ids)
+                return raws
+        path = f"/objects/{crm_object}/records/query"
+        raise CrmDecodeError(
+            f"unexpected response: offset {offset} kept answering the page before it"
+            f" (offset {last_offset})", method="POST", route=path,
+        )
 
     async def fetch_by_ids(self, crm_object: str, ids: Sequence[str]) -> list[CrmRecord]:
         if not ids:
@@ -335,10 +363,22 @@ class AttioAdapter:
         return self._object_ids[slug]
 
     async def ensure_webhook(self, target_url: str) -> tuple[str, str | None]:
-        """Reuse our webhook for `target_url` or create it; the secret comes only on create."""
+        """Reuse our webhook for `target_url` or create it; the secret comes only on create.
+
+        One Attio has deactivated (`status: inactive`, after its deliveries kept failing)
+        receives nothing any more: it is deleted and a new one created in its place.
+        """
+        inactive: list[str] = []
         async for hook in self._webhooks():
             if hook.get("target_url") == target_url:
-                return _id_of(hook, "webhook_id", "GET", "/webhooks"), None
+                webhook_id = _id_of(hook, "webhook_id", "GET", "/webhooks")
+                if hook.get("status") != "inactive":
+                    return webhook_id, None
+                inactive.append(webhook_id)
+        for webhook_id in inactive:  # after the listing: deleting shifts its offsets
+            with contextlib.suppress(CrmNotFoundError):  # already gone: the goal
+                await self._http.call("DELETE", f"/webhooks/{webhook_id}",
+                                      route="/webhooks/{id}")
         # Only people: company or deal events would otherwise look like person ids.
         people_only = {"$and": [{
             "field": "id.object_id", "operator": "equals", "value": await self.object_id("people"),

@@ -85,7 +85,8 @@ class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
 class QuoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """`[quo]`: the Quo (OpenPhone) API client, its rate limit and retries."""
 
-    base_url: HttpUrl = "https://api.openphone.com/v1"
+    # v1 REST (contacts, calls, messages); the old host api.openphone.com still answers /v1
+    base_url: HttpUrl = "https://api.quo.com/v1"
     requests_per_second: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     # Slack added to the 1-second window, so what the limiter cannot observe (jitter
     # for "send", legs faster than the fastest recent round trip for "adaptive") never
@@ -106,6 +107,12 @@ class QuoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only
     bulk_batch_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
     bulk_verify_deadline: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 60.0
     webhook_signature_tolerance: Annotated[float, msgspec.Meta(ge=0, le=86400)] = 300.0
+    # Which Quo webhook system crmsync manages (INTERFACE §7): "2026-03-30" (Standard
+    # Webhooks; a tenant with legacy webhooks is moved over without a gap) or "legacy"
+    # (`/v1/webhooks`, `openphone-signature`). Deliveries of both are accepted always.
+    webhooks: Literal["2026-03-30", "legacy"] = "2026-03-30"
+    # Where the 2026-03-30 `POST /webhooks` lives (no version in the path)
+    webhooks_base_url: HttpUrl = "https://api.quo.com"
 
 
 class TenantConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -121,6 +128,12 @@ class TenantConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     page_size: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
     poll_interval: Annotated[float, msgspec.Meta(ge=5, le=86400)] = 300.0
     enabled: bool = True
+    # Edits people make to contacts in the Quo app (INTERFACE §7): "off", "update" (a
+    # synced contact's edit reaches its CRM person) or "update_and_create" (a contact
+    # made in Quo also becomes a CRM person)
+    quo_to_crm: Literal["off", "update", "update_and_create"] = "update"
+    # A field changed on both sides since the last sync keeps the CRM's or Quo's value
+    conflict: Literal["crm_wins", "quo_wins"] = "crm_wins"
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

@@ -213,10 +213,11 @@ class Transport:
         self, error: ApiError, attempt: int, safe: bool, is_read: bool
     ) -> float | None:
         """Seconds to wait before the next attempt, or None: raise the error."""
+        if isinstance(error, RateLimitedError):
+            self._observer.rate_limited()  # every 429, the one that ends the retries too
         if attempt >= self._retry.max_retries:
             return None
         if isinstance(error, RateLimitedError):
-            self._observer.rate_limited()
             wait = error.retry_after
             if wait is None:
                 wait = self._retry.backoff(attempt)

@@ -4,7 +4,8 @@ The fetcher pages each CRM object from its saved cursor and puts one `RecordBatc
 one `PageEnd` per page on its output (page numbers run on across objects, so the
 verifier can commit every page of the pass in order), skips an object whose pages were
 all committed (`CURSOR_DONE`), ends with `EndOfStream`, and never commits a cursor
-itself. Five people with pages of two: offsets 0, 2, 4 → pages of 2, 2 and 1.
+itself. Five people with pages of two: offsets 0, 2, 4, 5 → pages of 2, 2 and 1, then
+an empty one: only an empty page ends an Attio listing.
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ async def test_a_fresh_object_is_paged_from_the_top_one_batch_and_page_end_per_p
 ) -> None:
     """1. no cursor is saved for `people`
     2. the fetcher runs to its end.
-    Result: three pages in CRM order, each a batch then its `PageEnd` with the record
-    count and the cursor of the next page (None on the last), then `EndOfStream`."""
+    Result: three pages in CRM order and an empty fourth, each a batch then its
+    `PageEnd` with the record count and the cursor of the next page (None on the
+    last), then `EndOfStream`."""
     ids = env.attio.people_ids()
 
     async with run_actor(env.fetcher(["people"])):
@@ -83,10 +85,11 @@ async def test_a_fresh_object_is_paged_from_the_top_one_batch_and_page_end_per_p
     assert summary(drain(env.out)) == [
         ("batch", 0, ids[0:2]), ("end", 0, "people", 2, "2"),
         ("batch", 1, ids[2:4]), ("end", 1, "people", 2, "4"),
-        ("batch", 2, ids[4:5]), ("end", 2, "people", 1, None),
+        ("batch", 2, ids[4:5]), ("end", 2, "people", 1, "5"),
+        ("batch", 3, []), ("end", 3, "people", 0, None),
         ("eos",),
     ]
-    assert env.fetched == [("people", None), ("people", "2"), ("people", "4")]
+    assert env.fetched == [("people", None), ("people", "2"), ("people", "4"), ("people", "5")]
 
 
 async def test_paging_resumes_from_the_saved_cursor_and_the_cursor_is_left_alone(
@@ -102,10 +105,11 @@ async def test_paging_resumes_from_the_saved_cursor_and_the_cursor_is_left_alone
     async with run_actor(env.fetcher(["people"])):
         pass
 
-    assert env.fetched == [("people", "2"), ("people", "4")]
+    assert env.fetched == [("people", "2"), ("people", "4"), ("people", "5")]
     assert summary(drain(env.out)) == [
         ("batch", 0, ids[2:4]), ("end", 0, "people", 2, "4"),
-        ("batch", 1, ids[4:5]), ("end", 1, "people", 1, None),
+        ("batch", 1, ids[4:5]), ("end", 1, "people", 1, "5"),
+        ("batch", 2, []), ("end", 2, "people", 0, None),
         ("eos",),
     ]
     assert await env.store.checkpoints.get(TENANT, "people", CURSOR) == "2"
@@ -115,7 +119,8 @@ async def test_an_object_whose_cursor_is_done_is_skipped(env: Env) -> None:
     """1. `people` was finished in the pass under way (cursor `CURSOR_DONE`)
     2. the fetcher runs for `people` and `companies`.
     Result: no page of `people` is fetched or sent; `companies` is paged from the top
-    starting at page 0; the stream still ends with `EndOfStream`."""
+    starting at page 0 (one short page, then the empty one that ends it); the stream
+    still ends with `EndOfStream`."""
     await env.store.checkpoints.set(TENANT, "people", CURSOR, CURSOR_DONE)
     companies = [r.record_id for r in env.attio.sim.companies.ordered()]
     assert 0 < len(companies) < PAGE  # one short page
@@ -123,9 +128,11 @@ async def test_an_object_whose_cursor_is_done_is_skipped(env: Env) -> None:
     async with run_actor(env.fetcher(["people", "companies"])):
         pass
 
-    assert env.fetched == [("companies", None)]
+    end = str(len(companies))
+    assert env.fetched == [("companies", None), ("companies", end)]
     assert summary(drain(env.out)) == [
-        ("batch", 0, companies), ("end", 0, "companies", len(companies), None),
+        ("batch", 0, companies), ("end", 0, "companies", len(companies), end),
+        ("batch", 1, []), ("end", 1, "companies", 0, None),
         ("eos",),
     ]
 
@@ -140,11 +147,12 @@ async def test_page_numbers_run_on_across_objects(env: Env) -> None:
 
     shown = summary(drain(env.out))
     assert [m[:3] for m in shown if m[0] == "end"] == [
-        ("end", 0, "companies"), ("end", 1, "people"), ("end", 2, "people"),
-        ("end", 3, "people"),
+        ("end", 0, "companies"), ("end", 1, "companies"), ("end", 2, "people"),
+        ("end", 3, "people"), ("end", 4, "people"), ("end", 5, "people"),
     ]
-    assert [m for m in shown if m[0] == "batch"][1:] == [
-        ("batch", 1, ids[0:2]), ("batch", 2, ids[2:4]), ("batch", 3, ids[4:5]),
+    assert [m for m in shown if m[0] == "batch"][2:] == [
+        ("batch", 2, ids[0:2]), ("batch", 3, ids[2:4]), ("batch", 4, ids[4:5]),
+        ("batch", 5, []),
     ]
     assert shown[-1] == ("eos",)
     assert shown.count(("eos",)) == 1

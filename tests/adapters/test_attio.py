@@ -127,10 +127,10 @@ def company_ids(records: list[CrmRecord]) -> set[str]:
 
 @pytest.mark.parametrize(
     ("people", "sizes"),
-    [(45, [20, 20, 5]), (40, [20, 20, 0]), (7, [7])],
+    [(45, [20, 20, 5, 0]), (40, [20, 20, 0]), (7, [7, 0])],
     ids=["short-last-page", "exact-multiple", "single-short-page"],
 )
-async def test_offset_paging_covers_every_person_once_and_a_short_page_ends(
+async def test_offset_paging_covers_every_person_once_and_an_empty_page_ends(
     people: int, sizes: list[int]
 ) -> None:
     async with attio_env(people) as env:
@@ -140,8 +140,53 @@ async def test_offset_paging_covers_every_person_once_and_a_short_page_ends(
         assert len(ids) == len(set(ids)) == people
         assert set(ids) == {r.record_id for r in env.sim.people}
         offsets = [q.get("offset") for q in env.queries("people")]
-        assert offsets == [20 * i for i in range(len(sizes))]
+        assert offsets == [sum(sizes[:i]) for i in range(len(sizes))]
         assert all(q["limit"] == PAGE for q in env.queries("people"))
+
+
+async def test_pages_cut_short_do_not_end_the_listing() -> None:
+    """1. 45 people; Attio answers every full page of the listing short (1-19 of 20
+       records, more following), as when records are filtered after the limit
+    2. page through the people
+    Result: every person exactly once; the listing ends on an empty page. (Regression
+    test, found by the fault suite: a short page ended the listing, so an initial sync
+    was "completed" without the people after it, and a page cut short every time
+    would have kept them out of Quo for good.)"""
+    async with attio_env(45) as env:
+        env.sim.faults.short_page_rate = 1.0
+        pages = await all_pages(env.adapter, PAGE)
+        assert env.sim.faults.short_pages >= 2
+        assert len(pages[-1]) == 0 and all(pages[:-1])
+        ids = [r.record_id for page in pages for r in page]
+        assert sorted(ids) == sorted(r.record_id for r in env.sim.people)
+
+
+async def test_a_page_answered_with_the_page_before_it_is_asked_again() -> None:
+    """1. 45 people, pages of 20; Attio answers the request for offset 20 once with
+       the page at offset 0 (a stale listing)
+    2. page through the people
+    Result: the adapter sees the repeat and asks for offset 20 again; every person
+    exactly once. (Regression test, found by the fault suite: the cursor moved on past
+    the page that never came, so the initial sync committed a cursor ahead of 20
+    unmapped people and called itself complete.)"""
+    async with attio_env(45) as env:
+        env.sim.faults.repeat_page_next = 1
+        pages = await all_pages(env.adapter, PAGE)
+        assert env.sim.faults.repeated_pages == 1
+        assert [q["offset"] for q in env.queries("people")] == [0, 20, 20, 40, 45]
+        ids = [r.record_id for page in pages for r in page]
+        assert ids == [r.record_id for r in env.sim.people.ordered()]
+
+
+async def test_a_listing_that_keeps_repeating_a_page_is_an_error_not_a_skip() -> None:
+    """Attio answers every page after the first with the page before it: after a few
+    tries the adapter raises `CrmDecodeError` (the pass restarts from its checkpoint,
+    visibly), instead of paging on past records it never saw."""
+    async with attio_env(45) as env:
+        env.sim.faults.repeat_page_rate = 1.0
+        first = await env.adapter.fetch_page("people", None, PAGE)
+        with pytest.raises(CrmDecodeError, match="page before"):
+            await env.adapter.fetch_page("people", first.next_cursor, PAGE)
 
 
 async def test_fetch_by_ids_returns_exactly_those_records(env: Env) -> None:
@@ -360,6 +405,26 @@ async def test_ensure_webhook_finds_its_webhook_behind_ten_others(env: Env) -> N
     webhook_id, _ = await env.adapter.ensure_webhook(url)
     assert (await env.adapter.ensure_webhook(url))[0] == webhook_id
     assert len(env.sim.webhooks) == 11
+
+
+async def test_ensure_webhook_replaces_a_webhook_attio_deactivated(env: Env) -> None:
+    """1. ensure_webhook creates our webhook (secret A)
+    2. Attio deactivates it (`status: inactive`: its deliveries kept failing; nothing is
+       delivered to it any more)
+    3. ensure_webhook again
+    Result: the inactive webhook is deleted and a new one created, with a new secret;
+    a third ensure_webhook reuses it. (Regression test, found by the fault suite: an
+    inactive webhook was reused forever, so CRM changes arrived by polling only and
+    the subscription keeper reported it healthy.)
+    """
+    url = "https://sync.example.com/webhooks/acme/crm"
+    first, secret = await env.adapter.ensure_webhook(url)
+    env.sim.expire_webhook(first)
+    second, new_secret = await env.adapter.ensure_webhook(url)
+    assert second != first and new_secret and new_secret != secret
+    assert list(env.sim.webhooks) == [second]
+    assert env.sim.webhooks[second].status == "active"
+    assert await env.adapter.ensure_webhook(url) == (second, None)
 
 
 async def test_verify_webhook_accepts_attio_signature_and_rejects_others(env: Env) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from crmsync.adapters.attio import AttioAdapter
 from crmsync.adapters.base import NoteInput
@@ -22,7 +23,7 @@ from crmsync.net.ratelimit import LimiterRegistry, Limiters, Limits, SlidingWind
 from crmsync.net.retry import RetryPolicy
 from crmsync.net.transport import Transport
 from crmsync.quo.client import QuoClient
-from crmsync.quo.errors import QuoDecodeError, QuoError
+from crmsync.quo.errors import QuoDecodeError, QuoError, QuoRateLimitedError
 from crmsync.sim.quo import QuoSimConfig, run_quo_simulator
 from crmsync.sim.quo.testing import wait_until
 
@@ -183,3 +184,26 @@ async def test_a_429_is_always_retried_and_pauses_only_its_budget() -> None:
         assert await http.call("POST", "/notes", json={"x": 1}) == {"ok": True}
     assert api.requests == ["POST /v2/notes", "POST /v2/notes"]
     assert limiters.read.paused_for == 0.0
+
+
+async def test_every_429_is_counted_also_the_one_that_ends_the_retries() -> None:
+    """1. Quo answers the next 10 requests 429 (no Retry-After)
+    2. a call with 3 retries: 4 requests, all 429; it raises `QuoRateLimitedError`
+    Result: `crmsync_rate_limited_responses_total` went up by 4, as did
+    `crmsync_quo_requests_total{status="429"}`. (Regression test, found by the fault
+    suite: the last 429, after which the call gives up, was not counted as rate
+    limited, so the two metrics disagreed exactly when the 429s cost a record.)"""
+    tenant = "t-429-exhausted"
+    config = QuoSimConfig(api_keys=["key"], requests_per_second=100)
+    async with run_quo_simulator(config=config) as (sim, url), aiohttp.ClientSession() as s:
+        quo = QuoClient(s, base_url=url, api_key="key", limiter=SlidingWindowLimiter(100),
+                        tenant=tenant, retry=FAST_RETRIES)
+        sim.faults.force_429(10)
+        with pytest.raises(QuoRateLimitedError):
+            await quo.list_phone_numbers()
+    assert sim.rate_limited == 4
+    answered = REGISTRY.get_sample_value("crmsync_quo_requests_total", {
+        "tenant": tenant, "method": "GET", "route": "/phone-numbers", "status": "429"})
+    limited = REGISTRY.get_sample_value("crmsync_rate_limited_responses_total",
+                                        {"tenant": tenant})
+    assert (answered, limited) == (4, 4)

@@ -7,10 +7,16 @@ No authentication and no rate limit. Routes:
   job_title?, company_id?, notify?} → 201 {"record_id"}.
 * `PATCH /_sim/people/{id}` {changes..., notify?} → {"record_id", "changed": [attrs]}.
 * `DELETE /_sim/people/{id}` {notify?} (query `?notify=false`) → {}.
-* `POST /_sim/faults` {fail_next?, rate_limit_next?, drop_webhooks?, webhook_mode?}
-  → the current fault settings.
+* `GET|POST /_sim/faults` → the current fault settings; POST takes `FaultUpdate`
+  (`faults.py`: counted and rate-based 500s, 429s with or without Retry-After,
+  dropped connections before and after applying, latency spikes, short and repeated
+  pages, revoked keys; `drop_webhooks`, `webhook_mode` for deliveries).
 * `POST /_sim/webhooks/deliver` → waits for queued deliveries; `POST
-  /_sim/webhooks/redeliver-last` → {"status"} of the duplicate delivery.
+  /_sim/webhooks/redeliver-last` → {"status"} of the duplicate delivery; `POST
+  /_sim/webhooks/redeliver-failed` → {"statuses"} of every unacknowledged message
+  sent once more.
+* `POST /_sim/webhooks/{id}/expire` → {} (status `inactive`: no more deliveries);
+  `DELETE /_sim/webhooks/{id}` → {} (the webhook is gone).
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from crmsync.sim.attio.errors import JSONObject, json_response
+from crmsync.sim.attio.faults import FaultUpdate, fault_settings
 from crmsync.sim.attio.people import CHANGEABLE
 from crmsync.sim.attio.state import ATTIO_SIM_KEY, AttioSim
 
@@ -84,21 +92,23 @@ async def delete_person(request: web.Request) -> web.Response:
     return json_response({})
 
 
+@routes.get("/_sim/faults")
+async def get_faults(request: web.Request) -> web.Response:
+    return json_response(_faults(request.app[ATTIO_SIM_KEY]))
+
+
 @routes.post("/_sim/faults")
 async def set_faults(request: web.Request) -> web.Response:
     sim = request.app[ATTIO_SIM_KEY]
-    body = await _body(request)
-    _only(body, {"fail_next", "rate_limit_next", "drop_webhooks", "webhook_mode"})
-    for name in ("fail_next", "rate_limit_next", "drop_webhooks"):
-        if name in body and (not isinstance(body[name], int) or body[name] < 0):
-            raise web.HTTPBadRequest(reason=f"{name} must be a non-negative integer")
-    sim.faults.fail_next = body.get("fail_next", sim.faults.fail_next)
-    sim.faults.rate_limit_next = body.get("rate_limit_next", sim.faults.rate_limit_next)
-    sim.deliverer.drop_next = body.get("drop_webhooks", sim.deliverer.drop_next)
-    mode = body.get("webhook_mode", sim.deliverer.mode)
-    if mode not in ("send", "drop"):
-        raise web.HTTPBadRequest(reason='webhook_mode must be "send" or "drop"')
-    sim.deliverer.mode = mode
+    try:
+        update = msgspec.json.decode(await request.read(), type=FaultUpdate)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise web.HTTPBadRequest(reason=str(exc).replace("\n", " ")) from None
+    update.apply(sim.faults)
+    if update.drop_webhooks is not None:
+        sim.deliverer.drop_next = update.drop_webhooks
+    if update.webhook_mode is not None:
+        sim.deliverer.mode = update.webhook_mode
     return json_response(_faults(sim))
 
 
@@ -115,13 +125,36 @@ async def redeliver_last(request: web.Request) -> web.Response:
     return json_response({"status": await sim.redeliver_last()})
 
 
+@routes.post("/_sim/webhooks/redeliver-failed")
+async def redeliver_failed(request: web.Request) -> web.Response:
+    attempts = await request.app[ATTIO_SIM_KEY].redeliver_failed()
+    return json_response({"statuses": [a.status for a in attempts]})
+
+
+@routes.post("/_sim/webhooks/{webhook_id}/expire")
+async def expire_webhook(request: web.Request) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    webhook_id = request.match_info["webhook_id"]
+    if webhook_id not in sim.webhooks:
+        raise web.HTTPNotFound(reason="no such webhook")
+    sim.expire_webhook(webhook_id)
+    return json_response({})
+
+
+@routes.delete("/_sim/webhooks/{webhook_id}")
+async def remove_webhook(request: web.Request) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    webhook_id = request.match_info["webhook_id"]
+    if webhook_id not in sim.webhooks:
+        raise web.HTTPNotFound(reason="no such webhook")
+    sim.remove_webhook(webhook_id)
+    return json_response({})
+
+
 def _faults(sim: AttioSim) -> JSONObject:
-    return {
-        "fail_next": sim.faults.fail_next,
-        "rate_limit_next": sim.faults.rate_limit_next,
-        "drop_webhooks": sim.deliverer.drop_next,
-        "webhook_mode": sim.deliverer.mode,
-    }
+    return fault_settings(
+        sim.faults, drop_webhooks=sim.deliverer.drop_next, webhook_mode=sim.deliverer.mode
+    )
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

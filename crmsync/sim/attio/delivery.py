@@ -13,6 +13,7 @@ carry hex HMAC-SHA256 over the raw body, keyed with the webhook secret.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -108,6 +109,17 @@ class WebhookDeliverer:
         if not self.sent:
             return None
         return await self._attempt(self.sent[-1], attempt=1, redelivery=True)
+
+    def unacknowledged(self) -> list[Delivery]:
+        """Messages sent whose attempts all failed (a retry may still be under way)."""
+        acked = {a.idempotency_key for a in self.attempts if a.ok}
+        return [d for d in self.sent if d.idempotency_key not in acked]
+
+    async def redeliver_failed(self) -> list[DeliveryAttempt]:
+        """POST every unacknowledged message once more, concurrently."""
+        return list(await asyncio.gather(*(
+            self._attempt(d, attempt=1, redelivery=True) for d in self.unacknowledged()
+        )))
 
     async def close(self) -> None:
         await self._http.close()

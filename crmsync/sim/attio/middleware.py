@@ -1,12 +1,16 @@
 """The policing every /v2 request passes: counting, auth, injected faults, rate limits.
 
-Order: authenticate (401) → injected faults (500 / 429) → rate limit (429) → handler.
-Errors raised anywhere below become Attio's JSON error shape, including aiohttp's own
-404 / 405 for unknown routes and methods. `/_sim/` admin routes skip all of it.
+Order: dropped connection (nothing answered, not counted) → latency → authenticate
+(401; revoked keys too) → injected faults (500, forced 429) → rate limit (429) →
+handler → dropped connection after the handler applied the request (counted: it was
+answered, the answer was lost). Errors raised anywhere below become Attio's JSON error
+shape, including aiohttp's own 404 / 405 for unknown routes and methods. `/_sim/`
+admin routes skip all of it. The faults are `faults.py`'s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -20,6 +24,8 @@ from crmsync.sim.attio.state import ATTIO_SIM_KEY, AttioSim
 logger = logging.getLogger(__name__)
 RATE_LIMITED_MESSAGE = "Rate limit exceeded, please try again later"
 UNMATCHED_ROUTE = "unmatched"  # the counter key of requests no route matched
+#: request key set once the route handler runs (the request may take effect)
+APPLIED = web.RequestKey("attio_sim_applied", bool)
 
 
 @web.middleware
@@ -27,6 +33,11 @@ async def attio_middleware(request: web.Request, handler: Handler) -> web.Stream
     if not request.path.startswith("/v2/"):
         return await handler(request)
     sim = request.app[ATTIO_SIM_KEY]
+    if sim.faults.take_drop():
+        return _abort(request)
+    delay = sim.faults.delay()
+    if delay > 0:
+        await asyncio.sleep(delay)
     try:
         response = await _policed(request, handler, sim)
     except AttioError as exc:
@@ -38,37 +49,53 @@ async def attio_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = AttioError(500, "internal_server_error", "internal_error",
                               "The simulator crashed; see its log.").response()
     sim.stats.count(request.method, route_template(request, UNMATCHED_ROUTE), response.status)
+    if request.get(APPLIED) and sim.faults.take_drop_after():
+        return _abort(request)
     return response
+
+
+def _abort(request: web.Request) -> web.Response:
+    """Cut the connection; the response returned is never written."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=500)
 
 
 async def _policed(request: web.Request, handler: Handler, sim: AttioSim) -> web.StreamResponse:
     api_key = _authenticate(request, sim)
-    if sim.faults.fail_next > 0:
-        sim.faults.fail_next -= 1
+    if sim.faults.take_failure():
         sim.stats.injected_failures += 1
         raise AttioError(500, "internal_server_error", "internal_error",
                          "An unexpected error occurred (injected by the simulator).")
-    if sim.faults.rate_limit_next > 0:
-        sim.faults.rate_limit_next -= 1
+    if sim.faults.take_forced_429():
         sim.stats.injected_failures += 1
-        raise _rate_limited(next_second_date(sim.limiter.wall_clock()))
+        raise _rate_limited(
+            next_second_date(sim.limiter.wall_clock()) if sim.faults.retry_after else None
+        )
     retry_after = sim.limiter.check(api_key, request_kind(request.method, request.path))
     if retry_after is not None:
         raise _rate_limited(retry_after)
+    request[APPLIED] = True
     return await handler(request)
 
 
 def _authenticate(request: web.Request, sim: AttioSim) -> str:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or token.strip() not in sim.config.api_keys:
+    token = token.strip()
+    if (
+        scheme.lower() != "bearer"
+        or token not in sim.config.api_keys
+        or token in sim.faults.revoked_keys
+    ):
         raise AttioError(401, "auth_error", "unauthorized",
                          "Authentication failed: missing or invalid bearer token.")
-    return token.strip()
+    return token
 
 
-def _rate_limited(retry_after: str) -> AttioError:
+def _rate_limited(retry_after: str | None) -> AttioError:
+    headers = None if retry_after is None else {"Retry-After": retry_after}
     return AttioError(429, "rate_limit_error", "rate_limit_exceeded", RATE_LIMITED_MESSAGE,
-                      headers={"Retry-After": retry_after})
+                      headers=headers)
 
 
 def _from_http_exception(exc: web.HTTPException) -> AttioError:

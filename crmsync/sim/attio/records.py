@@ -1,8 +1,10 @@
 """Record routes: objects, `records/query` (offset paging), get one record, `/v2/self`.
 
 `records/query` answers only `{"data": [...]}`: no cursor and no total, so a client
-must stop on a short page. The default order (creation time, then record id) is
-stable, so offset paging over an unchanged workspace never skips or repeats a record.
+knows the end only by a short (or empty) page. The default order (creation time, then record id) is
+stable, so offset paging over an unchanged workspace never skips or repeats a record,
+unless the short- or repeated-page faults say otherwise (`faults.py`; unfiltered
+listings only).
 """
 
 from __future__ import annotations
@@ -79,8 +81,11 @@ async def query_records(request: web.Request) -> web.Response:
     records = _filtered(sim.store(slug), body.get("filter"), slug)
     if body.get("sorts") is not None:
         records = sort_records(records, body["sorts"], slug)
-    page = records[offset:offset + limit]
-    return json_response({"data": [sim.render(r) for r in page]})
+    if body.get("filter") is None:  # a listing being paged through
+        start, end = sim.faults.page_window(offset, limit, len(records))
+    else:
+        start, end = offset, offset + limit
+    return json_response({"data": [sim.render(r) for r in records[start:end]]})
 
 
 @routes.get("/v2/objects/{object}/records/{record_id}")

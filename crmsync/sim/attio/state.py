@@ -19,7 +19,8 @@ from aiohttp import web
 
 from crmsync.sim.attio import model, people
 from crmsync.sim.attio.config import AttioSimConfig
-from crmsync.sim.attio.delivery import Delivery, WebhookDeliverer
+from crmsync.sim.attio.delivery import Delivery, DeliveryAttempt, WebhookDeliverer
+from crmsync.sim.attio.faults import Faults
 from crmsync.sim.attio.model import JSONObject, StoredRecord
 from crmsync.sim.attio.ratelimit import RateLimiter
 from crmsync.sim.attio.seed import SeedFacts, new_id, seed_workspace
@@ -48,14 +49,6 @@ class SimStats:
         )
 
 
-@dataclass(slots=True)
-class Faults:
-    """Failures injected into the next /v2 requests (after authentication)."""
-
-    fail_next: int = 0          # answer 500
-    rate_limit_next: int = 0    # answer 429 even under the limit
-
-
 class AttioSim:
     """State of one simulated Attio workspace."""
 
@@ -76,7 +69,9 @@ class AttioSim:
         self.notes: dict[str, JSONObject] = {}
         self.webhooks: dict[str, Webhook] = {}
         self.stats = SimStats()
-        self.faults = Faults()
+        # Their own generator: rate-based faults replay from the seed whatever else
+        # draws ids.
+        self.faults = Faults(rng=random.Random(config.seed + 1))
         self.limiter = RateLimiter(config.read_rate_per_second, config.write_rate_per_second)
         self.deliverer = WebhookDeliverer(
             auto=config.auto_deliver_webhooks,
@@ -212,6 +207,19 @@ class AttioSim:
         webhook = self.webhooks.get(webhook_id)
         if webhook is not None and webhook.status == "active":
             webhook.status = "degraded"
+
+    def expire_webhook(self, webhook_id: str) -> None:
+        """Attio gave up on the webhook (`inactive`): nothing is delivered to it any more."""
+        self.webhooks[webhook_id].status = "inactive"
+
+    def remove_webhook(self, webhook_id: str) -> None:
+        """The webhook was deleted (by a workspace admin, say)."""
+        del self.webhooks[webhook_id]
+
+    async def redeliver_failed(self) -> list[DeliveryAttempt]:
+        """Send once more every message no attempt of which was acknowledged (as Attio's
+        later retries would); the attempts, in the order the messages were first sent."""
+        return await self.deliverer.redeliver_failed()
 
     async def redeliver_last(self) -> int | None:
         """Send the last delivered message again (same Idempotency-Key); its status."""

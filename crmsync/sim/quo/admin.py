@@ -8,7 +8,9 @@ Not under `/v1`: no auth, no rate limit, not counted. JSON in and out:
   `POST /_sim/contacts/flush` → `{"materialised": n}` (pending bulk made visible now)
 - `POST /_sim/bulk-never-visible` `{"externalIds": [...]}` → `{"externalIds": [...]}`
 - `POST /_sim/api-keys` `{"key": "..."}` → 201 (activates after `key_activation_delay`)
-- `GET /_sim/webhooks` → `{"data": [every webhook, any user]}`
+- `GET /_sim/webhooks` → `{"data": [every webhook, any user]}`; `DELETE
+  /_sim/webhooks/{id}` → 204 (removed, as in Quo's UI: no more deliveries);
+  `POST /_sim/webhooks/{id}/disable` → the webhook, `status` "disabled"
 - `POST /_sim/simulate/message` `{"participant", "text", "direction"?, "phoneNumberId"?}`
   and `POST /_sim/simulate/call` `{"participant", "duration"?, "summary"?, "transcript"?}`
   store the activity and deliver its signed events → `{"data": record, "deliveries": [...]}`
@@ -123,6 +125,22 @@ async def add_api_key(request: web.Request) -> web.Response:
 @routes.get("/_sim/webhooks")
 async def webhooks(request: web.Request) -> web.Response:
     return json_response({"data": list(request.app[QUO_SIM_KEY].webhooks.values())})
+
+
+@routes.delete("/_sim/webhooks/{id}")
+async def remove_webhook(request: web.Request) -> web.Response:
+    if request.app[QUO_SIM_KEY].webhooks.pop(request.match_info["id"], None) is None:
+        raise web.HTTPNotFound(text="no such webhook")
+    return web.Response(status=204)
+
+
+@routes.post("/_sim/webhooks/{id}/disable")
+async def disable_webhook(request: web.Request) -> web.Response:
+    webhook = request.app[QUO_SIM_KEY].webhooks.get(request.match_info["id"])
+    if webhook is None:
+        raise web.HTTPNotFound(text="no such webhook")
+    webhook["status"] = "disabled"
+    return json_response({"data": webhook})
 
 
 @routes.post("/_sim/simulate/message")

@@ -45,7 +45,9 @@ class QuoSim:
         self._key_active_from: dict[str, float] = {}
         for key in self.config.api_keys:
             self.add_api_key(key)
-        self.faults = Faults()
+        # Their own generator: rate-based faults replay from the seed whatever else
+        # draws ids.
+        self.faults = Faults(rng=random.Random(self.config.seed + 1))
         self.contacts = ContactStore(self.ids, self.config.custom_fields)
         self.bulk = BulkQueue(self.contacts, self.rng, self.config.bulk_visibility_delay)
         self.workspace = Workspace(
