@@ -2,11 +2,21 @@
 
     python bench/webhooks.py [--rate 500] [--seconds 20] [--people 200]
                              [--sample-every 50] [--attio-write-rate 25]
+                             [--system legacy|2026-03-30]
 
 The simulators run in this process, the daemon (`crmsync run`) in a child process.
 After the initial sync, events with distinct ids (messages from known phones, plus a
-share of unknown ones) are POSTed open-loop to `/webhooks/<tenant>/quo`, signed with
-the key the daemon registered at the Quo simulator. Prints one line:
+share of unknown ones) are sent open-loop to `/webhooks/<tenant>/quo`, through the
+webhook system `--system` names, which is also the daemon's `quo.webhooks`:
+
+* `legacy` (default): legacy envelopes (`data.object`) POSTed by this script, signed
+  with `openphone-signature` and the legacy key the daemon registered.
+* `2026-03-30`: each SMS is published by the Quo simulator itself (`QuoSim.publish`:
+  the new envelope, `data.resource/context/links`, signed the Standard Webhooks way
+  with the `whsec_` key of the webhook the daemon registered, logged and retried like
+  Quo's); the ack is the time that publish took for its first attempt.
+
+Prints one line:
 
     ack_p50_ms ack_p99_ms   client-side request → 2xx (the listener's durable commit)
     achieved_rate           2xx acks per second over the sending window
@@ -51,7 +61,9 @@ from common import CRM_KEY, QUO_KEY, Sims, write_config
 
 from crmsync.quo.signature import HEADER, sign
 from crmsync.sim.attio import AttioSimConfig, run_attio_simulator
-from crmsync.sim.quo import QuoSimConfig, run_quo_simulator
+from crmsync.sim.quo import QuoSim, QuoSimConfig, run_quo_simulator
+
+SYSTEMS = ("legacy", "2026-03-30")
 
 TENANT = "bench"
 MARKER = re.compile(r"quo:(\S+)")
@@ -167,18 +179,50 @@ async def fire(session: aiohttp.ClientSession, url: str, body: bytes, key: str,
             await response.read()
             status = response.status
     except (aiohttp.ClientError, TimeoutError) as exc:
-        results.errors += 1
-        if len(results.error_samples) < 5:
-            results.error_samples.append(f"{type(exc).__name__}: {exc}")
+        record_error(results, f"{type(exc).__name__}: {exc}")
         return
     done = time.monotonic()
     if 200 <= status < 300:
         results.ack_ms.append((done - started) * 1000)
         results.last_ack = max(results.last_ack, done)
     else:
-        results.errors += 1
-        if len(results.error_samples) < 5:
-            results.error_samples.append(f"HTTP {status}")
+        record_error(results, f"HTTP {status}")
+
+
+async def publish(quo: QuoSim, message: dict[str, object], results: Results) -> None:
+    """One SMS through the new system: the simulator signs, delivers and logs it."""
+    resource, context, links = quo.payloads.message(message)
+    started = time.monotonic()
+    try:
+        publication = await quo.publish(
+            "message.received", resource, context=context, links=links
+        )
+    except Exception as exc:  # the bench reports, whatever went wrong
+        record_error(results, f"{type(exc).__name__}: {exc}")
+        return
+    done = time.monotonic()
+    statuses = [d.attempts[0].response_status_code for d in publication.deliveries
+                if d.attempts]
+    if statuses and all(200 <= s < 300 for s in statuses):
+        results.ack_ms.append((done - started) * 1000)
+        results.last_ack = max(results.last_ack, done)
+    else:
+        record_error(results, f"HTTP {statuses or 'no delivery'}")
+
+
+def record_error(results: Results, sample: str) -> None:
+    results.errors += 1
+    if len(results.error_samples) < 5:
+        results.error_samples.append(sample)
+
+
+def with_webhook_system(config: Path, system: str, quo_root: str) -> None:
+    """Name the daemon's Quo webhook system in the `[quo]` table (and where its API is)."""
+    text = config.read_text()
+    if "\nwebhooks =" not in text:
+        lines = f'webhooks = "{system}"\nwebhooks_base_url = "{quo_root}"\n'
+        text = text.replace("[quo]\n", "[quo]\n" + lines, 1)
+        config.write_text(text)
 
 
 async def bench(args: argparse.Namespace) -> dict[str, float | int | str]:
@@ -188,6 +232,7 @@ async def bench(args: argparse.Namespace) -> dict[str, float | int | str]:
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             config = write_config(Path(tmp), sims, args.quo_rps, bulk=False, page_size=100)
+            with_webhook_system(config, args.system, sims.quo_url.removesuffix("/v1"))
             with config.open("a") as file:
                 file.write(f'\n[http]\nhost = "127.0.0.1"\nport = {port}\npublic_url = "{base}"\n')
             log = Path(tmp) / "daemon.log"
@@ -198,8 +243,8 @@ async def bench(args: argparse.Namespace) -> dict[str, float | int | str]:
                 daemon(config, log) as proc,
             ):
                 await wait_live(session, base, proc, log)
-                (key,) = [w["key"] for w in sims.quo.webhooks.values()
-                          if "message.received" in w["events"]]
+                hooks = sims.quo.webhooks if args.system == "legacy" else sims.quo.webhooks_v2
+                (key,) = [w["key"] for w in hooks.values() if "message.received" in w["events"]]
                 owners: dict[str, int] = {}  # phone -> people having it (one note each)
                 for record in sims.attio.people:
                     for phone in set(sims.attio.person_phones(record.record_id)):
@@ -233,16 +278,21 @@ async def blast(args: argparse.Namespace, sims: Sims, session: aiohttp.ClientSes
         phone = rng.choice(known) if is_known else rng.choice(UNKNOWN_PHONES)
         message = sims.quo.add_message(phone, f"bench message {i}",
                                        message_id=f"AC{uuid.uuid4().hex}")
-        envelope = {
-            "id": f"EV{uuid.uuid4().hex}", "object": "event", "apiVersion": "v4",
-            "type": "message.received",
-            "data": {"object": sims.quo.workspace.message_event_object(message)},
-        }
         if is_known:
             expected += owners[phone]
             known_sent += 1
             if known_sent % args.sample_every == 1 or args.sample_every == 1:
                 results.sampled_sent[message["id"]] = time.monotonic()
+        if args.system != "legacy":
+            task = asyncio.create_task(publish(sims.quo, message, results))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            continue
+        envelope = {
+            "id": f"EV{uuid.uuid4().hex}", "object": "event", "apiVersion": "v4",
+            "type": "message.received",
+            "data": {"object": sims.quo.workspace.message_event_object(message)},
+        }
         task = asyncio.create_task(fire(session, url, msgspec.json.encode(envelope), key,
                                         results))
         tasks.add(task)
@@ -258,6 +308,7 @@ async def blast(args: argparse.Namespace, sims: Sims, session: aiohttp.ClientSes
     samples = [results.note_ms.get(m, math.inf) for m in results.sampled_sent]
     notes = len(sims.attio.notes) - notes_before
     return {
+        "system": args.system,
         "ack_p50_ms": percentile(results.ack_ms, 0.50),
         "ack_p99_ms": percentile(results.ack_ms, 0.99),
         "achieved_rate": len(results.ack_ms) / ack_window if ack_window > 0 else math.nan,
@@ -291,6 +342,8 @@ def main() -> None:
                         help="client connection pool size")
     parser.add_argument("--drain-timeout", type=float, default=60.0,
                         help="seconds to wait for sampled notes after the last ack")
+    parser.add_argument("--system", choices=SYSTEMS, default="legacy",
+                        help="the Quo webhook system the events come through")
     args = parser.parse_args()
     result = asyncio.run(bench(args))
     print("  ".join(

@@ -77,3 +77,21 @@ phones_dropped = Counter(
     "CRM phone numbers that could not be normalised to E.164 and were left out",
     ["tenant"],
 )
+quo_deliveries_caught_up = Counter(
+    "crmsync_quo_deliveries_caught_up_total",
+    "Quo webhook deliveries (2026-03-30) that had failed or were still retrying, and that"
+    " crmsync asked Quo to retry (catch-up at start and at every subscription check)",
+    ["tenant"],
+)
+quo_contact_events = Counter(
+    "crmsync_quo_contact_events_total",
+    "Quo contact.updated / contact.deleted events, by what they did to the CRM"
+    " (unchanged|stale|crm_updated|crm_created|linked|unlinked|ignored|rejected)",
+    ["tenant", "outcome"],
+)
+contact_conflicts = Counter(
+    "crmsync_contact_conflicts_total",
+    "Contact fields changed in Quo and in the CRM since the last sync, by the tenant's"
+    " rule that settled them (crm_wins|quo_wins)",
+    ["tenant", "rule"],
+)

@@ -8,6 +8,11 @@ record id) keeps offsets meaningful. A page that comes back as the very page bef
 move the cursor past records never seen. Every attribute is a list of
 historical values: the current one has `active_until: null`. Company names are
 resolved once per page with a single `record_id $in` query and cached.
+
+Person writes (`update_person`, `create_person`) send `{"data": {"values": ...}}`
+(`attio_values.py`): PATCH when only single-value attributes change, PUT when the
+emails or phones are replaced (PATCH would add to them). A company is written as a
+reference to the oldest company record of that name, created when there is none.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from typing import Any
 
 import aiohttp
 
+from crmsync.adapters.attio_values import person_values, replaces_lists
 from crmsync.adapters.base import (
     CrmChange,
     CrmPage,
     CrmRecord,
     NoteInput,
     Person,
+    PersonChanges,
     PersonEmail,
     PersonPhone,
     WebhookEvent,
@@ -286,6 +293,60 @@ class AttioAdapter:
             company=record.related.get("company"),
             web_url=_str(record.raw.get("web_url")),
         )
+
+    # -- writing people ---------------------------------------------------------------
+
+    async def update_person(
+        self, crm_object: str, record_id: str, changes: PersonChanges
+    ) -> CrmRecord:
+        method = "PUT" if replaces_lists(changes) else "PATCH"
+        path = f"/objects/{crm_object}/records/{record_id}"
+        values = person_values(changes, await self._company_for(changes))
+        # Idempotent: the values are set, not added to (lists go by PUT).
+        response = await self._http.call(
+            method, path, json={"data": {"values": values}},
+            route="/objects/{object}/records/{id}", idempotent=True,
+        )
+        return await self._written(crm_object, response, method, path)
+
+    async def create_person(self, crm_object: str, changes: PersonChanges) -> CrmRecord:
+        path = f"/objects/{crm_object}/records"
+        values = person_values(changes, await self._company_for(changes))
+        # Not retried once sent: a create whose answer was lost would be made twice.
+        response = await self._http.call(
+            "POST", path, json={"data": {"values": values}}, route="/objects/{object}/records",
+        )
+        return await self._written(crm_object, response, "POST", path)
+
+    async def _written(
+        self, crm_object: str, response: Any, method: str, path: str
+    ) -> CrmRecord:
+        raw = _data(response)
+        if not isinstance(raw, dict) or _record_id(raw) is None:
+            raise CrmDecodeError("unexpected response: no record in 'data'", method=method,
+                                 route=path)
+        await self._resolve_companies([raw])
+        return self._to_records(crm_object, [raw])[0]
+
+    async def _company_for(self, changes: PersonChanges) -> str | None:
+        """The record id of the company `changes` names (None: none, or not touched)."""
+        name = changes.company.strip() if isinstance(changes.company, str) else ""
+        if not name:
+            return None
+        found = await self._query("companies", {
+            "filter": {"name": name}, "limit": 1,
+            "sorts": [{"attribute": "created_at", "direction": "asc"}],
+        })
+        company_id = _record_id(found[0]) if found else None
+        if company_id is None:
+            path = "/objects/companies/records"
+            created = await self._http.call(
+                "POST", path, json={"data": {"values": {"name": name}}},
+                route="/objects/{object}/records",
+            )
+            company_id = _id_of(_data(created), "record_id", "POST", path)
+        self._remember_company(company_id, name)
+        return company_id
 
     # -- activity and webhooks --------------------------------------------------------
 

@@ -4,6 +4,10 @@ Adapters know HTTP, not actors: one module per CRM implements `CrmAdapter`, turn
 the CRM's records into `Person` values. Everything after that (E.164 phones, the Quo
 payload, its content hash) is shared in `crmsync.domain.contact`, so adding a CRM touches
 its own module and one registry line.
+
+Writes go the other way with `PersonChanges` (Quo → CRM contact edits, people created
+from Quo contacts, other systems feeding the CRM): CRM-neutral fields, each either left
+alone or set, which the adapter maps onto its CRM's attributes.
 """
 
 from __future__ import annotations
@@ -39,6 +43,30 @@ class Person(msgspec.Struct, frozen=True, kw_only=True):
     job_title: str | None = None
     company: str | None = None
     web_url: str | None = None
+
+
+class PersonChanges(msgspec.Struct, frozen=True, kw_only=True):
+    """What to write on a CRM person; a field left `UNSET` is not touched, None clears it.
+
+    `first_name` and `last_name` are written together (set both or neither: CRMs store
+    one name value). `company` is a company *name*: the adapter finds the CRM's company
+    record of that name or creates it. `emails` and `phones` are the person's complete
+    lists after the write (phones in E.164); the adapter replaces the CRM's lists.
+    """
+
+    first_name: str | msgspec.UnsetType | None = msgspec.UNSET
+    last_name: str | msgspec.UnsetType | None = msgspec.UNSET
+    company: str | msgspec.UnsetType | None = msgspec.UNSET
+    job_title: str | msgspec.UnsetType | None = msgspec.UNSET
+    emails: tuple[str, ...] | msgspec.UnsetType = msgspec.UNSET
+    phones: tuple[str, ...] | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if (self.first_name is msgspec.UNSET) != (self.last_name is msgspec.UNSET):
+            raise ValueError("first_name and last_name are written together")
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, name) is msgspec.UNSET for name in self.__struct_fields__)
 
 
 class CrmRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +132,18 @@ class CrmAdapter(Protocol):
     def to_person(self, record: CrmRecord) -> Person: ...
 
     async def find_people_by_phone(self, e164: str) -> list[str]: ...
+
+    async def update_person(
+        self, crm_object: str, record_id: str, changes: PersonChanges
+    ) -> CrmRecord:
+        """Write `changes` on the person; returns the record as the CRM now holds it
+        (related names resolved, as `fetch_one`). `CrmNotFoundError` if it is gone,
+        `CrmRejectedError` / `CrmConflictError` if the CRM refuses the values."""
+        ...
+
+    async def create_person(self, crm_object: str, changes: PersonChanges) -> CrmRecord:
+        """Create a person with `changes` (unset fields stay empty); the new record."""
+        ...
 
     async def write_note(self, note: NoteInput) -> str: ...
 

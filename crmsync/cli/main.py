@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "errors": ("errors_cmd", "list a tenant's dead-lettered records by category"),
     "retry": ("retry", "re-queue dead-lettered records for the next sync pass"),
     "inbox": ("inbox", "list a tenant's received webhook events; replay them"),
+    "quo": ("quo_cmd", "Quo webhooks: `quo migrate-webhooks --tenant ID` moves a tenant's "
+            "webhooks from legacy to 2026-03-30 without a gap"),
     "deploy-files": ("deploy_files", "write the systemd unit, Prometheus rules and Grafana "
                      "dashboard into a directory"),
 }

@@ -8,13 +8,14 @@ module only knows Quo's routes and payloads, and reports each request to the met
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Generic, Literal, TypeVar
 
 import aiohttp
 import msgspec
 
 from crmsync import metrics
+from crmsync.net.errors import ErrorKinds
 from crmsync.net.ratelimit import Lane, Limiters, SlidingWindowLimiter
 from crmsync.net.retry import RetryPolicy
 from crmsync.net.transport import DEFAULT_MAX_PAUSE, Params, Transport
@@ -28,11 +29,15 @@ from crmsync.quo.models import (
     ContactPage,
     Message,
     PhoneNumber,
+    User,
+    UserPage,
     Webhook,
     WebhookInput,
 )
 
 T = TypeVar("T")
+#: a v1 listing page: `data` and `nextPageToken`
+PageT = TypeVar("PageT", ContactPage, UserPage)
 WebhookFamily = Literal["messages", "calls", "call-summaries", "call-transcripts"]
 
 MAX_EXTERNAL_IDS_PER_LIST = 20  # Quo's query parser turns longer arrays into objects (400)
@@ -49,7 +54,7 @@ def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-class _QuoMetrics:
+class QuoMetrics:
     """The transport's observations as the `crmsync_quo_*` metrics of one tenant."""
 
     def __init__(self, tenant: str) -> None:
@@ -67,6 +72,35 @@ class _QuoMetrics:
         metrics.rate_limited_responses.labels(self._tenant).inc()
 
 
+def quo_transport(
+    session: aiohttp.ClientSession,
+    *,
+    base_url: str,
+    api_key: str,
+    limiter: SlidingWindowLimiter,
+    tenant: str,
+    timeout: float,
+    retry: RetryPolicy | None,
+    max_pause: float,
+    errors: ErrorKinds = QUO_ERRORS,
+    headers: Mapping[str, str] | None = None,
+) -> Transport:
+    """The transport of one tenant's Quo key: every Quo client of that key (v1 REST and
+    the 2026-03-30 webhook API) shares `limiter`, as Quo counts both against one limit."""
+    return Transport(
+        session,
+        api="quo",
+        base_url=base_url,
+        headers={"Authorization": api_key, **(headers or {})},
+        limiters=Limiters.shared(limiter),
+        errors=errors,
+        timeout=timeout,
+        retry=retry,
+        max_pause=max_pause,
+        observer=QuoMetrics(tenant),
+    )
+
+
 class QuoClient:
     """Typed Quo API calls for one tenant and one API key."""
 
@@ -82,17 +116,9 @@ class QuoClient:
         retry: RetryPolicy | None = None,
         max_pause: float = DEFAULT_MAX_PAUSE,
     ) -> None:
-        self._http = Transport(
-            session,
-            api="quo",
-            base_url=base_url,
-            headers={"Authorization": api_key},
-            limiters=Limiters.shared(limiter),
-            errors=QUO_ERRORS,
-            timeout=timeout,
-            retry=retry,
-            max_pause=max_pause,
-            observer=_QuoMetrics(tenant),
+        self._http = quo_transport(
+            session, base_url=base_url, api_key=api_key, limiter=limiter, tenant=tenant,
+            timeout=timeout, retry=retry, max_pause=max_pause,
         )
 
     def __repr__(self) -> str:
@@ -161,23 +187,27 @@ class QuoClient:
     async def _contact_pages(
         self, base_params: Params, lane: Lane
     ) -> AsyncIterator[list[Contact]]:
+        async for page in self._pages(ContactPage, "/contacts", base_params, lane):
+            yield page.data
+
+    async def _pages(
+        self, page_type: type[PageT], path: str, base_params: Params, lane: Lane
+    ) -> AsyncIterator[PageT]:
         token: str | None = None
         seen: set[str] = set()
         while True:
             params = [*base_params, ("maxResults", str(MAX_RESULTS_PER_PAGE))]
             if token:
                 params.append(("pageToken", token))
-            page = await self._http.call_as(
-                ContactPage, "GET", "/contacts", params=params, lane=lane
-            )
-            yield page.data
+            page = await self._http.call_as(page_type, "GET", path, params=params, lane=lane)
+            yield page
             # totalItems is documented as inaccurate: only a null token ends the listing.
             if not page.next_page_token:
                 return
             token = page.next_page_token
             if token in seen:  # a token handed out twice would page forever
                 raise QuoDecodeError(
-                    "the listing repeated a page token", method="GET", route="/contacts"
+                    "the listing repeated a page token", method="GET", route=path
                 )
             seen.add(token)
 
@@ -225,6 +255,13 @@ class QuoClient:
             return  # already gone: the desired state
 
     # -- activity ---------------------------------------------------------------------
+
+    async def list_users(self, *, lane: Lane = Lane.LIVE) -> list[User]:
+        """The workspace's members (names for notes: who answered, who spoke)."""
+        users: list[User] = []
+        async for page in self._pages(UserPage, "/users", [], lane):
+            users.extend(page.data)
+        return users
 
     async def list_phone_numbers(self, *, lane: Lane = Lane.LIVE) -> list[PhoneNumber]:
         return await self._get_data("/phone-numbers", "/phone-numbers", list[PhoneNumber], lane)

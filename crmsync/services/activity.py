@@ -1,14 +1,27 @@
 """Activity logger: Quo messages and calls become CRM notes, exactly once per person.
 
 The webhook inbox processor calls `handle(event_type, body)` with each stored Quo
-event; it returns an outcome label and raises on CRM or Quo failures so the event is
-retried later. One note per (message or call, matched person), tracked in `activities`.
+event, in either envelope (legacy `data.object` or 2026-03-30 `data.resource`); it
+returns an outcome label and raises on CRM or Quo failures so the event is retried
+later. One note per (message or call, matched person), tracked in `activities`.
 
-A call's note grows: `call.completed`, its summary and its transcript arrive in any
-order. Every call-family event gathers what is known now (the event, earlier events
-of this process, else Quo's API), renders the note and compares its hash with the
-row's: equal → `unchanged`; no note yet → create (`logged`); different → create the
-new note, delete the old one (`enriched`): Attio notes cannot be updated.
+A message's note is written once and never rewritten: a message does not change, and
+the same message delivered by both webhook systems must not flip its note between
+the two envelopes' wording.
+
+A call's note grows: `call.completed`, `call.missed`, its recording, voicemail,
+summary and transcript arrive in any order, hours apart, across restarts. Each event
+is merged into the call's stored record (`quo_calls`, `quo_events.CallRecord`: one
+slot per event type, merged the same in any order), and the note is rendered from the
+record alone, each fact read by a fixed precedence of slots. Quo's API fills in only
+for a call none of whose own events (completed, missed, recording) has arrived yet:
+`GET /v1/calls/{id}` for the direction, time and participants, the summary and
+transcript routes only when a note written before the record existed (an upgrade)
+showed them. So the same events give the same note in any order, and a replay, a
+restart or a duplicate through the other webhook system changes nothing. The rendered
+hash is compared with the row's: equal → `unchanged`; no note yet → create (`logged`);
+different → create the new note, delete the old one (`enriched`): Attio notes cannot
+be updated.
 
 Exactly once across crashes, per (activity, person):
   1. `set_pending(hash)` is committed before the note is written;
@@ -27,9 +40,9 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -39,6 +52,7 @@ from crmsync.domain.notes import (
     CallFacts,
     MessageFacts,
     Note,
+    VoicemailFacts,
     has_summary,
     has_transcript,
     marker,
@@ -47,18 +61,20 @@ from crmsync.domain.notes import (
 )
 from crmsync.net.ratelimit import Lane
 from crmsync.quo.client import QuoClient
+from crmsync.quo.envelope import EnvelopeError, decode
 from crmsync.quo.errors import QuoNotFoundError, QuoValidationError
-from crmsync.quo.models import Call, CallSummary, CallTranscript
+from crmsync.quo.models import Call, CallSummary, CallTranscript, User
 from crmsync.services.quo_events import (
-    CALL_EVENTS,
     KNOWN_EVENTS,
-    MESSAGE_EVENTS,
-    SUMMARY_EVENTS,
-    CallObject,
-    Envelope,
-    EventData,
-    KnownCall,
-    MessageObject,
+    LEGACY,
+    CallEvent,
+    CallPart,
+    CallRecord,
+    MessageEvent,
+    api_part,
+    decode_record,
+    encode_record,
+    parse_event,
 )
 from crmsync.store import Activity, ActivityKind, Store
 
@@ -70,7 +86,9 @@ NoteOutcome = Literal["logged", "enriched", "unchanged"]
 TOO_MANY_PARTICIPANTS: Final = "0101400"
 NEGATIVE_TTL: Final = 30.0  # a person may be added to the CRM any moment
 PHONE_CACHE_SIZE: Final = 10_000
-KNOWN_CALLS: Final = 2_000
+#: how long a call's record is kept after its last event (a summary may come late)
+CALL_RETENTION: Final = 30 * 86400.0
+PRUNE_EVERY: Final = 3600.0
 
 
 class _KeyedLocks:
@@ -113,10 +131,27 @@ def _backdate(created_at: str | None) -> str | None:
     return created_at
 
 
-def _to_list(value: list[str] | str | None) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
+def _first(parts: Sequence[CallPart | None], field: str) -> Any:
+    """The field's value in the first part (in the given precedence) that has one."""
+    for part in parts:
+        value = None if part is None else getattr(part, field)
+        if value is not None:
+            return value
+    return None
+
+
+def _others(parts: Sequence[CallPart], own: frozenset[str]) -> list[str]:
+    """The call's other side, as the first part that names anyone but us says."""
+    for part in parts:
+        others = [n for n in dict.fromkeys(part.external) if n and n not in own]
+        if others:
+            return others
+    return []
+
+
+def _user_name(user: User) -> str | None:
+    name = f"{user.first_name or ''} {user.last_name or ''}".strip()
+    return name or user.email
 
 
 class ActivityLogger:
@@ -131,6 +166,7 @@ class ActivityLogger:
         store: Store,
         crm_object: str = "people",
         cache_ttl: float = 300.0,
+        call_retention: float = CALL_RETENTION,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tenant = tenant
@@ -139,11 +175,14 @@ class ActivityLogger:
         self._store = store
         self._crm_object = crm_object
         self._ttl = cache_ttl
+        self._call_retention = call_retention
         self._clock = clock
         self._own: frozenset[str] = frozenset()
         self._own_expires = float("-inf")
+        self._names: dict[str, str] = {}
+        self._names_expires = float("-inf")
+        self._next_prune = float("-inf")
         self._people: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
-        self._calls: OrderedDict[str, KnownCall] = OrderedDict()
         self._locks = _KeyedLocks()
 
     # -- entry point ------------------------------------------------------------------
@@ -151,96 +190,71 @@ class ActivityLogger:
     async def handle(self, event_type: str, body: bytes) -> Outcome:
         """Log one Quo event; raises on CRM/Quo failures (retry the event later)."""
         try:
-            envelope = msgspec.json.decode(body, type=Envelope)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            envelope = decode(body)
+        except EnvelopeError as exc:
             log.warning("ignoring malformed Quo event: %s", exc)
             return "ignored"
         kind = event_type if event_type in KNOWN_EVENTS else envelope.type
         if kind not in KNOWN_EVENTS:
             return "ignored"
         try:
-            target = self._parse(kind, envelope.data)
+            event = parse_event(kind, envelope)
         except msgspec.ValidationError as exc:
             log.warning("ignoring %s event: %s", kind, exc)
             return "ignored"
-        if isinstance(target, MessageObject):
-            async with self._locks.hold(target.id):
-                return await self._log_message(kind, target, envelope.data.deep_link)
-        async with self._locks.hold(target):
-            return await self._log_call(target)
-
-    def _parse(self, kind: str, data: EventData) -> MessageObject | str:
-        """The message, or the call id (keeping what a call-family event carries)."""
-        if kind in MESSAGE_EVENTS:
-            return msgspec.convert(data.object, MessageObject)
-        call_id = data.object.get("id" if kind in CALL_EVENTS else "callId")
-        if not isinstance(call_id, str) or not call_id:
-            raise msgspec.ValidationError("the event names no call")
-        self._remember(kind, call_id, data)
-        return call_id
+        await self._prune_calls()
+        if isinstance(event, MessageEvent):
+            async with self._locks.hold(event.id):
+                return await self._log_message(event)
+        async with self._locks.hold(event.call_id):
+            return await self._log_call(event)
 
     # -- messages ---------------------------------------------------------------------
 
-    async def _log_message(
-        self, kind: str, message: MessageObject, deep_link: str | None
-    ) -> Outcome:
+    async def _log_message(self, message: MessageEvent) -> Outcome:
         own = await self._own_numbers()
-        direction = message.direction or (
-            "incoming" if kind == "message.received" else "outgoing"
-        )
-        sides = [message.from_] if direction == "incoming" else _to_list(message.to)
+        incoming = message.direction == "incoming"
+        sides = message.senders if incoming else message.recipients
         other = next((n for n in sides if n and n not in own), None)
         if other is None:
             log.info("message %s has no external party: ignored", message.id)
             return "ignored"
         note = render_message(MessageFacts(
             id=message.id,
-            direction=direction,
+            direction=message.direction,
             other_party=other,
-            text=message.text or message.body or "",
+            text=message.text,
             created_at=message.created_at,
-            deep_link=deep_link,
-            media_urls=tuple(m.url for m in message.media or [] if m.url),
+            deep_link=message.link,
+            media_urls=message.media_urls,
         ))
         return await self._log_note("message", message.id, other, note)
 
     # -- calls ------------------------------------------------------------------------
 
-    def _known(self, call_id: str) -> KnownCall:
-        known = self._calls.get(call_id)
-        if known is None:
-            known = self._calls[call_id] = KnownCall()
-        self._calls.move_to_end(call_id)
-        while len(self._calls) > KNOWN_CALLS:
-            self._calls.popitem(last=False)
-        return known
+    async def _record(self, event: CallEvent) -> CallRecord:
+        """The call's stored record with this event merged in (saved if it changed)."""
+        raw = await self._store.quo_calls.get(self.tenant, event.call_id)
+        record = decode_record(raw).merge(event.slot, event.part)
+        encoded = encode_record(record)
+        if encoded != raw:
+            await self._store.quo_calls.put(self.tenant, event.call_id, encoded)
+        return record
 
-    def _remember(self, kind: str, call_id: str, data: EventData) -> None:
-        """Keep what the event carries (validated here: bad payloads are ignored)."""
-        if kind in CALL_EVENTS:
-            call = msgspec.convert(data.object, CallObject)
-            known = self._known(call_id)
-            known.call = call
-            known.deep_link = data.deep_link or known.deep_link
-            known.recording_urls = tuple(r.url for r in call.recordings or [] if r.url)
-            if call.voicemail is not None:
-                known.voicemail_url = call.voicemail.url or call.voicemail.recording_url
-        elif kind in SUMMARY_EVENTS:
-            summary = msgspec.convert(data.object, CallSummary)
-            if has_summary(summary):
-                self._known(call_id).summary = summary
-        else:
-            transcript = msgspec.convert(data.object, CallTranscript)
-            if has_transcript(transcript):
-                self._known(call_id).transcript = transcript
+    async def _prune_calls(self) -> None:
+        if self._clock() < self._next_prune:
+            return
+        self._next_prune = self._clock() + PRUNE_EVERY
+        before = self._store.now() - self._call_retention
+        while await self._store.quo_calls.prune(self.tenant, before) > 0:
+            pass
 
     async def _fetch_call(self, call_id: str) -> Call | None:
         """The call from Quo; None when unknown (404) or a group call Quo will not show."""
         try:
             return await self._quo.get_call(call_id, lane=Lane.LIVE)
         except QuoNotFoundError:
-            log.info("call %s not known to Quo yet: its call.completed will log it",
-                     call_id)
+            log.info("call %s not known to Quo yet: its own event will log it", call_id)
             return None
         except QuoValidationError as exc:
             if exc.code != TOO_MANY_PARTICIPANTS and "Too Many Participants" not in str(exc):
@@ -248,51 +262,91 @@ class ActivityLogger:
             log.info("call %s has more than two participants: ignored", call_id)
             return None
 
-    async def _log_call(self, call_id: str) -> Outcome:
+    async def _log_call(self, event: CallEvent) -> Outcome:
+        call_id = event.call_id
+        record = await self._record(event)
         own = await self._own_numbers()
-        known = self._known(call_id)
-        call = known.call
-        if call is None or not [p for p in call.participants if p not in own]:
-            call = await self._fetch_call(call_id)  # real payloads may have participants: []
+        parts = record.parts()
+        api: CallPart | None = None
+        if not record.has_base or not _others(parts, own):
+            # None of the call's own events yet (or none named the other side): Quo's
+            # API stands in for them until one arrives.
+            call = await self._fetch_call(call_id)
             if call is None:
                 return "ignored"
-        external = [p for p in call.participants if p and p not in own]
-        if len(external) > 1:
-            log.info("call %s has %d external participants: ignored", call_id,
-                     len(external))
+            api = api_part(call)
+            parts = [*parts, api]
+        others = _others(parts, own)
+        if len(others) > 1:
+            log.info("call %s has %d external participants: ignored", call_id, len(others))
             return "ignored"
-        if not external:
+        if not others:
             log.info("call %s has no external participant", call_id)
             metrics.activities_logged.labels(self.tenant, "unmatched").inc()
             return "unmatched"
-        if known.summary is None:
-            with contextlib.suppress(QuoNotFoundError):  # 404: no summary yet
+        logged = await self._store.activities.for_quo_object(self.tenant, call_id)
+        summary, transcript = await self._ai_output(call_id, record, logged)
+        facts = self._facts(call_id, others[0], record, api)
+        names = await self._names_of(facts.answered_by, transcript)
+        if facts.answered_by:
+            facts = msgspec.structs.replace(
+                facts, answered_by=names.get(facts.answered_by) or facts.answered_by
+            )
+        note = render_call(facts, summary, transcript, names)
+        return await self._log_note(
+            "call", call_id, others[0], note, logged=logged,
+            summary=has_summary(summary), transcript=has_transcript(transcript),
+        )
+
+    @staticmethod
+    def _facts(call_id: str, other: str, record: CallRecord, api: CallPart | None) -> CallFacts:
+        """The note's facts, each read from the slots in a fixed precedence."""
+        completed, missed, recording = record.completed, record.missed, record.recording
+        voicemail = record.voicemail
+        status = _first([completed, api], "status")
+        if status is None and _first([completed, recording, api], "answered_at"):
+            status = "answered"
+        return CallFacts(
+            id=call_id,
+            direction=_first([completed, missed, recording, voicemail, api], "direction")
+            or "unknown",
+            other_party=other,
+            status=status,
+            duration=_first([completed, recording, api], "duration"),
+            answered_by=_first([completed, record.summary, api], "answered_by"),
+            created_at=_first([completed, missed, recording, api], "created_at"),
+            deep_link=_first(record.parts(), "link"),
+            missed=missed is not None,
+            voicemail=None if voicemail is None else VoicemailFacts(
+                duration=voicemail.duration, transcript=voicemail.voicemail_transcript
+            ),
+            has_voicemail=any(p.has_voicemail for p in record.parts()),
+            recordings=(recording.recordings or 0) if recording else 0,
+            recording_seconds=recording.recording_seconds if recording else None,
+        )
+
+    async def _ai_output(
+        self, call_id: str, record: CallRecord, logged: list[Activity]
+    ) -> tuple[CallSummary | None, CallTranscript | None]:
+        """Summary and transcript from the record; from Quo's API only when a note
+        written before the record existed showed them (so rewriting cannot drop them),
+        and then kept in the record."""
+        summary = record.summary.summary if record.summary else None
+        transcript = record.transcript.transcript if record.transcript else None
+        fetched = record
+        if not has_summary(summary) and any(a.has_summary for a in logged):
+            with contextlib.suppress(QuoNotFoundError):
                 summary = await self._quo.get_call_summary(call_id, lane=Lane.LIVE)
-                known.summary = summary if has_summary(summary) else None
-        if known.transcript is None:
+                fetched = fetched.merge("summary", CallPart(system=LEGACY, summary=summary))
+        if not has_transcript(transcript) and any(a.has_transcript for a in logged):
             with contextlib.suppress(QuoNotFoundError):
                 transcript = await self._quo.get_call_transcript(call_id, lane=Lane.LIVE)
-                known.transcript = transcript if has_transcript(transcript) else None
-        note = render_call(
-            CallFacts(
-                id=call_id,
-                direction=call.direction or "unknown",
-                other_party=external[0],
-                status=call.status,
-                duration=call.duration,
-                answered_by=call.answered_by,
-                created_at=call.created_at,
-                deep_link=known.deep_link,
-                recording_urls=known.recording_urls,
-                voicemail_url=known.voicemail_url,
-            ),
-            known.summary,
-            known.transcript,
-        )
-        return await self._log_note(
-            "call", call_id, external[0], note,
-            summary=known.summary is not None, transcript=known.transcript is not None,
-        )
+                fetched = fetched.merge(
+                    "transcript", CallPart(system=LEGACY, transcript=transcript)
+                )
+        if fetched is not record:
+            await self._store.quo_calls.put(self.tenant, call_id, encode_record(fetched))
+        return summary, transcript
 
     # -- notes, exactly once ----------------------------------------------------------
 
@@ -303,14 +357,15 @@ class ActivityLogger:
         phone: str,
         note: Note,
         *,
+        logged: list[Activity] | None = None,
         summary: bool = False,
         transcript: bool = False,
     ) -> Outcome:
         # People logged before stay (a phone may have changed since); new matches join.
-        logged = [a.crm_person_id for a in await self._store.activities.for_quo_object(
-            self.tenant, quo_id
-        )]
-        people = list(dict.fromkeys([*logged, *await self._find_people(phone)]))
+        if logged is None:
+            logged = await self._store.activities.for_quo_object(self.tenant, quo_id)
+        before = [a.crm_person_id for a in logged]
+        people = list(dict.fromkeys([*before, *await self._find_people(phone)]))
         if not people:
             metrics.activities_logged.labels(self.tenant, "unmatched").inc()
             return "unmatched"
@@ -332,6 +387,9 @@ class ActivityLogger:
         activities = self._store.activities
         row = await activities.get(self.tenant, quo_id, person)
         current = row.crm_note_id if row is not None else None
+        if kind == "message" and current is not None and row is not None \
+                and row.pending_hash is None:
+            return "unchanged"  # a message's note is never rewritten (module docstring)
         if row is not None and row.pending_hash is not None:
             adopted, current = await self._recover(row, note, summary, transcript)
             if adopted is not None:
@@ -390,6 +448,22 @@ class ActivityLogger:
         return None, current
 
     # -- lookups (cached) -------------------------------------------------------------
+
+    async def _names_of(
+        self, answered_by: str | None, transcript: CallTranscript | None
+    ) -> Mapping[str, str]:
+        """Quo user id -> name for the users the note shows (empty when none is shown,
+        or when Quo does not know a user: the note shows the id then)."""
+        dialogue = transcript.dialogue or [] if transcript is not None else []
+        if not answered_by and not any(said.user_id for said in dialogue):
+            return {}
+        if self._clock() >= self._names_expires:
+            users = await self._quo.list_users(lane=Lane.LIVE)
+            self._names = {
+                str(u.id): name for u in users if (name := _user_name(u)) is not None
+            }
+            self._names_expires = self._clock() + self._ttl
+        return self._names
 
     async def _own_numbers(self) -> frozenset[str]:
         """The workspace's own lines: never a CRM person's number."""

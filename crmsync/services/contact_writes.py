@@ -2,7 +2,9 @@
 
 Shared by the initial-sync writer, the bulk verifier and the live (webhook) path; the
 lane says whether these calls go before backfill in the key's limiter. `save_mapping`
-stores the outcome: the mapping row and the settled intent, atomically.
+stores the outcome: the mapping row and the settled intent, atomically. Every write
+also stores the contact's snapshot (`RecordWriter.snapshot`): the base against which a
+later edit of the contact in Quo is merged (`services/contact_edits.py`).
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from crmsync.domain import contact_fields
 from crmsync.domain.contact import content_hash
 from crmsync.net.ratelimit import Lane
 from crmsync.quo.client import QuoClient
+from crmsync.quo.envelope import normalise_time
 from crmsync.quo.errors import (
     QuoConflictError,
     QuoError,
@@ -21,7 +25,7 @@ from crmsync.quo.errors import (
 )
 from crmsync.quo.models import Contact, ContactInput, DefaultFields, LabeledValue
 from crmsync.store import Store
-from crmsync.store.mappings import Mapping, SyncMethod, WriteAction
+from crmsync.store.mappings import ContactSnapshot, Mapping, SyncMethod, WriteAction
 
 
 def as_input(contact: Contact) -> ContactInput:
@@ -49,11 +53,15 @@ class QuoContactSync:
 
     async def update(self, contact_id: str, contact: ContactInput) -> str | None:
         """PATCH the full payload; None if the contact no longer exists in Quo."""
+        updated = await self.update_contact(contact_id, contact)
+        return None if updated is None else updated.id
+
+    async def update_contact(self, contact_id: str, contact: ContactInput) -> Contact | None:
+        """`update`, answering the contact as Quo now holds it."""
         try:
-            updated = await self._quo.update_contact(contact_id, contact, lane=self._lane)
+            return await self._quo.update_contact(contact_id, contact, lane=self._lane)
         except QuoNotFoundError:
             return None
-        return updated.id
 
     async def link_existing(self, external_id: str, contact: ContactInput) -> str | None:
         """The id of the contact already carrying `external_id`, brought up to date."""
@@ -65,6 +73,13 @@ class QuoContactSync:
         return existing.id
 
     async def create(self, external_id: str, contact: ContactInput) -> tuple[WriteAction, str]:
+        action, contact_id, _ = await self.create_contact(external_id, contact)
+        return action, contact_id
+
+    async def create_contact(
+        self, external_id: str, contact: ContactInput
+    ) -> tuple[WriteAction, str, str | None]:
+        """`create`, with the new contact's `updatedAt` (None when it was linked)."""
         try:
             created = await self._quo.create_contact(contact, lane=self._lane)
         except QuoConflictError:
@@ -72,8 +87,8 @@ class QuoContactSync:
             linked = await self.link_existing(external_id, contact)
             if linked is None:
                 raise
-            return "linked", linked
-        return "created", created.id
+            return "linked", linked, None
+        return "created", created.id, created.updated_at
 
     async def bulk_create(self, contacts: Sequence[ContactInput]) -> None:
         await self._quo.bulk_create_contacts(contacts, lane=self._lane)
@@ -106,13 +121,16 @@ class RecordWriter:
         if mapping is not None and mapping.deleted_at is None:
             if mapping.content_hash == content_hash:
                 return "unchanged", mapping.quo_contact_id
-            updated = await self.sync.update(mapping.quo_contact_id, contact)
+            updated = await self.sync.update_contact(mapping.quo_contact_id, contact)
             if updated is not None:
-                return "updated", updated
+                await self.snapshot(crm_object, record_id, contact, content_hash,
+                                    quo_updated_at=updated.updated_at)
+                return "updated", updated.id
             # The contact was deleted in Quo: it is created again.
         if await self._store.intents.get(self.tenant, crm_object, record_id) is not None:
             found = await self.sync.link_existing(record_id, contact)
             if found is not None:
+                await self.snapshot(crm_object, record_id, contact, content_hash)
                 return "linked", found
         return None
 
@@ -121,11 +139,45 @@ class RecordWriter:
     ) -> tuple[WriteAction, str]:
         await self._store.intents.begin(self.tenant, crm_object, record_id, "create", content_hash)
         try:
-            return await self.sync.create(record_id, contact)
+            action, contact_id, updated_at = await self.sync.create_contact(record_id, contact)
         except (QuoValidationError, QuoConflictError):
             # Definitive: Quo refused it, nothing was created, no lookup is owed later.
             await self._store.intents.settle(self.tenant, crm_object, record_id)
             raise
+        await self.snapshot(crm_object, record_id, contact, content_hash,
+                            quo_updated_at=updated_at)
+        return action, contact_id
+
+    async def snapshot(
+        self,
+        crm_object: str,
+        record_id: str,
+        contact: ContactInput,
+        content_hash: str,
+        *,
+        quo_updated_at: str | None = None,
+        seen: tuple[str, str | None] | None = None,
+    ) -> None:
+        """Quo now holds `contact` (written by crmsync): the base of the next Quo edit's
+        merge, once the mapping carries `content_hash` (saved by the caller).
+
+        It keeps what the write overwrote in Quo: the latest Quo state known, from the
+        previous snapshot or `seen` (encoded fields and Quo's `updatedAt` of an edit
+        just applied), so an edit made in Quo just before this write is merged when it
+        arrives late instead of being lost (`services/contact_edits.py`)."""
+        old = await self._store.mappings.snapshot(self.tenant, crm_object, record_id)
+        base = None if old is None else (old.fields, old.quo_updated_at)
+        if seen is not None and (base is None or not updated_before(seen[1], base[1])):
+            base = seen
+        await self._store.mappings.save_snapshot(
+            self.tenant, crm_object, record_id, ContactSnapshot(
+                content_hash=content_hash,
+                fields=contact_fields.encode(contact_fields.from_input(contact)),
+                quo_updated_at=quo_updated_at, origin="write",
+                base_fields=None if base is None else base[0],
+                base_quo_updated_at=None if base is None else base[1],
+            ),
+        )
 
     async def write(
         self, crm_object: str, record_id: str, contact: ContactInput, content_hash: str
@@ -165,6 +217,12 @@ async def save_mapping(
             await store.mappings.upsert(row)
         await store.intents.settle(tenant, crm_object, record_id)
         await store.dead_letters.resolve_for_record(tenant, crm_object, record_id)
+
+
+def updated_before(updated_at: str | None, than: str | None) -> bool:
+    """Whether Quo's `updatedAt` is before `than` (False when either is unknown)."""
+    mine, other = normalise_time(updated_at), normalise_time(than)
+    return mine is not None and other is not None and mine < other
 
 
 def failure_category(exc: QuoError) -> str:

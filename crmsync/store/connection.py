@@ -121,16 +121,24 @@ class Database:
             raise StoreError(f"state database {self.path} is open read-only")
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        """Group writes atomically; keep network I/O out of the block (it holds the lock)."""
+    async def transaction(self, *, durable: bool = False) -> AsyncIterator[None]:
+        """Group writes atomically; keep network I/O out of the block (it holds the lock).
+
+        `durable=True`: the COMMIT runs with `synchronous = FULL` (see `_insert_durably`),
+        for several statements that must survive power loss together; not nestable.
+        """
         self._check_writable()
         if self.in_transaction():
+            if durable:
+                raise RuntimeError("a durable transaction commits by itself: not nested")
             async with self._savepoint():
                 yield
             return
         async with self._lock:
             self._owner = asyncio.current_task()
             try:
+                if durable:
+                    await self._raw("PRAGMA synchronous = FULL")
                 try:
                     # BEGIN inside the try: if we are cancelled while it is queued, it
                     # still runs on the connection thread, and the ROLLBACK undoes it.
@@ -147,7 +155,11 @@ class Database:
                     await self._finish("ROLLBACK")  # a failed COMMIT leaves it open
                     raise
             finally:
-                self._owner = None
+                try:
+                    if durable:  # queued before the lock is released: runs even if cancelled
+                        await asyncio.shield(self._raw(f"PRAGMA synchronous = {SYNCHRONOUS}"))
+                finally:
+                    self._owner = None
 
     @contextlib.asynccontextmanager
     async def _savepoint(self) -> AsyncIterator[None]:

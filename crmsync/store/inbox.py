@@ -2,8 +2,12 @@
 
 The HTTP handler calls `insert` and answers 2xx only after it returned: the row is
 committed by then, with `synchronous = FULL` (it survives power loss, not only a crash).
-`UNIQUE (tenant_id, source, event_id)` with `ON CONFLICT DO NOTHING` makes duplicate
-deliveries race-free: exactly one insert wins, the others get None.
+Duplicates are refused race-free (exactly one insert wins, the others get None) on
+three keys, in one transaction: the delivery id (Quo's `webhook-id`, remembered in
+`webhook_deliveries` for `DELIVERY_ID_RETENTION_SECONDS` whatever happens to the row,
+also for deliveries that were duplicates), `UNIQUE (tenant_id, source, event_id)`, and
+the business key (one Quo occurrence through the legacy and the new webhook system;
+unique where set), the last two with `ON CONFLICT DO NOTHING`.
 
 An event goes pending → processing → processed | failed | ignored. `attempts` counts the
 times processing started (so an event that crashes the processor shows it); after a
@@ -15,7 +19,7 @@ window (the processor dead-letters it when that window is over): its arrival, or
 `crmsync retry` (`requeue_failed`) or a replay (`reset_for_replay`) queued it again.
 Replay puts chosen events back to pending; effects stay exactly-once because processing
 consults mappings and activities, not the inbox state. `prune` deletes settled events
-after the retention period, in small batches.
+after the retention period and delivery ids after 28 h, in small batches.
 """
 
 from __future__ import annotations
@@ -47,16 +51,22 @@ class InboxEvent(msgspec.Struct, frozen=True, kw_only=True):
     last_error: str | None  # why it failed, or why it was ignored
     next_attempt_at: float  # when a pending event is due
     queued_at: float  # when its retry window began: received, or queued again
+    delivery_id: str | None = None  # Quo's `webhook-id` (2026-03-30 system only)
+    business_key: str | None = None  # `crmsync.quo.envelope.business_key`
 
 
 _SELECT: Final = (
     "SELECT id, tenant_id, source, event_id, event_type, body, headers, received_at,"
-    " processed_at, state, attempts, last_error, next_attempt_at, queued_at"
+    " processed_at, state, attempts, last_error, next_attempt_at, queued_at,"
+    " delivery_id, business_key"
     " FROM webhook_inbox"
 )
 #: how many rows one `prune` statement deletes: short enough that the writer lock is
 #: never held for long, whatever the backlog
 PRUNE_BATCH: Final = 500
+#: how long a delivery id is remembered: Quo retries a delivery for about 27 h 35 min
+#: (research quo-api-2026-03-30.md §2.7), possibly after retention pruned its event
+DELIVERY_ID_RETENTION_SECONDS: Final = 28 * 3600.0
 _headers = msgspec.json.Decoder(dict[str, str])
 
 
@@ -76,7 +86,17 @@ def _event(row: sqlite3.Row) -> InboxEvent:
         last_error=row["last_error"],
         next_attempt_at=row["next_attempt_at"],
         queued_at=row["queued_at"],
+        delivery_id=row["delivery_id"],
+        business_key=row["business_key"],
     )
+
+
+#: any uniqueness conflict (event id, business key) means a duplicate: nothing inserted
+_INSERT: Final = (
+    "INSERT INTO webhook_inbox (tenant_id, source, event_id, event_type, body, headers,"
+    " received_at, next_attempt_at, queued_at, delivery_id, business_key)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
 
 
 class Inbox:
@@ -93,32 +113,43 @@ class Inbox:
         event_type: str,
         body: bytes,
         headers: dict[str, str],
+        *,
+        delivery_id: str | None = None,
+        business_key: str | None = None,
     ) -> int | None:
-        """Store an event, durably committed on return; None if (source, event_id) was
-        seen. The event is due at once."""
+        """Store an event, durably committed on return; None if it is a duplicate: its
+        `delivery_id` was seen within `DELIVERY_ID_RETENTION_SECONDS`, or an event with
+        this (source, event_id) or (source, business_key) is stored. The event is due at
+        once. A new delivery id is remembered even when the event is a duplicate."""
         if self._db.in_transaction():
             raise RuntimeError(
                 "inbox.insert must commit before returning: call it outside store.transaction()"
             )
         now = self._db.now()
-        return await self._db.insert(
-            "INSERT INTO webhook_inbox (tenant_id, source, event_id, event_type, body,"
-            " headers, received_at, next_attempt_at, queued_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (tenant_id, source, event_id) DO NOTHING",
-            (
-                tenant_id,
-                source,
-                event_id,
-                event_type,
-                body,
-                msgspec.json.encode(headers).decode(),
-                now,
-                now,
-                now,
-            ),
-            durable=True,
+        row = (
+            tenant_id, source, event_id, event_type, body,
+            msgspec.json.encode(headers).decode(), now, now, now, delivery_id, business_key,
         )
+        if delivery_id is None:  # one statement: no transaction needed
+            return await self._db.insert(_INSERT, row, durable=True)
+        async with self._db.transaction(durable=True):
+            first = await self._db.insert(
+                "INSERT INTO webhook_deliveries (tenant_id, source, delivery_id, received_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (tenant_id, source, delivery_id, now),
+            )
+            if first is None:
+                return None
+            return await self._db.insert(_INSERT, row)
+
+    async def has_delivery(self, tenant_id: str, source: Source, delivery_id: str) -> bool:
+        """Whether this delivery id arrived within `DELIVERY_ID_RETENTION_SECONDS`."""
+        row = await self._db.fetchone(
+            "SELECT 1 FROM webhook_deliveries"
+            " WHERE tenant_id = ? AND source = ? AND delivery_id = ?",
+            (tenant_id, source, delivery_id),
+        )
+        return row is not None
 
     async def next_pending(self, tenant_id: str, limit: int = 100) -> list[InboxEvent]:
         """Pending events that are due now, earliest due first (arrival order for events
@@ -129,6 +160,15 @@ class Inbox:
             (tenant_id, self._db.now(), limit),
         )
         return [_event(row) for row in rows]
+
+    async def unsettled(self, tenant_id: str) -> int:
+        """Events not yet applied: pending (due or backing off) or being applied."""
+        row = await self._db.fetchone(
+            "SELECT count(*) FROM webhook_inbox"
+            " WHERE tenant_id = ? AND state IN ('pending', 'processing')",
+            (tenant_id,),
+        )
+        return 0 if row is None else int(row[0])
 
     async def next_attempt_time(self, tenant_id: str) -> float | None:
         """When the earliest pending event is due (maybe already); None if none is pending."""
@@ -239,15 +279,37 @@ class Inbox:
 
     async def prune(self, tenant_id: str, before: float, limit: int = PRUNE_BATCH) -> int:
         """Delete up to `limit` processed and ignored events received before `before`
-        (retention); returns how many. Call again until it returns less than `limit`:
-        each call is one short statement, so other writers wait at most that long.
-        Pending, processing and failed events are kept whatever their age."""
-        return await self._db.execute(
+        (retention), and up to `limit` delivery ids older than
+        `DELIVERY_ID_RETENTION_SECONDS` (whatever `before` is); returns how many rows of
+        both. Call again until it returns less than `limit`: each statement is short,
+        so other writers wait at most that long. Pending, processing and failed events
+        are kept whatever their age."""
+        events = await self._db.execute(
             "DELETE FROM webhook_inbox WHERE id IN (SELECT id FROM webhook_inbox"
             " WHERE tenant_id = ? AND received_at < ? AND state IN ('processed', 'ignored')"
             " LIMIT ?)",
             (tenant_id, before, limit),
         )
+        deliveries = await self._db.execute(
+            "DELETE FROM webhook_deliveries WHERE (tenant_id, source, delivery_id) IN"
+            " (SELECT tenant_id, source, delivery_id FROM webhook_deliveries"
+            " WHERE tenant_id = ? AND received_at < ? LIMIT ?)",
+            (tenant_id, self._db.now() - DELIVERY_ID_RETENTION_SECONDS, limit),
+        )
+        return events + deliveries
+
+    async def newest_received_at(
+        self, tenant_id: str, source: Source, before: float | None = None
+    ) -> float | None:
+        """When the newest event of `source` arrived (only those received before
+        `before` when given); None if there is none. For Quo's delivery catch-up
+        (`services/catch_up.py`): what failed after it was never received."""
+        row = await self._db.fetchone(
+            "SELECT max(received_at) FROM webhook_inbox WHERE tenant_id = ? AND source = ?"
+            " AND (? IS NULL OR received_at < ?)",
+            (tenant_id, source, before, before),
+        )
+        return None if row is None or row[0] is None else float(row[0])
 
     # Last in the class: below it, `list[...]` in annotations would mean this method.
     async def list(

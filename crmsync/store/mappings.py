@@ -4,6 +4,15 @@ One row per (tenant, CRM object, CRM record), kept after the record is deleted
 (`deleted_at` set, action `deleted`) so a deletion is reported and not re-created.
 `content_hash` is the hash of the last payload written to Quo: an equal hash means the
 record is unchanged and needs no request.
+
+A mapping is `unlinked` when its Quo contact was deleted in Quo: the CRM record is
+kept (and told so in a note); a later change of the record creates the contact again.
+
+`contact_snapshots` keeps, per mapped record, the contact fields as last synced between
+the CRM and Quo (`ContactSnapshot`): the base of the three-way merge of a Quo edit. It
+is written with every Quo write of the record and is valid only while its
+`content_hash` equals the mapping's (a write whose mapping was never saved leaves a
+stale snapshot behind, which is then ignored).
 """
 
 from __future__ import annotations
@@ -18,8 +27,8 @@ from crmsync.store.connection import Database, columns, to_struct
 SyncMethod = Literal["initial", "webhook", "poll", "bulk", "manual"]
 #: what writing a record to Quo did
 WriteAction = Literal["created", "updated", "linked", "unchanged"]
-#: a mapping's last action: a write's, or the record's deletion
-Action = Literal[WriteAction, "deleted"]
+#: a mapping's last action: a write's, the record's deletion, or its Quo contact's
+Action = Literal[WriteAction, "deleted", "unlinked"]
 
 
 class Mapping(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,6 +43,24 @@ class Mapping(msgspec.Struct, frozen=True, kw_only=True):
     last_synced_at: float
     deleted_at: float | None = None
     missed_scans: int = 0  # consecutive complete scans that did not see the record
+
+
+class ContactSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """The synced fields of one record's contact (JSON, `domain.contact_fields`).
+
+    `origin` says what made it: crmsync's `write` of the payload to Quo, or a Quo
+    `event` (an edit) that both sides now hold. A write also keeps `base_fields` /
+    `base_quo_updated_at`: the last state both sides held before crmsync's writes
+    started overwriting Quo, which an edit made in Quo before the write (and delivered
+    after it) is merged against.
+    """
+
+    content_hash: str
+    fields: str
+    quo_updated_at: str | None = None  # the Quo contact's `updatedAt` then
+    origin: Literal["write", "event"] = "write"
+    base_fields: str | None = None
+    base_quo_updated_at: str | None = None
 
 
 _COLUMNS: Final = columns(Mapping)
@@ -167,3 +194,69 @@ class Mappings:
             (at, at, tenant_id, crm_object, crm_record_id),
         )
         return changed > 0
+
+    async def unlink(
+        self, tenant_id: str, crm_object: str, crm_record_id: str, at: float
+    ) -> bool:
+        """Its Quo contact was deleted in Quo: action `unlinked`, snapshot dropped (the
+        record itself stays); returns whether a live mapping was unlinked."""
+        async with self._db.transaction():
+            changed = await self._db.execute(
+                "UPDATE mappings SET action = 'unlinked', last_synced_at = ?"
+                " WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?"
+                " AND deleted_at IS NULL",
+                (at, tenant_id, crm_object, crm_record_id),
+            )
+            await self.drop_snapshot(tenant_id, crm_object, crm_record_id)
+        return changed > 0
+
+    async def set_content_hash(
+        self, tenant_id: str, crm_object: str, crm_record_id: str, content_hash: str, at: float
+    ) -> bool:
+        """Quo and the CRM agree on the payload with `content_hash` (after a Quo edit
+        reached the CRM): the record is in sync without a Quo write."""
+        changed = await self._db.execute(
+            "UPDATE mappings SET content_hash = ?, last_synced_at = ?, missed_scans = 0"
+            " WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?"
+            " AND deleted_at IS NULL",
+            (content_hash, at, tenant_id, crm_object, crm_record_id),
+        )
+        return changed > 0
+
+    # -- snapshots ------------------------------------------------------------------
+
+    async def snapshot(
+        self, tenant_id: str, crm_object: str, crm_record_id: str
+    ) -> ContactSnapshot | None:
+        row = await self._db.fetchone(
+            "SELECT content_hash, fields, quo_updated_at, origin, base_fields,"
+            " base_quo_updated_at FROM contact_snapshots"
+            " WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?",
+            (tenant_id, crm_object, crm_record_id),
+        )
+        return None if row is None else to_struct(ContactSnapshot, row)
+
+    async def save_snapshot(
+        self, tenant_id: str, crm_object: str, crm_record_id: str, snapshot: ContactSnapshot
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO contact_snapshots (tenant_id, crm_object, crm_record_id,"
+            " content_hash, fields, quo_updated_at, origin, base_fields, base_quo_updated_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (tenant_id, crm_object, crm_record_id) DO UPDATE SET"
+            " content_hash = excluded.content_hash, fields = excluded.fields,"
+            " quo_updated_at = excluded.quo_updated_at, origin = excluded.origin,"
+            " base_fields = excluded.base_fields,"
+            " base_quo_updated_at = excluded.base_quo_updated_at,"
+            " updated_at = excluded.updated_at",
+            (tenant_id, crm_object, crm_record_id, snapshot.content_hash, snapshot.fields,
+             snapshot.quo_updated_at, snapshot.origin, snapshot.base_fields,
+             snapshot.base_quo_updated_at, self._db.now()),
+        )
+
+    async def drop_snapshot(self, tenant_id: str, crm_object: str, crm_record_id: str) -> None:
+        await self._db.execute(
+            "DELETE FROM contact_snapshots"
+            " WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?",
+            (tenant_id, crm_object, crm_record_id),
+        )

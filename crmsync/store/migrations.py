@@ -173,7 +173,96 @@ DROP INDEX webhook_inbox_by_state;
 CREATE INDEX webhook_inbox_due ON webhook_inbox (tenant_id, state, next_attempt_at, id);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
+# v4 (Quo's 2026-03-30 webhooks): delivery ids and business keys for de-duplication.
+# An inbox row keeps the `webhook-id` it came with and its business key (the same Quo
+# occurrence through the legacy and the new system, `quo/envelope.py`), unique per
+# tenant and source where set. `webhook_deliveries` remembers every verified delivery
+# id for 28 h (Quo retries for about 27.6 h), also those of duplicates and also after
+# retention pruned their inbox row. Existing rows get no business key: before this
+# version only legacy webhooks existed, so none can meet a new-system twin.
+_V4: Final = """
+ALTER TABLE webhook_inbox ADD COLUMN delivery_id TEXT;
+ALTER TABLE webhook_inbox ADD COLUMN business_key TEXT;
+CREATE UNIQUE INDEX webhook_inbox_business_key ON webhook_inbox (tenant_id, source, business_key)
+    WHERE business_key IS NOT NULL;
+
+CREATE TABLE webhook_deliveries (
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    source TEXT NOT NULL CHECK (source IN ('crm', 'quo')),
+    delivery_id TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, source, delivery_id)
+) WITHOUT ROWID;
+CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries (tenant_id, received_at);
+"""
+
+# v5 (Quo -> CRM contact edits): a mapping may be `unlinked` (its Quo contact was
+# deleted in Quo; the CRM person is kept). SQLite cannot change a CHECK constraint, so
+# `mappings` is rebuilt with the same columns, row ids, unique key and index. The fields
+# last synced between a CRM record and its Quo contact (the base of the three-way merge
+# of a Quo edit) live in `contact_snapshots`, written with each Quo write and each Quo
+# edit applied (`origin`); a write also keeps the state it overwrote in Quo (`base_*`),
+# so an edit made just before it is merged, not lost. A snapshot counts only while its
+# `content_hash` equals the mapping's.
+_V5: Final = """
+CREATE TABLE mappings_v5 (
+    id INTEGER PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    crm_object TEXT NOT NULL,
+    crm_record_id TEXT NOT NULL,
+    quo_contact_id TEXT NOT NULL,
+    entity_type TEXT NOT NULL,
+    sync_method TEXT NOT NULL
+        CHECK (sync_method IN ('initial', 'webhook', 'poll', 'bulk', 'manual')),
+    action TEXT NOT NULL
+        CHECK (action IN ('created', 'updated', 'linked', 'unchanged', 'deleted', 'unlinked')),
+    content_hash TEXT,
+    last_synced_at REAL NOT NULL,
+    deleted_at REAL,
+    missed_scans INTEGER NOT NULL DEFAULT 0,
+    last_seen_at REAL,
+    UNIQUE (tenant_id, crm_object, crm_record_id)
+);
+INSERT INTO mappings_v5 (id, tenant_id, crm_object, crm_record_id, quo_contact_id,
+    entity_type, sync_method, action, content_hash, last_synced_at, deleted_at,
+    missed_scans, last_seen_at)
+SELECT id, tenant_id, crm_object, crm_record_id, quo_contact_id, entity_type,
+    sync_method, action, content_hash, last_synced_at, deleted_at, missed_scans,
+    last_seen_at
+FROM mappings;
+DROP TABLE mappings;
+ALTER TABLE mappings_v5 RENAME TO mappings;
+CREATE INDEX mappings_by_quo_contact ON mappings (tenant_id, quo_contact_id);
+
+CREATE TABLE contact_snapshots (
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    crm_object TEXT NOT NULL,
+    crm_record_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    quo_updated_at TEXT,
+    origin TEXT NOT NULL CHECK (origin IN ('write', 'event')),
+    base_fields TEXT,
+    base_quo_updated_at TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, crm_object, crm_record_id)
+) WITHOUT ROWID;
+"""
+
+# v6 (the call lifecycle in notes): what each Quo call's events said, so its note is
+# rendered from all of them in any arrival order, across restarts (`store/quo_calls.py`).
+_V6: Final = """
+CREATE TABLE quo_calls (
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    call_id TEXT NOT NULL,
+    facts BLOB NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, call_id)
+) WITHOUT ROWID;
+CREATE INDEX quo_calls_by_time ON quo_calls (tenant_id, updated_at);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6)
 LATEST_VERSION: Final = len(MIGRATIONS)
 
 

@@ -35,6 +35,7 @@ from crmsync.store.intents import Intents
 from crmsync.store.lock import acquire_state_lock
 from crmsync.store.mappings import Mappings
 from crmsync.store.migrations import LATEST_VERSION, check_version, migrate, schema_version
+from crmsync.store.quo_calls import QuoCalls
 from crmsync.store.runs import Runs
 from crmsync.store.subscriptions import Subscriptions
 from crmsync.store.tenants import Tenants
@@ -161,6 +162,7 @@ class Store:
         self.inbox = Inbox(db)
         self.dead_letters = DeadLetters(db)
         self.activities = Activities(db)
+        self.quo_calls = QuoCalls(db)
         self.subscriptions = Subscriptions(db)
 
     def transaction(self) -> AbstractAsyncContextManager[None]:

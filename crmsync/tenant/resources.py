@@ -19,6 +19,7 @@ from crmsync.config import Config, TenantConfig
 from crmsync.net.ratelimit import LimiterRegistry, Limits, key_fingerprint, slot_trace_config
 from crmsync.net.retry import RetryPolicy
 from crmsync.quo.client import QuoClient
+from crmsync.quo.webhooks import QuoWebhooksClient
 
 
 @dataclass
@@ -27,6 +28,9 @@ class TenantClients:
     adapter: CrmAdapter
     #: the Quo key's fingerprint (`crmsync_tenant_quo_key`): which tenants share a limit
     quo_key: str
+    #: Quo's 2026-03-30 webhook API, on the same key's limiter as `quo` (Quo's limit is
+    #: per key across v1 and 2026-03-30)
+    quo_webhooks: QuoWebhooksClient
 
 
 class Resources:
@@ -44,11 +48,22 @@ class Resources:
     def clients_for(self, tenant: TenantConfig) -> TenantClients:
         quo_config = self.config.quo
         quo_key = tenant.quo_api_key.reveal()
+        limiter = self.limiters.for_account("quo", quo_key, self.quo_limits).read
         quo = QuoClient(
             self.session,
             base_url=quo_config.base_url,
             api_key=quo_key,
-            limiter=self.limiters.for_account("quo", quo_key, self.quo_limits).read,
+            limiter=limiter,
+            tenant=tenant.id,
+            timeout=quo_config.request_timeout,
+            retry=self.retry,
+            max_pause=quo_config.max_retry_after,
+        )
+        quo_webhooks = QuoWebhooksClient(
+            self.session,
+            base_url=quo_config.webhooks_base_url,
+            api_key=quo_key,
+            limiter=limiter,
             tenant=tenant.id,
             timeout=quo_config.request_timeout,
             retry=self.retry,
@@ -64,7 +79,8 @@ class Resources:
             retry=self.retry,
             max_pause=quo_config.max_retry_after,
         )
-        return TenantClients(quo=quo, adapter=adapter, quo_key=key_fingerprint(quo_key))
+        return TenantClients(quo=quo, adapter=adapter, quo_key=key_fingerprint(quo_key),
+                             quo_webhooks=quo_webhooks)
 
 
 @contextlib.asynccontextmanager

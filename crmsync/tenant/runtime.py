@@ -32,8 +32,11 @@ from crmsync.config import TenantConfig
 from crmsync.net.errors import AuthError
 from crmsync.net.ratelimit import Lane
 from crmsync.services.activity import ActivityLogger
+from crmsync.services.catch_up import DeliveryCatchUp
+from crmsync.services.contact_edits import ContactEditHandler
 from crmsync.services.contact_writes import QuoContactSync, RecordWriter
 from crmsync.services.crm_changes import CrmChangeHandler
+from crmsync.services.quo_dispatch import QuoEventRouter
 from crmsync.services.subscriptions import SubscriptionManager
 from crmsync.store import Store
 from crmsync.store.tenants import TenantPhase, TenantState
@@ -102,11 +105,23 @@ class TenantRuntime:
             records=RecordWriter(self.id, store=store, sync=live),
         )
         self.activity = ActivityLogger(self.id, quo=self.quo, adapter=self.adapter, store=store)
+        self.contact_edits = ContactEditHandler(
+            self.id, adapter=self.adapter, store=store,
+            records=RecordWriter(self.id, store=store, sync=live),
+            mode=tenant.quo_to_crm, conflict=tenant.conflict, crm_objects=tenant.object_types,
+        )
+        # contact.* → the contact edits, every other Quo event → the activity logger
+        self.quo_events = QuoEventRouter(contacts=self.contact_edits, activity=self.activity)
         self.subscriptions = SubscriptionManager(
             self.id, adapter=self.adapter, quo=self.quo, store=store,
             public_url=resources.config.http.public_url,
             has_static_crm_secret=tenant.crm_webhook_secret is not None,
+            hooks=clients.quo_webhooks, system=resources.config.quo.webhooks,
+            contact_events=tenant.quo_to_crm != "off",
         )
+        # Quo deliveries missed while the daemon was down: retried at start and at every
+        # subscription check (2026-03-30 webhooks only).
+        self.catch_up = DeliveryCatchUp(self.id, hooks=clients.quo_webhooks, store=store)
 
     # -- the one writer of the tenant's state --------------------------------------------
 
@@ -226,7 +241,7 @@ class TenantRuntime:
         daemon = self._resources.config.daemon
         return InboxProcessor(
             self.id, store=self._store, adapter=self.adapter, crm_changes=self.crm_changes,
-            quo_events=self.activity, wake=self.target.wake,
+            quo_events=self.quo_events, wake=self.target.wake,
             retry_window=daemon.inbox_retry_hours * 3600.0,
             retention=daemon.inbox_retention_days * 86400.0,
         )
@@ -236,7 +251,7 @@ class TenantRuntime:
         # Inside the restart loop: a store hiccup at start is a tenant crash, retried.
         await self._store.tenants.upsert(self.id, self.config.crm)
         await self._set_state("starting", phase="setup")
-        await self.subscriptions.ensure()
+        await self._check_subscriptions()
         if not await self._initial_sync_done():
             await self._set_state("running", phase="initial_sync")
             self.initial_result = await self.run_pass(full=False)
@@ -257,7 +272,13 @@ class TenantRuntime:
         interval = min(SUBSCRIPTION_CHECK_SECONDS, self.config.poll_interval)
         while True:
             await asyncio.sleep(interval)
-            await self.subscriptions.ensure()
+            await self._check_subscriptions()
+
+    async def _check_subscriptions(self) -> None:
+        """Webhooks as the tenant needs them (a legacy tenant moved to 2026-03-30), then
+        the deliveries Quo could not make meanwhile retried."""
+        await self.subscriptions.ensure()
+        await self.catch_up.run(self.subscriptions.quo_webhook_id)
 
     async def run(self) -> None:
         """Supervise the tenant until it is cancelled (stop) or forfeited (failed)."""
@@ -324,6 +345,10 @@ class TenantRuntime:
         except Exception:
             log.exception("could not record the tenant as %s", state)
             self._show(state, self.phase, error)
+
+    async def unsettled_events(self) -> int:
+        """Webhook events stored and not yet applied (the demo waits for them)."""
+        return await self._store.inbox.unsettled(self.id)
 
     async def drain_inbox(self) -> int:
         """Apply every pending event now (for `crmsync inbox replay`)."""

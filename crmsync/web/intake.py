@@ -6,6 +6,13 @@ parse (400) → insert (committed, shielded) → 200 → `target.notify()`. Ever
 happens in the tenant's inbox processor. The throttle and the off-loop verification of
 big bodies are the `IntakeGuard`'s (`guard.py`): a source whose signatures keep failing
 is answered 429 before its body is read.
+
+Quo deliveries of both webhook systems arrive on `/webhooks/{tenant}/quo` (INTERFACE
+§7): the target verifies a `webhook-id` request the Standard Webhooks way and any other
+with `openphone-signature`. Either envelope is stored as received, with its event id,
+its type, its business key (`quo/envelope.py`: one Quo occurrence through either
+system) and, from the new system, its delivery id; the inbox refuses a duplicate on any
+of the three (200 `{"status": "duplicate"}`).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
 from aiohttp import web
@@ -85,11 +93,12 @@ async def _intake_for(
         return error_response(413, f"body larger than {limit} bytes")
     headers = request.headers
     offload = guard.offloader(sender)
+    delivery_id: str | None = None  # Quo's `webhook-id` (2026-03-30 system)
     try:
         if source == "crm":
             await target.verify_crm(headers, body, offload=offload)
         else:
-            await target.verify_quo(headers, body, offload=offload)
+            delivery_id = await target.verify_quo(headers, body, offload=offload)
     except ThrottledError as exc:
         return _throttled(tenant, source, exc)
     except WebhookSignatureError as exc:
@@ -98,7 +107,7 @@ async def _intake_for(
         _count(tenant, source, "bad_signature")
         return error_response(401, "bad or missing signature")
     try:
-        event_id, event_type = _parse(target, source, headers, body)
+        event = _parse(target, source, headers, body)
     except WebhookFormatError as exc:
         _count(tenant, source, "malformed")
         return error_response(400, f"malformed webhook: {exc}")
@@ -106,7 +115,8 @@ async def _intake_for(
         row = await _committed(
             request.app,
             request.app[STORE_KEY].inbox.insert(
-                tenant, source, event_id, event_type, body, _storable(headers)
+                tenant, source, event.event_id, event.event_type, body, _storable(headers),
+                delivery_id=delivery_id, business_key=event.business_key,
             ),
         )
     except Exception:
@@ -120,19 +130,27 @@ async def _intake_for(
     return json_response({"status": "accepted"})
 
 
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    event_id: str
+    event_type: str
+    business_key: str | None = None
+
+
 def _parse(
     target: WebhookTarget, source: Source, headers: Mapping[str, str], body: bytes
-) -> tuple[str, str]:
-    """`(event_id, event_type)` of a verified delivery; `WebhookFormatError` if malformed."""
+) -> _Parsed:
+    """The keys of a verified delivery; `WebhookFormatError` if malformed."""
     if source == "crm":
-        event = target.parse_crm(headers, body)
-        event_id, event_type = event.event_id, event.event_type
+        crm_event = target.parse_crm(headers, body)
+        event = _Parsed(crm_event.event_id, crm_event.event_type)
     else:
-        event_id, event_type = target.parse_quo(body)
+        envelope = target.parse_quo(body)
+        event = _Parsed(envelope.event_id, envelope.type, envelope.business_key)
     # JSON may spell lone surrogates ("\ud800"), which no UTF-8 column can store.
-    if not (_utf8(event_id) and _utf8(event_type)):
+    if not (_utf8(event.event_id) and _utf8(event.event_type)):
         raise WebhookFormatError("the event id or type is not valid Unicode")
-    return event_id, event_type
+    return event
 
 
 def _throttled(tenant: str, source: Source, exc: ThrottledError) -> web.Response:

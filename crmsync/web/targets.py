@@ -11,6 +11,12 @@ signature matches none of them, so a webhook created a moment ago already verifi
 a re-read happens at most once per cache lifetime, so a flood of bad signatures is not a
 flood of database reads.
 
+Quo has two webhook systems (INTERFACE §7), both on `/webhooks/{tenant}/quo`: a request
+with a `webhook-id` header is a 2026-03-30 delivery, verified the Standard Webhooks way
+(`quo/standard_signature.py`) with the tenant's `whsec_` keys; any other is verified
+with `openphone-signature` and the other (legacy, base64) keys. Both kinds of key are
+the `quo` subscriptions' secrets.
+
 Verifying is HMAC work over a body of up to 1 MiB, asked for by anyone: a verification
 that may hash more than `INLINE_WORK_BYTES` runs through the caller's `offload` (the
 listener's `IntakeGuard`: a worker thread, one at a time), so a request holds the
@@ -21,10 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Final
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Final, Protocol
 
 from crmsync.adapters.base import (
     CrmAdapter,
@@ -33,13 +38,21 @@ from crmsync.adapters.base import (
     WebhookSignatureError,
 )
 from crmsync.config import Config, TenantConfig
-from crmsync.quo import signature
+from crmsync.quo import envelope, signature, standard_signature
 from crmsync.store import Source, Store
 
 SECRETS_TTL_SECONDS = 5.0
 #: a verification that may hash more bytes than this runs off the event loop (SHA-256
 #: hashes roughly 0.3-2 GB/s: this is well under a millisecond of loop time)
 INLINE_WORK_BYTES: Final = 256 * 1024
+
+class QuoDelivery(Protocol):
+    """A parsed Quo delivery of either system, checked against candidate keys."""
+
+    def matching_key(self, keys: Iterable[str]) -> str | None: ...
+
+    def work_bytes(self, keys: int) -> int: ...
+
 
 #: runs `work()` somewhere other than the event loop and returns its result
 Offload = Callable[[Callable[[], bool]], Awaitable[bool]]
@@ -189,13 +202,35 @@ class WebhookTarget:
 
     async def verify_quo(
         self, headers: Mapping[str, str], body: bytes, *, offload: Offload | None = None
-    ) -> None:
+    ) -> str | None:
         """Raise `WebhookSignatureError` unless a Quo webhook key signed `body`.
 
-        The header is parsed (and refused if malformed, stale or over
-        `signature.MAX_ENTRIES` entries) before any secret is read; a big verification
-        runs through `offload` (default: `asyncio.to_thread`).
+        Returns the delivery id (`webhook-id`) of a 2026-03-30 delivery, None for a
+        legacy one. The headers are parsed (and refused if missing, malformed, stale or
+        over their entry caps) before any secret is read; a big verification runs
+        through `offload` (default: `asyncio.to_thread`).
         """
+        if standard_signature.is_standard_delivery(headers):
+            return await self._verify_standard(headers, body, offload)
+        await self._verify_legacy(headers, body, offload)
+        return None
+
+    async def _verify_standard(
+        self, headers: Mapping[str, str], body: bytes, offload: Offload | None
+    ) -> str:
+        try:
+            delivery = standard_signature.StandardDelivery(headers, body)
+        except signature.SignatureError as exc:
+            raise WebhookSignatureError(str(exc)) from exc
+
+        await self._verify_quo_delivery(
+            delivery, offload, "Quo 2026-03-30", pick=standard_signature.is_standard_key
+        )
+        return delivery.delivery_id
+
+    async def _verify_legacy(
+        self, headers: Mapping[str, str], body: bytes, offload: Offload | None
+    ) -> None:
         try:
             delivery = signature.SignedDelivery(
                 _header(headers, signature.HEADER), body, tolerance_seconds=self.quo_tolerance
@@ -203,29 +238,37 @@ class WebhookTarget:
         except signature.SignatureError as exc:
             raise WebhookSignatureError(str(exc)) from exc
 
+        await self._verify_quo_delivery(
+            delivery, offload, "Quo legacy",
+            pick=lambda key: not standard_signature.is_standard_key(key),
+        )
+
+    async def _verify_quo_delivery(
+        self,
+        delivery: QuoDelivery,
+        offload: Offload | None,
+        what: str,
+        *,
+        pick: Callable[[str], bool],
+    ) -> None:
+        """Check a parsed delivery against the tenant's Quo keys that `pick` selects."""
+
         def matches(keys: tuple[str, ...]) -> bool:
             return delivery.matching_key(keys) is not None
 
         def heavy(keys: int) -> bool:
             return delivery.work_bytes(keys) > INLINE_WORK_BYTES
 
-        await self._verify(self._quo, matches, heavy, offload, "Quo")
+        await self._verify(self._quo, matches, heavy, offload, what, pick=pick)
 
     @staticmethod
-    def parse_quo(body: bytes) -> tuple[str, str]:
-        """`(event_id, event_type)` of a v1 envelope `{"id": "EV…", "type": …}`."""
+    def parse_quo(body: bytes) -> envelope.QuoEnvelope:
+        """The envelope of either system (`quo/envelope.py`); `WebhookFormatError` if
+        the body is not JSON or has no `id` or `type`."""
         try:
-            envelope = json.loads(body)
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            raise WebhookFormatError("body is not JSON") from exc
-        if not isinstance(envelope, dict):
-            raise WebhookFormatError("the Quo event is not a JSON object")
-        event_id, event_type = envelope.get("id"), envelope.get("type")
-        if not isinstance(event_id, str) or not event_id.strip():
-            raise WebhookFormatError("the Quo event has no 'id'")
-        if not isinstance(event_type, str) or not event_type.strip():
-            raise WebhookFormatError("the Quo event has no 'type'")
-        return event_id, event_type
+            return envelope.decode(body)
+        except envelope.EnvelopeError as exc:
+            raise WebhookFormatError(str(exc)) from exc
 
     # -- both ---------------------------------------------------------------------------
 
@@ -240,8 +283,14 @@ class WebhookTarget:
         heavy: Callable[[int], bool],
         offload: Offload | None,
         what: str,
+        *,
+        pick: Callable[[str], bool] = lambda _: True,
     ) -> None:
-        async def check(secrets: tuple[str, ...]) -> bool:
+        """Check the cached secrets that `pick` accepts, then (after a miss) the new
+        ones a re-read found; `WebhookSignatureError` if none signed the delivery."""
+
+        async def check(candidates: tuple[str, ...]) -> bool:
+            secrets = tuple(s for s in candidates if pick(s))
             if not secrets:
                 return False
             if not heavy(len(secrets)):
@@ -256,7 +305,7 @@ class WebhookTarget:
         _, fresh = await cache.refresh_after_miss(generation)
         if await check(tuple(s for s in fresh if s not in secrets)):
             return  # only the new secrets: the others were just tried
-        if not fresh:
+        if not any(pick(s) for s in fresh):
             raise WebhookSignatureError(f"no {what} webhook secret is known for this tenant")
         raise WebhookSignatureError(f"the {what} webhook signature matches no known secret")
 

@@ -34,7 +34,7 @@ from crmsync.actors.writer import QuoWriter
 from crmsync.domain.contact import content_hash
 from crmsync.quo.client import QuoClient
 from crmsync.quo.errors import QuoAuthError
-from crmsync.quo.models import ContactInput, DefaultFields
+from crmsync.quo.models import Contact, ContactInput, DefaultFields
 from crmsync.services.contact_writes import QuoContactSync
 from crmsync.store import Mapping, Store, WriteIntent
 from crmsync.store.mappings import WriteAction
@@ -75,17 +75,19 @@ class SpySync(QuoContactSync):
             if not nested:
                 self._active[record_id].discard(task)
 
-    async def create(self, external_id: str, contact: ContactInput) -> tuple[WriteAction, str]:
+    async def create_contact(
+        self, external_id: str, contact: ContactInput
+    ) -> tuple[WriteAction, str, str | None]:
         self.intent_at_create[external_id] = await self._store.intents.get(
             TENANT, "people", external_id)
-        return await self._watched(external_id, super().create(external_id, contact))
+        return await self._watched(external_id, super().create_contact(external_id, contact))
 
     async def link_existing(self, external_id: str, contact: ContactInput) -> str | None:
         return await self._watched(external_id, super().link_existing(external_id, contact))
 
-    async def update(self, contact_id: str, contact: ContactInput) -> str | None:
+    async def update_contact(self, contact_id: str, contact: ContactInput) -> Contact | None:
         record_id = contact.external_id or contact_id
-        return await self._watched(record_id, super().update(contact_id, contact))
+        return await self._watched(record_id, super().update_contact(contact_id, contact))
 
 
 @dataclass

@@ -79,6 +79,7 @@ class Env:
             f'[http]\nhost = "127.0.0.1"\nport = {self.port}\n'
             f'public_url = "http://127.0.0.1:{self.port}"\n\n'
             f'[quo]\nbase_url = "{self.quo_url}"\nrequests_per_second = {self.rps}\n'
+            f'webhooks_base_url = "{self.quo_url.removesuffix("/v1")}"\n'
         )
         for tenant in tenants:
             site = self.sites[tenant]

@@ -32,7 +32,7 @@ async def test_replay_applies_the_event_once_with_the_daemon_stopped(tmp_path: P
     person has exactly one note (the SMS's text and `quo:<message id>`), nobody else
     has one; the inbox holds the event once, processed.
     """
-    async with live_env(tmp_path, people=PEOPLE) as env:
+    async with live_env(tmp_path, people=PEOPLE, quo_webhooks="legacy") as env:
         e2e = env.e2e
         phones = {p for r in env.attio.people for p in env.attio.person_phones(r.record_id)}
         assert NEW_PHONE not in phones

@@ -91,7 +91,10 @@ async def test_message_becomes_exactly_one_note(tmp_path: Path) -> None:
     4. B redelivered byte for byte, then re-signed → 200 each (duplicates)
     Result: the inbox holds B once, processed; the person has exactly one note, B's.
     """
-    async with live_env(tmp_path, people=PEOPLE) as env, env.daemon() as daemon:
+    async with (
+        live_env(tmp_path, people=PEOPLE, quo_webhooks="legacy") as env,
+        env.daemon() as daemon,
+    ):
         person, phone = next(iter(unique_phones(env.attio).items()))
         assert notes_of(env.attio, person) == []
         quo = env.quo
@@ -141,7 +144,10 @@ async def test_call_note_grows_with_summary_and_transcript(tmp_path: Path) -> No
        (Attio notes cannot be edited: new note, old one deleted)
     Result: exactly one note, holding the summary and the transcript.
     """
-    async with live_env(tmp_path, people=PEOPLE) as env, env.daemon() as daemon:
+    async with (
+        live_env(tmp_path, people=PEOPLE, quo_webhooks="legacy") as env,
+        env.daemon() as daemon,
+    ):
         person, phone = next(iter(unique_phones(env.attio).items()))
         quo = env.quo
         call = quo.add_call([phone], duration=95)
@@ -189,7 +195,10 @@ async def test_message_from_unknown_phone_is_processed_without_note(tmp_path: Pa
     Result: the inbox shows the event processed; no note anywhere; `/readyz` still 200
     and the daemon keeps running (then stops cleanly on SIGTERM).
     """
-    async with live_env(tmp_path, people=PEOPLE) as env, env.daemon() as daemon:
+    async with (
+        live_env(tmp_path, people=PEOPLE, quo_webhooks="legacy") as env,
+        env.daemon() as daemon,
+    ):
         phones = {p for r in env.attio.people for p in env.attio.person_phones(r.record_id)}
         assert UNKNOWN_PHONE not in phones
         message = env.quo.add_message(UNKNOWN_PHONE, "wrong number?")
@@ -273,7 +282,7 @@ async def test_sms_dead_lettered_in_a_crm_outage_is_noted_once_after_retry(
     """
     async with live_env(
         tmp_path, people=PEOPLE, daemon_options={"inbox_retry_hours": "0.002"},
-        quo_options={"max_retries": "1"},
+        quo_options={"max_retries": "1"}, quo_webhooks="legacy",
     ) as env:
         e2e = env.e2e
         person, phone = next(iter(unique_phones(env.attio).items()))

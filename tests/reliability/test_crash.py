@@ -282,7 +282,8 @@ async def test_kill_point(phase: str, seed: int, tmp_path: Path) -> None:
     """
     case_id = f"{phase}-seed{seed}"
     rng = random.Random(seed)
-    async with live_env(tmp_path, seed=seed, **ENVIRONMENTS[phase]) as env:
+    # The ledger delivers legacy webhooks (`sim.webhooks`), signed and re-sent as Quo would.
+    async with live_env(tmp_path, seed=seed, quo_webhooks="legacy", **ENVIRONMENTS[phase]) as env:
         ledger = QuoLedger(env.quo)
         case = Case(phase, seed, env, rng, ledger, Workload(env.attio, env.quo, ledger, rng))
         kill_point = await KILLERS[phase](case)

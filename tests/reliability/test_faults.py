@@ -86,6 +86,10 @@ shutdown_timeout = 10
 
 [quo]
 base_url = "{quo_url}"
+# The fault suite deletes and counts legacy webhooks (`sim.webhooks`) and delivers
+# through them: the legacy system's specifics.
+webhooks = "legacy"
+webhooks_base_url = "{quo_root}"
 requests_per_second = {rps}
 request_timeout = 10
 max_retries = {retries}
@@ -173,7 +177,8 @@ async def fault_env(tmp_path: Path, seed: int) -> AsyncIterator[Env]:
         port = free_port()
         config = tmp_path / "crmsync.toml"
         config.write_text(CONFIG.format(
-            state=state, quo_url=quo_url, rps=RPS, port=port, acme_attio=attio_url,
+            state=state, quo_url=quo_url, quo_root=quo_url.removesuffix("/v1"), rps=RPS,
+            port=port, acme_attio=attio_url,
             beta_attio=beta_url, poll=POLL_INTERVAL, retries=MAX_RETRIES,
         ))
         env = cli_env(KEYS)

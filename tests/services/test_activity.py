@@ -1,8 +1,11 @@
 """The activity logger against the Quo and Attio simulators on real sockets.
 
-Events are real v1 envelopes built by the Quo simulator from records it stores (so
+Events are real envelopes of both webhook systems (legacy `data.object`, 2026-03-30
+`data.resource/context/links`) built by the Quo simulator from records it stores (so
 `GET /v1/calls/{id}` & co. answer as Quo would); notes are checked in the Attio
-simulator's state, and the `activities` rows in a real SQLite file.
+simulator's state, and the `activities` / `quo_calls` rows in a real SQLite file.
+New-system lifecycles are also replayed in every arrival order (hypothesis) with
+duplicates, legacy twins and restarts: see `test_lifecycle_in_any_order_*`.
 """
 
 from __future__ import annotations
@@ -10,111 +13,24 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 from prometheus_client import REGISTRY
+from support.activity import ALICE, ATTIO_KEY, BOB, DIALOGUE, STRANGER, TENANT, Env, activity_env
 
 from crmsync.adapters.attio import AttioAdapter
 from crmsync.adapters.base import NoteInput
 from crmsync.adapters.errors import CrmApiError
-from crmsync.domain.notes import MessageFacts, render_message
-from crmsync.net.ratelimit import SlidingWindowLimiter, slot_trace_config
+from crmsync.domain.notes import MessageFacts, format_time, render_message
 from crmsync.net.retry import RetryPolicy
-from crmsync.quo.client import QuoClient
 from crmsync.quo.errors import QuoServerError
-from crmsync.services.activity import ActivityLogger
-from crmsync.sim.attio import AttioSim, AttioSimConfig, run_attio_simulator
-from crmsync.sim.quo import QuoSim, QuoSimConfig, run_quo_simulator
-from crmsync.store import Store, open_store
-
-TENANT = "acme"
-ATTIO_KEY = "attio-test-key"
-ALICE = "+12125550101"
-BOB = "+12125550102"
-STRANGER = "+12125550199"
-DIALOGUE: list[tuple[str, str | None]] = [
-    ("Hi, I'd like a quote for the roof.", ALICE),
-    ("Sure, when can we come by?", None),
-    ("Tuesday works.", ALICE),
-]
-CREATE_NOTE = "POST /v2/notes 200"
-
-
-@dataclass
-class Env:
-    quo_sim: QuoSim
-    attio_sim: AttioSim
-    attio_url: str
-    session: aiohttp.ClientSession
-    quo: QuoClient
-    adapter: AttioAdapter
-    store: Store
-    logger: ActivityLogger
-
-    def new_logger(self, adapter: AttioAdapter | None = None) -> ActivityLogger:
-        """A logger with empty caches, as after a restart."""
-        return ActivityLogger(
-            TENANT, quo=self.quo, adapter=adapter or self.adapter, store=self.store
-        )
-
-    def notes(self, person: str) -> list[dict[str, Any]]:
-        return [n for n in self.attio_sim.notes.values() if n["parent_record_id"] == person]
-
-    @property
-    def notes_created(self) -> int:
-        return self.attio_sim.stats.requests[CREATE_NOTE]
-
-    @property
-    def own_number(self) -> str:
-        return self.quo_sim.workspace.lines[0].number
-
-    def message_event(self, message: dict[str, Any], **changes: Any) -> tuple[str, bytes]:
-        kind = "message.received" if message["direction"] == "incoming" else "message.delivered"
-        obj = {**self.quo_sim.workspace.message_event_object(message), **changes}
-        return kind, self.quo_sim.build_event(kind, obj).body
-
-    def call_event(self, call: dict[str, Any], **changes: Any) -> tuple[str, bytes]:
-        obj = {**self.quo_sim.workspace.call_event_object(call), **changes}
-        return "call.completed", self.quo_sim.build_event("call.completed", obj).body
-
-    def summary_event(self, summary: dict[str, Any], envelope_type: str) -> tuple[str, bytes]:
-        obj = self.quo_sim.workspace.summary_event_object(summary)
-        event = self.quo_sim.build_event(
-            "call.summary.completed", obj, envelope_type=envelope_type
-        )
-        return envelope_type, event.body
-
-    def transcript_event(
-        self, transcript: dict[str, Any], envelope_type: str
-    ) -> tuple[str, bytes]:
-        obj = self.quo_sim.workspace.transcript_event_object(transcript)
-        event = self.quo_sim.build_event(
-            "call.transcript.completed", obj, envelope_type=envelope_type
-        )
-        return envelope_type, event.body
 
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with (
-        run_quo_simulator(config=QuoSimConfig(requests_per_second=1000)) as (quo_sim, quo_url),
-        run_attio_simulator(config=AttioSimConfig(api_keys=[ATTIO_KEY])) as (attio_sim, a_url),
-        aiohttp.ClientSession(trace_configs=[slot_trace_config()]) as session,
-        open_store(tmp_path / "state.db") as store,
-    ):
-        await store.tenants.upsert(TENANT, "attio")
-        quo = QuoClient(
-            session, base_url=quo_url, api_key=quo_sim.api_key,
-            limiter=SlidingWindowLimiter(1000), tenant=TENANT,
-            retry=RetryPolicy(max_retries=1, base_delay=0.01),
-        )
-        adapter = AttioAdapter(session, api_key=ATTIO_KEY, base_url=a_url)
-        logger = ActivityLogger(TENANT, quo=quo, adapter=adapter, store=store)
-        yield Env(quo_sim, attio_sim, a_url, session, quo, adapter, store, logger)
+    async with activity_env(tmp_path) as built:
+        yield built
 
 
 def logged_total(kind: str) -> float:
@@ -148,7 +64,7 @@ async def test_incoming_message_logs_one_note_and_replay_is_a_no_op(env: Env) ->
     assert await env.logger.handle(kind, body) == "logged"
 
     [note] = env.notes(alice)
-    assert note["title"] == f"SMS from {ALICE}"
+    assert note["title"] == f"SMS from {ALICE} · {format_time(message['createdAt'])}"
     assert "Can you call me back?" in note["content_markdown"]
     assert f"quo:{message['id']}" in note["content_markdown"]
     row = await env.store.activities.get(TENANT, message["id"], alice)
@@ -170,7 +86,7 @@ async def test_outgoing_message_with_to_as_a_string(env: Env) -> None:
     assert kind == "message.delivered"
     assert await env.logger.handle(kind, body) == "logged"
     [note] = env.notes(alice)
-    assert note["title"] == f"SMS to {ALICE}"
+    assert note["title"].startswith(f"SMS to {ALICE} · ")
     assert "**Outbound SMS**" in note["content_markdown"]
 
 
@@ -232,7 +148,7 @@ async def test_call_then_summary_then_transcript_enrich_one_note(env: Env) -> No
 
     assert await env.logger.handle(*env.call_event(call)) == "logged"
     [first] = env.notes(alice)
-    assert first["title"] == "Call (inbound, 2:05)"
+    assert first["title"] == f"Inbound call from {ALICE} · {format_time(call['createdAt'])} · 2:05"
     assert "**Summary**" not in first["content_markdown"]
 
     summary = env.quo_sim.add_call_summary(call["id"], ["Wants a roof quote"], next_steps=["Visit"])
@@ -269,7 +185,7 @@ async def test_summary_before_completion_ends_in_one_enriched_note(env: Env) -> 
     assert await env.logger.handle(*env.call_event(call)) == "enriched"
 
     [note] = env.notes(alice)
-    assert note["title"] == "Call (inbound, 0:42)"
+    assert note["title"].endswith(" · 0:42")
     assert "- Status: completed" in note["content_markdown"]
     assert "- Asked about prices" in note["content_markdown"]
 
@@ -333,12 +249,12 @@ async def test_any_order_converges_to_one_complete_note(
 
     [note] = env.notes(alice)
     body = note["content_markdown"]
-    assert note["title"] == "Call (inbound, 3:05)"
+    assert note["title"] == f"Inbound call from {ALICE} · {format_time(call['createdAt'])} · 3:05"
     assert "- Status: completed" in body
     assert "- Roof leaks\n- Needs a quote" in body
     assert "- Visit Tuesday" in body
     assert f"**{ALICE}**: Tuesday works." in body
-    assert "**Quo user**: Sure, when can we come by?" in body
+    assert "**Olivia Owner**: Sure, when can we come by?" in body  # named by GET /v1/users
     created = env.notes_created
 
     restarted = env.new_logger()
@@ -361,9 +277,14 @@ async def test_concurrent_events_of_one_call_write_one_note(env: Env) -> None:
         env.logger.handle(*env.transcript_event(transcript, "call.transcript.completed")),
     )
 
-    assert sorted(outcomes) == ["logged", "unchanged", "unchanged"]
-    assert len(env.notes(alice)) == 1
-    assert env.notes_created == 1
+    # One at a time (the call's lock): the first logs, the others enrich the note (or
+    # find nothing new: the call's API answer stood in for its event).
+    assert outcomes.count("logged") == 1
+    assert set(outcomes) <= {"logged", "enriched", "unchanged"}
+    [note] = env.notes(alice)
+    assert "- Concurrent" in note["content_markdown"]
+    assert "Tuesday works." in note["content_markdown"]
+    assert env.notes_created == 3 - outcomes.count("unchanged")
 
 
 async def test_call_with_empty_participants_is_fetched(env: Env) -> None:
@@ -372,7 +293,7 @@ async def test_call_with_empty_participants_is_fetched(env: Env) -> None:
 
     assert await env.logger.handle(*env.call_event(call, participants=[])) == "logged"
     [note] = env.notes(alice)
-    assert f"with {ALICE}" in note["content_markdown"]
+    assert f"**Inbound call** from {ALICE}" in note["content_markdown"]
 
 
 async def test_group_calls_are_ignored(env: Env) -> None:
@@ -381,8 +302,16 @@ async def test_group_calls_are_ignored(env: Env) -> None:
     summary = env.quo_sim.add_call_summary(call["id"], ["Three-way"])
 
     assert await env.logger.handle(*env.call_event(call)) == "ignored"
-    # After a restart the call is not in hand: Quo answers 400 Too Many Participants.
+    # After a restart the stored record still names both participants: no GET.
     assert await env.new_logger().handle(*env.summary_event(summary, "callSummary")) == (
+        "ignored"
+    )
+    assert env.quo_sim.count("GET", "/v1/calls/{id}") == 0
+    # A summary of a group call whose call event never came: Quo answers 400 Too Many
+    # Participants.
+    other = env.quo_sim.add_call([ALICE, BOB], duration=10)
+    other_summary = env.quo_sim.add_call_summary(other["id"], ["Three-way"])
+    assert await env.logger.handle(*env.summary_event(other_summary, "callSummary")) == (
         "ignored"
     )
     assert env.quo_sim.count("GET", "/v1/calls/{id}", 400) == 1
@@ -406,15 +335,18 @@ async def test_unknown_and_malformed_events_are_ignored(env: Env) -> None:
 async def test_quo_failure_raises_and_a_retry_logs_once(env: Env) -> None:
     alice = env.attio_sim.add_person(first_name="Alice", phones=[ALICE])
     call = env.quo_sim.add_call([ALICE], duration=10)
-    env.quo_sim.faults.fail_next = 2  # the summary GET and its one retry
-    env.quo_sim.faults.fail_route = "/v1/call-summaries/{id}"
+    summary = env.quo_sim.add_call_summary(call["id"], ["Flaky"])
+    event = env.summary_event(summary, "callSummary")  # names no participant: GET the call
+    env.quo_sim.faults.fail_next = 2  # the call GET and its one retry
+    env.quo_sim.faults.fail_route = "/v1/calls/{id}"
 
     with pytest.raises(QuoServerError):
-        await env.logger.handle(*env.call_event(call))
+        await env.logger.handle(*event)
     assert env.notes(alice) == []
 
-    assert await env.logger.handle(*env.call_event(call)) == "logged"
-    assert len(env.notes(alice)) == 1
+    assert await env.logger.handle(*event) == "logged"
+    [note] = env.notes(alice)
+    assert "- Flaky" in note["content_markdown"]
 
 
 async def test_crm_failure_raises_and_a_retry_logs_once(env: Env) -> None:

@@ -8,37 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
 
-import pytest
+from support.clock import FakeClock
 
 from crmsync.store import Store, open_store
 
 T = "acme"
 DAY = 86400.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    async with open_store(tmp_path / "crmsync.db", clock=clock) as store:
-        await store.tenants.upsert(T, "attio")
-        await store.tenants.upsert("other", "attio")
-        yield store
 
 
 async def _insert(store: Store, event_id: str, tenant: str = T) -> int:

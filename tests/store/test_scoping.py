@@ -24,7 +24,8 @@ from crmsync.store.checkpoints import Checkpoints
 from crmsync.store.dead_letters import DeadLetters
 from crmsync.store.inbox import Inbox
 from crmsync.store.intents import Intents
-from crmsync.store.mappings import Mappings
+from crmsync.store.mappings import ContactSnapshot, Mappings
+from crmsync.store.quo_calls import QuoCalls
 from crmsync.store.runs import Runs
 from crmsync.store.subscriptions import Subscription, Subscriptions
 from crmsync.store.tenants import Tenants
@@ -68,9 +69,14 @@ async def populate(store: Store, t: str) -> Ids:
                 last_synced_at=1.0,
             )
         )
+    await store.mappings.save_snapshot(
+        t, "people", "rec-1", ContactSnapshot(content_hash=f"{t}-rec-1-hash", fields=t)
+    )
     await store.intents.begin(t, "people", "rec-1", "create", f"{t}-hash")
     event = await store.inbox.insert(t, "crm", "evt-1", "record.updated", t.encode(), {"t": t})
-    done = await store.inbox.insert(t, "quo", "evt-1", "call.completed", t.encode(), {"t": t})
+    done = await store.inbox.insert(
+        t, "quo", "evt-1", "call.completed", t.encode(), {"t": t}, delivery_id="msg_1"
+    )
     busy = await store.inbox.insert(t, "crm", "evt-2", "record.deleted", t.encode(), {"t": t})
     assert done is not None and busy is not None
     await store.inbox.mark_processed(t, done)
@@ -97,6 +103,7 @@ async def populate(store: Store, t: str) -> Ids:
             updated_at=1.0,
         )
     )
+    await store.quo_calls.put(t, "AC1", f"{t}-facts".encode())
     await store.subscriptions.upsert(
         Subscription(
             tenant_id=t, source="quo", name="quo:messages:0", remote_id=f"WH-{t}",
@@ -125,6 +132,7 @@ READS: dict[str, Read] = {
     "mappings.get": lambda s, t, ids: s.mappings.get(t, "people", "rec-1"),
     "mappings.get_many": lambda s, t, ids: s.mappings.get_many(t, "people", ["rec-1", "rec-2"]),
     "mappings.by_quo_contact": lambda s, t, ids: s.mappings.by_quo_contact(t, "quo-1"),
+    "mappings.snapshot": lambda s, t, ids: s.mappings.snapshot(t, "people", "rec-1"),
     "mappings.iter_all": lambda s, t, ids: _collect(s, t),
     "mappings.count": lambda s, t, ids: s.mappings.count(t),
     "intents.get": lambda s, t, ids: s.intents.get(t, "people", "rec-1"),
@@ -134,6 +142,10 @@ READS: dict[str, Read] = {
     "inbox.get": lambda s, t, ids: s.inbox.get(t, ids["event"]),
     "inbox.get_by_event_id": lambda s, t, ids: s.inbox.get_by_event_id(t, "crm", "evt-1"),
     "inbox.list": lambda s, t, ids: s.inbox.list(t),
+    "quo_calls.get": lambda s, t, ids: s.quo_calls.get(t, "AC1"),
+    "inbox.has_delivery": lambda s, t, ids: s.inbox.has_delivery(t, "quo", "msg_1"),
+    "inbox.newest_received_at": lambda s, t, ids: s.inbox.newest_received_at(t, "quo"),
+    "inbox.unsettled": lambda s, t, ids: s.inbox.unsettled(t),
     "dead_letters.list": lambda s, t, ids: s.dead_letters.list(t, include_resolved=True),
     "dead_letters.counts_by_category": lambda s, t, ids: s.dead_letters.counts_by_category(t),
     "dead_letters.get": lambda s, t, ids: s.dead_letters.get(t, ids["dead"]),
@@ -189,6 +201,14 @@ WRITES: dict[str, Write] = {
         )
     ),
     "mappings.mark_deleted": lambda s, o, ids: s.mappings.mark_deleted(o, "people", "rec-1", 9.0),
+    "mappings.unlink": lambda s, o, ids: s.mappings.unlink(o, "people", "rec-1", 9.0),
+    "mappings.set_content_hash": (
+        lambda s, o, ids: s.mappings.set_content_hash(o, "people", "rec-1", "changed", 9.0)
+    ),
+    "mappings.save_snapshot": lambda s, o, ids: s.mappings.save_snapshot(
+        o, "people", "rec-1", ContactSnapshot(content_hash="changed", fields="{}")
+    ),
+    "mappings.drop_snapshot": lambda s, o, ids: s.mappings.drop_snapshot(o, "people", "rec-1"),
     "intents.begin": lambda s, o, ids: s.intents.begin(o, "people", "rec-1", "update", "x"),
     "intents.settle": lambda s, o, ids: s.intents.settle(o, "people", "rec-1"),
     "inbox.insert": lambda s, o, ids: s.inbox.insert(o, "crm", "evt-9", "x", b"", {}),
@@ -238,6 +258,8 @@ WRITES: dict[str, Write] = {
         lambda s, o, ids: s.subscriptions.set_health(o, "quo", "quo:messages:0", False)
     ),
     "subscriptions.delete": lambda s, o, ids: s.subscriptions.delete(o, "quo", "quo:messages:0"),
+    "quo_calls.put": lambda s, o, ids: s.quo_calls.put(o, "AC1", b"changed"),
+    "quo_calls.prune": lambda s, o, ids: s.quo_calls.prune(o, FAR_FUTURE),
 }
 # Writes that must also leave the writing tenant's own rows alone, because the row ids
 # they were given belong to the other tenant.
@@ -304,6 +326,7 @@ REPOSITORIES: dict[str, type] = {
     "dead_letters": DeadLetters,
     "activities": Activities,
     "subscriptions": Subscriptions,
+    "quo_calls": QuoCalls,
 }
 
 

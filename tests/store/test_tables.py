@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import msgspec
 import pytest
+from support.clock import FakeClock
 
 from crmsync.store import (
     Activity,
@@ -17,30 +16,10 @@ from crmsync.store import (
     Mapping,
     RunState,
     Store,
-    open_store,
 )
 
 T = "acme"
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    async with open_store(tmp_path / "crmsync.db", clock=clock) as store:
-        await store.tenants.upsert(T, "attio")
-        yield store
 
 
 def mapping(record: str = "rec-1", **changes: object) -> Mapping:
@@ -84,7 +63,7 @@ async def test_tenant_lifecycle(store: Store, clock: FakeClock) -> None:
 
 async def test_list_all_lists_every_tenant_and_unknown_tenants_raise(store: Store) -> None:
     await store.tenants.upsert("zeta", "hubspot")
-    assert [t.tenant_id for t in await store.tenants.list_all()] == [T, "zeta"]
+    assert [t.tenant_id for t in await store.tenants.list_all()] == [T, "other", "zeta"]
     assert await store.tenants.get("nobody") is None
     with pytest.raises(KeyError, match="nobody"):
         await store.tenants.set_state("nobody", "running")

@@ -43,6 +43,8 @@ max_error_rate = {max_error_rate}
 {daemon_extra}
 [quo]
 base_url = "{quo_url}"
+webhooks_base_url = "{quo_root}"
+webhooks = "{quo_webhooks}"
 requests_per_second = {rps}
 {quo_extra}bulk_create = {bulk_create}
 bulk_batch_size = {bulk_batch_size}
@@ -161,8 +163,14 @@ async def e2e_env(
     bulk_visibility_delay: tuple[float, float] = (1.0, 3.0),
     max_error_rate: float = 0.01,
     cli_timeout: float = 60.0,
+    quo_webhooks: str = "2026-03-30",
+    webhook_retry_schedule: tuple[float, ...] | None = None,
 ) -> AsyncIterator[E2E]:
     """Both simulators on free loopback ports and a config file for tenant `acme`.
+
+    `quo_webhooks` is the config's `quo.webhooks` (the product's default; "legacy" for
+    tests of legacy specifics: `deliver_event`, `sim.webhooks`); `webhook_retry_schedule`
+    shortens the Quo sim's 2026-03-30 retries.
 
     The Quo sim enforces the same `rps` as the config; the client's limiter keeps the
     product's defaults (`rate_limit_basis`, `rate_limit_margin`) unless `quo_options`
@@ -174,6 +182,8 @@ async def e2e_env(
         requests_per_second=rps,
         bulk_visibility_delay=bulk_visibility_delay,
         seed=seed,
+        **({} if webhook_retry_schedule is None
+           else {"webhook_retry_schedule": webhook_retry_schedule}),
     )
     attio_config = AttioSimConfig(api_keys=[ATTIO_KEY], people=people, seed=seed)
     async with (
@@ -188,6 +198,8 @@ async def e2e_env(
             max_error_rate=max_error_rate,
             daemon_extra="".join(f"{k} = {v}\n" for k, v in (daemon_options or {}).items()),
             quo_url=quo_url,
+            quo_root=quo_url.removesuffix("/v1"),
+            quo_webhooks=quo_webhooks,
             rps=rps,
             quo_extra="".join(f"{k} = {v}\n" for k, v in (quo_options or {}).items()),
             bulk_create="true" if bulk_create else "false",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -27,10 +27,11 @@ def is_success(status: int | None) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class PostOutcome:
-    """The receiver's status, or the transport error (connection error, timeout)."""
+    """The receiver's status and body, or the transport error (connection error, timeout)."""
 
     status: int | None
     error: str | None = None
+    body: str | None = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -56,8 +57,8 @@ class WebhookClient:
         """One POST; a receiver that cannot be reached is an outcome, not an exception."""
         try:
             async with self._client().post(url, data=body, headers=headers) as response:
-                await response.read()
-                return PostOutcome(response.status)
+                answer = await response.read()
+                return PostOutcome(response.status, body=answer.decode(errors="replace"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             return PostOutcome(None, f"{type(exc).__name__}: {exc}")
 

@@ -1,4 +1,6 @@
-"""Record routes: objects, `records/query` (offset paging), get one record, `/v2/self`.
+"""Record routes: objects, `records/query` (offset paging), get one record, `/v2/self`,
+and writes: create (`POST .../records`), update (`PATCH` adds to multiselect values,
+`PUT` replaces them), validated strictly by `writes.py`; each fires Attio's webhook.
 
 `records/query` answers only `{"data": [...]}`: no cursor and no total, so a client
 knows the end only by a short (or empty) page. The default order (creation time, then record id) is
@@ -20,10 +22,16 @@ from crmsync.sim.attio.errors import (
     record_not_found,
     validation_error,
 )
-from crmsync.sim.attio.model import OBJECT_NOUNS, StoredRecord, format_timestamp
+from crmsync.sim.attio.model import (
+    ATTRIBUTE_TYPES,
+    OBJECT_NOUNS,
+    StoredRecord,
+    format_timestamp,
+)
 from crmsync.sim.attio.query import compile_filter, sort_records
 from crmsync.sim.attio.state import ATTIO_SIM_KEY
 from crmsync.sim.attio.store import INDEXED_FIELDS, RecordStore
+from crmsync.sim.attio.writes import parse_values, write_values
 
 DEFAULT_LIMIT = 500
 QUERY_KEYS = frozenset({"filter", "sorts", "limit", "offset"})
@@ -97,6 +105,47 @@ async def get_record(request: web.Request) -> web.Response:
     if record is None:
         raise record_not_found(record_id)
     return json_response({"data": sim.render(record)})
+
+
+@routes.post("/v2/objects/{object}/records")
+async def create_record(request: web.Request) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    slug = object_slug(request)
+    values = _parsed_values(request, slug, await read_json_object(request), record_id=None)
+    record = sim.write_record(slug, None, values)
+    return json_response({"data": sim.render(record)})
+
+
+@routes.patch("/v2/objects/{object}/records/{record_id}")
+async def patch_record(request: web.Request) -> web.Response:
+    return await _update(request, add_to_lists=True)
+
+
+@routes.put("/v2/objects/{object}/records/{record_id}")
+async def put_record(request: web.Request) -> web.Response:
+    return await _update(request, add_to_lists=False)
+
+
+async def _update(request: web.Request, *, add_to_lists: bool) -> web.Response:
+    sim = request.app[ATTIO_SIM_KEY]
+    slug = object_slug(request)
+    record_id = request.match_info["record_id"]
+    body = await read_json_object(request)
+    if record_id not in sim.store(slug):
+        raise record_not_found(record_id)
+    values = _parsed_values(request, slug, body, record_id=record_id)
+    record = sim.write_record(slug, record_id, values, add_to_lists=add_to_lists)
+    return json_response({"data": sim.render(record)})
+
+
+def _parsed_values(
+    request: web.Request, slug: str, body: dict[str, Any], *, record_id: str | None
+) -> dict[str, list[dict[str, Any]]]:
+    sim = request.app[ATTIO_SIM_KEY]
+    ws = sim.workspace
+    slug_of = {ws.attribute_id(slug, attribute): attribute for attribute in ATTRIBUTE_TYPES[slug]}
+    stores = {name: sim.store(name) for name in ATTRIBUTE_TYPES}
+    return parse_values(stores, slug, write_values(body), record_id=record_id, slug_of=slug_of)
 
 
 def _count(body: dict[str, Any], name: str, default: int, *, minimum: int) -> int:

@@ -2,7 +2,8 @@
 
 Tests mutate people through `add_person` / `update_person` / `delete_person` (or the
 `/_sim/` admin routes); each mutation records history like Attio and, unless
-`notify=False`, emits `record.*` webhook events, one event per delivery.
+`notify=False`, emits `record.*` webhook events, one event per delivery. Writes through
+the API (`write_record`: create, PATCH, PUT) do the same with the API token as actor.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from crmsync.sim.attio.ratelimit import RateLimiter
 from crmsync.sim.attio.seed import SeedFacts, new_id, seed_workspace
 from crmsync.sim.attio.store import RecordStore
 from crmsync.sim.attio.subscriptions import Webhook
+from crmsync.sim.attio.writes import MULTISELECT
 
 
 @dataclass(slots=True)
@@ -125,8 +127,7 @@ class AttioSim:
     ) -> str:
         """Create a person now; returns the record id. Emits `record.created`."""
         self._check_company(company_id)
-        created = max(self.now(), self._last_created + timedelta(microseconds=1))
-        self._last_created = created
+        created = self._next_created()
         record = StoredRecord("people", self.new_id(), created)
         actor = self.workspace.member_actor()
         model.creation_values(record, actor=actor)
@@ -175,13 +176,65 @@ class AttioSim:
         if notify:
             self._emit("record.deleted", record)
 
+    def write_record(
+        self,
+        object_slug: str,
+        record_id: str | None,
+        values: dict[str, list[JSONObject]],
+        *,
+        add_to_lists: bool = False,
+    ) -> StoredRecord:
+        """An API write of validated `values` (`writes.parse_values`): a new record when
+        `record_id` is None (`record.created`), else an update (`record.updated` per
+        changed attribute). `add_to_lists` (PATCH) adds multiselect values to the
+        current ones instead of replacing them (PUT)."""
+        actor = self.api_actor()
+        store = self.store(object_slug)
+        if record_id is None:
+            created = self._next_created()
+            record = StoredRecord(object_slug, self.new_id(), created)
+            model.creation_values(record, actor=actor, actor_type="api-token")
+            for attribute, payloads in values.items():
+                record.set_values(attribute, payloads, at=created, actor=actor)
+            store.add(record)
+            self._emit("record.created", record, actor=actor)
+            return record
+        found = store.get(record_id)
+        if found is None:
+            raise KeyError(record_id)
+        record = found
+        at = self.now()
+        changed = []
+        for attribute, payloads in values.items():
+            if add_to_lists and attribute in MULTISELECT:
+                payloads = [*payloads, *(_payload_of(v) for v in record.active(attribute))]
+            if record.set_values(attribute, payloads, at=at, actor=actor):
+                changed.append(attribute)
+        store.changed()
+        for attribute in changed:
+            self._emit("record.updated", record, attribute=attribute, actor=actor)
+        return record
+
+    def _next_created(self) -> datetime:
+        """Now, but strictly after the last record created (a stable creation order)."""
+        created = max(self.now(), self._last_created + timedelta(microseconds=1))
+        self._last_created = created
+        return created
+
     def _check_company(self, company_id: object) -> None:
         if company_id is not None and company_id not in self.companies:
             raise KeyError(f"no company {company_id}")
 
     # --- webhooks ------------------------------------------------------------------
 
-    def _emit(self, event_type: str, record: StoredRecord, attribute: str | None = None) -> None:
+    def _emit(
+        self,
+        event_type: str,
+        record: StoredRecord,
+        attribute: str | None = None,
+        *,
+        actor: JSONObject | None = None,
+    ) -> None:
         ids: JSONObject = {
             "workspace_id": self.workspace.workspace_id,
             "object_id": self.workspace.object_id(record.object_slug),
@@ -189,7 +242,8 @@ class AttioSim:
         }
         if attribute is not None:
             ids["attribute_id"] = self.workspace.attribute_id(record.object_slug, attribute)
-        event = {"event_type": event_type, "id": ids, "actor": self.workspace.member_actor()}
+        event = {"event_type": event_type, "id": ids,
+                 "actor": actor or self.workspace.member_actor()}
         for webhook in list(self.webhooks.values()):
             if webhook.wants(event):
                 body = {"webhook_id": webhook.webhook_id, "events": [event]}
@@ -228,6 +282,10 @@ class AttioSim:
 
     async def close(self) -> None:
         await self.deliverer.close()
+
+
+def _payload_of(value: JSONObject) -> JSONObject:
+    return {k: v for k, v in value.items() if k not in model.VALUE_METADATA}
 
 
 ATTIO_SIM_KEY = web.AppKey("attio_sim", AttioSim)

@@ -1,9 +1,11 @@
-"""Read-only activity routes: phone numbers, users, calls, messages, summaries, transcripts.
+"""Read-only activity routes: phone numbers, users, calls, messages and a call's
+summary, transcript, recordings and voicemail.
 
 Records come from the seeded workspace and the test helpers. Each resource family has
 its own error-code prefix (calls `01`, messages `02`, phone numbers `04`, summaries
-`05`, transcripts `06`, users `11`), and `GET /v1/calls/{id}` keeps Quo's quirk of
-answering 400 "Too Many Participants" for a call with more than two participants.
+`05`, transcripts `06`, users `11`; recordings `07` and voicemails `09` are guesses),
+and `GET /v1/calls/{id}` keeps Quo's quirk of answering 400 "Too Many Participants"
+for a call with more than two participants.
 """
 
 from __future__ import annotations
@@ -99,6 +101,22 @@ async def get_call_summary(request: web.Request) -> web.Response:
 async def get_call_transcript(request: web.Request) -> web.Response:
     transcripts = request.app[QUO_SIM_KEY].workspace.transcripts
     return _found(transcripts.get(request.match_info["id"]), "0600404", "Call transcript")
+
+
+@routes.get("/v1/call-recordings/{id}")
+async def get_call_recordings(request: web.Request) -> web.Response:
+    """The call's recordings, oldest first (`[]` for a call without any)."""
+    space = request.app[QUO_SIM_KEY].workspace
+    call_id = request.match_info["id"]
+    if call_id not in space.calls:
+        return not_found("0700404", "Call not found")
+    return json_response({"data": space.recordings.get(call_id, [])})
+
+
+@routes.get("/v1/call-voicemails/{id}")
+async def get_call_voicemail(request: web.Request) -> web.Response:
+    voicemails = request.app[QUO_SIM_KEY].workspace.voicemails
+    return _found(voicemails.get(request.match_info["id"]), "0900404", "Call voicemail")
 
 
 @routes.get("/v1/contact-custom-fields")

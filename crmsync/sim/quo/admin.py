@@ -13,7 +13,9 @@ Not under `/v1`: no auth, no rate limit, not counted. JSON in and out:
   `POST /_sim/webhooks/{id}/disable` → the webhook, `status` "disabled"
 - `POST /_sim/simulate/message` `{"participant", "text", "direction"?, "phoneNumberId"?}`
   and `POST /_sim/simulate/call` `{"participant", "duration"?, "summary"?, "transcript"?}`
-  store the activity and deliver its signed events → `{"data": record, "deliveries": [...]}`
+  store the activity and publish its events through both webhook systems →
+  `{"data": record, "deliveries": [first attempts, legacy then 2026-03-30]}`
+  (`admin_v2` has the finer-grained routes of the new system)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from aiohttp import web
 
 from crmsync.sim.quo.delivery import DeliveryResult
 from crmsync.sim.quo.faults import FaultUpdate, fault_settings
+from crmsync.sim.quo.publish import Publication
 from crmsync.sim.quo.state import QUO_SIM_KEY
 from crmsync.sim.quo.wire import JsonObject, json_response
 
@@ -57,19 +60,40 @@ class _SimulatedCall(msgspec.Struct, forbid_unknown_fields=True, rename="camel",
     transcript: list[str] | None = None
 
 
-async def _decode(request: web.Request, kind: type[T]) -> T:
+async def decode_body(request: web.Request, kind: type[T]) -> T:
+    """The body decoded as `kind`; a plain 400 when it does not fit."""
     try:
         return msgspec.json.decode(await request.read(), type=kind)
     except msgspec.DecodeError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from exc
 
 
-def _results(results: list[DeliveryResult]) -> list[JsonObject]:
+def results_json(results: list[DeliveryResult]) -> list[JsonObject]:
     return [
         {"webhookId": r.webhook_id, "url": r.url, "status": r.status, "error": r.error,
          "eventId": r.event.id, "type": r.event.type}
         for r in results
     ]
+
+
+def deliveries_json(publication: Publication) -> list[JsonObject]:
+    """First attempts of both systems in one shape (`status` None: no answer)."""
+    found = results_json(publication.legacy_results)
+    for delivery in publication.deliveries:
+        item: JsonObject = {
+            "webhookId": delivery.webhook_id, "url": None, "status": None, "error": None,
+            "eventId": publication.event_id, "type": publication.event_type,
+            "deliveryId": delivery.id,
+        }
+        if delivery.attempts:
+            attempt = delivery.attempts[0]
+            item["url"] = attempt.url
+            if attempt.response_status_code:
+                item["status"] = attempt.response_status_code
+            else:
+                item["error"] = attempt.response_body
+        found.append(item)
+    return found
 
 
 @routes.get("/_sim/stats")
@@ -91,7 +115,7 @@ async def get_faults(request: web.Request) -> web.Response:
 @routes.post("/_sim/faults")
 async def set_faults(request: web.Request) -> web.Response:
     sim = request.app[QUO_SIM_KEY]
-    (await _decode(request, FaultUpdate)).apply(sim.faults)
+    (await decode_body(request, FaultUpdate)).apply(sim.faults)
     return json_response(fault_settings(sim.faults))
 
 
@@ -110,14 +134,14 @@ async def flush_contacts(request: web.Request) -> web.Response:
 @routes.post("/_sim/bulk-never-visible")
 async def never_visible(request: web.Request) -> web.Response:
     sim = request.app[QUO_SIM_KEY]
-    sim.bulk_never_visible.update((await _decode(request, _NeverVisible)).external_ids)
+    sim.bulk_never_visible.update((await decode_body(request, _NeverVisible)).external_ids)
     return json_response({"externalIds": sorted(sim.bulk_never_visible)})
 
 
 @routes.post("/_sim/api-keys")
 async def add_api_key(request: web.Request) -> web.Response:
     sim = request.app[QUO_SIM_KEY]
-    body = await _decode(request, _Key)
+    body = await decode_body(request, _Key)
     sim.add_api_key(body.key)
     return json_response({"activatesIn": sim.config.key_activation_delay}, 201)
 
@@ -146,38 +170,31 @@ async def disable_webhook(request: web.Request) -> web.Response:
 @routes.post("/_sim/simulate/message")
 async def simulate_message(request: web.Request) -> web.Response:
     sim = request.app[QUO_SIM_KEY]
-    body = await _decode(request, _SimulatedMessage)
-    message = sim.add_message(
-        body.participant, body.text, direction=body.direction,
-        phone_number_id=body.phone_number_id,
+    body = await decode_body(request, _SimulatedMessage)
+    publication = await sim.sms(
+        body.participant, body.text, body.direction, phone_number_id=body.phone_number_id
     )
-    kind = "message.received" if body.direction == "incoming" else "message.delivered"
-    results = await sim.deliver_event(kind, sim.workspace.message_event_object(message))
-    return json_response({"data": message, "deliveries": _results(results)})
+    message = sim.workspace.messages[publication.resource["id"]]
+    return json_response({"data": message, "deliveries": deliveries_json(publication)})
 
 
 @routes.post("/_sim/simulate/call")
 async def simulate_call(request: web.Request) -> web.Response:
     sim = request.app[QUO_SIM_KEY]
-    body = await _decode(request, _SimulatedCall)
-    call = sim.add_call(
-        [body.participant], direction=body.direction, status=body.status,
+    body = await decode_body(request, _SimulatedCall)
+    completed = await sim.call_completed(
+        body.participant, direction=body.direction, status=body.status,
         duration=body.duration, phone_number_id=body.phone_number_id,
     )
-    space = sim.workspace
-    results = await sim.deliver_event("call.completed", space.call_event_object(call))
+    call = sim.workspace.calls[completed.resource["id"]]
+    publications = [completed]
     if body.summary is not None:
-        summary = sim.add_call_summary(call["id"], body.summary)
-        results += await sim.deliver_event(
-            "call.summary.completed", space.summary_event_object(summary)
-        )
+        publications.append(await sim.summary(call, body.summary))
     if body.transcript is not None:
         dialogue: list[tuple[str, str | None]] = [
             (line, body.participant if i % 2 == 0 else None)
             for i, line in enumerate(body.transcript)
         ]
-        transcript = sim.add_call_transcript(call["id"], dialogue, duration=body.duration)
-        results += await sim.deliver_event(
-            "call.transcript.completed", space.transcript_event_object(transcript)
-        )
-    return json_response({"data": call, "deliveries": _results(results)})
+        publications.append(await sim.transcript(call, dialogue))
+    deliveries = [item for p in publications for item in deliveries_json(p)]
+    return json_response({"data": call, "deliveries": deliveries})

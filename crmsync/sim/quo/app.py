@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from crmsync.sim.quo import activity, admin, contacts, webhooks
+from crmsync.sim.quo import activity, admin, admin_v2, contacts, events_v2, webhooks, webhooks_v2
 from crmsync.sim.quo.config import QuoSimConfig
 from crmsync.sim.quo.gateway import gateway
 from crmsync.sim.quo.state import QUO_SIM_KEY, QuoSim
@@ -23,10 +23,10 @@ async def _close_sim(app: web.Application) -> None:
 
 
 def create_quo_app(config: QuoSimConfig | None = None) -> web.Application:
-    """A fresh simulated Quo workspace serving the v1 API under `/v1`."""
+    """A fresh simulated Quo workspace: v1 under `/v1`, 2026-03-30 webhooks unprefixed."""
     app = web.Application(middlewares=[gateway], client_max_size=MAX_BODY_BYTES)
     app[QUO_SIM_KEY] = QuoSim(config)
-    for module_routes in (contacts.routes, webhooks.routes, activity.routes, admin.routes):
-        app.router.add_routes(module_routes)
+    for module in (contacts, webhooks, activity, admin, webhooks_v2, events_v2, admin_v2):
+        app.router.add_routes(module.routes)
     app.on_cleanup.append(_close_sim)
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crmsync.sim.quo.contact_store import ContactStore, ExternalIdConflictError
@@ -45,6 +46,7 @@ class BulkQueue:
         self._next_token = 0
         self.counters = BulkCounters()
         self.never_visible: set[str] = set()
+        self.on_create: Callable[[JsonObject], None] | None = None  # a contact appeared
 
     @property
     def pending_count(self) -> int:
@@ -68,11 +70,13 @@ class BulkQueue:
             self.counters.never_visible += 1
             return
         try:
-            self._store.create(body)
+            contact = self._store.create(body)
         except ExternalIdConflictError:
             self.counters.dropped_duplicate += 1
             return
         self.counters.materialised += 1
+        if self.on_create is not None:
+            self.on_create(contact)
 
     def flush(self) -> int:
         """Make every pending contact visible now (test helper); how many ran."""

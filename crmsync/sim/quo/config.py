@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Quo's 2026-03-30 deliveries: 8 attempts over about 27.5 h (research §2.7).
+QUO_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PhoneLine:
@@ -38,6 +41,11 @@ class QuoSimConfig:
     `key_activation_delay`: a key answers 401 for this long after it was added.
     `retry_after_header`: add `Retry-After: 1` to rate-limit 429s (Quo sends none).
     `bulk_max_contacts`: reject larger bulk bodies with 400 (None: no documented limit).
+    `webhook_retry_schedule`: delay before each attempt of a 2026-03-30 delivery (the
+    first is normally immediate); after the last failed attempt the delivery is
+    `failed`. Quo's own schedule by default; tests shorten it.
+    `api_writes_fire_contact_events`: contact writes through the API fire
+    `contact.updated` / `contact.deleted` like edits in the app (Quo does not say).
     """
 
     api_keys: list[str] = field(default_factory=lambda: ["test-key"])
@@ -51,6 +59,8 @@ class QuoSimConfig:
     phone_numbers: list[PhoneLine] | None = None
     custom_fields: list[CustomFieldDefinition] = field(default_factory=list)
     key_activation_delay: float = 0.0
+    webhook_retry_schedule: tuple[float, ...] = QUO_RETRY_SCHEDULE
+    api_writes_fire_contact_events: bool = True
 
     def __post_init__(self) -> None:
         if self.requests_per_second < 1:
@@ -62,3 +72,5 @@ class QuoSimConfig:
             raise ValueError("bulk_visibility_delay must be (min, max) with 0 <= min <= max")
         if not self.api_keys:
             raise ValueError("at least one API key is required")
+        if not self.webhook_retry_schedule or min(self.webhook_retry_schedule) < 0:
+            raise ValueError("webhook_retry_schedule needs at least one delay, none negative")

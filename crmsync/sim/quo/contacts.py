@@ -5,6 +5,9 @@ repeated `externalIds` are a 400 (Quo's query parser turns longer arrays into
 objects); a comma-joined list is one over-long id; `maxResults` is required and at
 most 50; `totalItems` is wrong; bulk create answers 202 with an empty body and
 reports nothing about what it dropped.
+
+With `QuoSimConfig.api_writes_fire_contact_events` (the default), each write also fires
+`contact.updated` / `contact.deleted` to the 2026-03-30 webhooks, in the background.
 """
 
 from __future__ import annotations
@@ -63,6 +66,12 @@ def _query_array(request: web.Request, name: str) -> list[str]:
     return values
 
 
+def _fire(request: web.Request, contact: JsonObject, *, deleted: bool = False) -> None:
+    sim = request.app[QUO_SIM_KEY]
+    if sim.config.api_writes_fire_contact_events:
+        sim.contact_written(contact, deleted=deleted)
+
+
 def _validated(request: web.Request, body: Any, *, partial: bool) -> JsonObject:
     sim = request.app[QUO_SIM_KEY]
     return validate_contact(body, partial=partial, custom_fields=sim.contacts.custom_field_names)
@@ -71,10 +80,12 @@ def _validated(request: web.Request, body: Any, *, partial: bool) -> JsonObject:
 @routes.post("/v1/contacts")
 async def create_contact(request: web.Request) -> web.Response:
     body = _validated(request, await read_json(request), partial=False)
+    sim = request.app[QUO_SIM_KEY]
     try:
-        contact = request.app[QUO_SIM_KEY].contacts.create(body)
+        contact = sim.contacts.create(body)
     except ExternalIdConflictError:
         return json_response(CONFLICT_BODY, 409)
+    _fire(request, contact)
     return json_response({"data": contact}, 201)
 
 
@@ -108,13 +119,17 @@ async def update_contact(request: web.Request) -> web.Response:
         return json_response({**CONFLICT_BODY, "message": "Failed to update contact"}, 409)
     if contact is None:
         return not_found(message="Contact not found")
+    _fire(request, contact)
     return json_response({"data": contact})
 
 
 @routes.delete("/v1/contacts/{id}")
 async def delete_contact(request: web.Request) -> web.Response:
-    if not request.app[QUO_SIM_KEY].contacts.delete(request.match_info["id"]):
+    store = request.app[QUO_SIM_KEY].contacts
+    contact = store.contacts.get(request.match_info["id"])
+    if contact is None or not store.delete(contact["id"]):
         return not_found(message="Contact not found")
+    _fire(request, contact, deleted=True)
     return web.Response(status=204)
 
 

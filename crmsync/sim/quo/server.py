@@ -36,6 +36,7 @@ def _banner(running: tuple[QuoSim, str]) -> list[str]:
     return [
         f"Quo simulator listening on {base_url}",
         f"API key: {sim.api_key}",
+        f"Webhooks (2026-03-30): {base_url.removesuffix('/v1')}/webhooks",
         f"Stats:   {base_url.removesuffix('/v1')}/_sim/stats",
     ]
 

@@ -3,9 +3,15 @@
 Reach it from the app with `app[QUO_SIM_KEY]`. Tests read counters (`stats`, a
 `QuoSimStats`; shortcuts `count()`, `rate_limited`, `max_in_any_window`; everything
 as JSON-ready `snapshot()`), set `faults` and
-`bulk_never_visible`, add activity with `add_message` & co., and push signed events
-with `deliver_event` / `redeliver`. Call `aclose()` when used without the app (the
-app's cleanup does it otherwise).
+`bulk_never_visible`, add activity with `add_message` & co., and push signed legacy
+events with `deliver_event` / `redeliver`.
+
+The 2026-03-30 webhook system lives beside the legacy one: `webhooks_v2` (with their
+`whsec_` keys), the delivery log `hooks` (`HookDeliverer`), and `publish()`, which
+delivers one occurrence through the matching webhooks of both systems. The one-call
+helpers (`sms`, `call_completed`, `summary`, `edit_contact_in_app`, ...) come from
+`OccurrenceHelpers`. Call `aclose()` when used without the app (the app's cleanup
+does it otherwise).
 """
 
 from __future__ import annotations
@@ -21,7 +27,13 @@ from crmsync.sim.quo.bulk import BulkQueue
 from crmsync.sim.quo.config import QuoSimConfig
 from crmsync.sim.quo.contact_store import ContactStore
 from crmsync.sim.quo.delivery import Deliverer, DeliveryResult, DeliveryTarget, SimEvent, matches
+from crmsync.sim.quo.delivery_log_v2 import HookIds, SignOverride
+from crmsync.sim.quo.delivery_v2 import HookDeliverer
 from crmsync.sim.quo.faults import Faults, fault_settings
+from crmsync.sim.quo.legacy_objects import LegacyObjects
+from crmsync.sim.quo.occurrences import OccurrenceHelpers
+from crmsync.sim.quo.payloads_v2 import Payloads
+from crmsync.sim.quo.publish import Publication, Publisher
 from crmsync.sim.quo.ratelimit import SlidingWindowGate
 from crmsync.sim.quo.stats import QuoSimStats
 from crmsync.sim.quo.wire import IdFactory, JsonObject, now_iso
@@ -30,7 +42,7 @@ from crmsync.sim.quo.workspace import Workspace
 WEBHOOK_API_VERSION = "v4"  # what API-created webhooks deliver
 
 
-class QuoSim:
+class QuoSim(OccurrenceHelpers):
     """The simulator's whole state; the aiohttp routes are thin views over it."""
 
     def __init__(self, config: QuoSimConfig | None = None) -> None:
@@ -57,6 +69,17 @@ class QuoSim:
         self.webhooks: dict[str, JsonObject] = {}
         self.deliverer = Deliverer()
         self.stats = QuoSimStats(self.gate)
+        # The 2026-03-30 system draws its ids from its own generator.
+        self.hook_ids = HookIds(random.Random(self.config.seed + 2))
+        self.webhooks_v2: dict[str, JsonObject] = {}
+        self.hooks = HookDeliverer(
+            self.webhooks_v2, self.hook_ids, self.config.webhook_retry_schedule
+        )
+        self.payloads = Payloads(self.workspace, self.contacts)
+        self.legacy_objects = LegacyObjects(self.workspace, self.contacts)
+        self.publisher = Publisher(self)
+        if self.config.api_writes_fire_contact_events:
+            self.bulk.on_create = self.contact_written
 
     # -- keys and counters ------------------------------------------------------------
 
@@ -123,6 +146,14 @@ class QuoSim:
                 "sent": self.deliverer.counters.sent,
                 "succeeded": self.deliverer.counters.succeeded,
                 "failed": self.deliverer.counters.failed,
+            },
+            "webhooks_v2": len(self.webhooks_v2),
+            "deliveries_v2": {
+                "attempts": self.hooks.counters.attempts,
+                "succeeded": self.hooks.counters.succeeded,
+                "failed": self.hooks.counters.failed,
+                "manual": self.hooks.counters.manual,
+                "by_status": self.hooks.by_status(),
             },
             "faults": fault_settings(self.faults),
         }
@@ -214,9 +245,33 @@ class QuoSim:
         """Send `event` again: identical bytes and headers, or freshly signed."""
         return await self.deliverer.send(event, resign=resign)
 
+    async def publish(
+        self,
+        event_type: str,
+        resource: JsonObject,
+        *,
+        context: JsonObject | None = None,
+        links: JsonObject | None = None,
+        event_id: str | None = None,
+        sign: SignOverride | None = None,
+    ) -> Publication:
+        """Deliver one occurrence through every matching webhook of both systems.
+
+        New system: the envelope `id` (`event_id`, generated if None) is the same for
+        every webhook; each delivery is signed, logged and retried on the schedule.
+        Legacy: the same occurrence as `data.object`, when a legacy webhook takes it.
+        `context` and `links` default to what the workspace knows about the resource.
+        Returns after the first attempts; `sign` corrupts the first attempt's
+        signature (negative tests).
+        """
+        return await self.publisher.publish(
+            event_type, resource, context, links, event_id=event_id, sign=sign
+        )
+
     async def aclose(self) -> None:
-        """Cancel pending bulk timers and close the delivery session."""
+        """Cancel pending bulk timers and retries, close the delivery sessions."""
         self.bulk.close()
+        await self.hooks.close()
         await self.deliverer.close()
 
 

@@ -26,12 +26,23 @@ class ApiResponse:
 
 
 class SimApi:
-    """Plain requests against a simulator base URL with one API key."""
+    """Plain requests against a simulator base URL with one API key.
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, api_key: str | None) -> None:
+    `headers` go on every request (e.g. `{"Quo-Api-Version": "2026-03-30"}` for the
+    unprefixed 2026-03-30 routes, whose base URL is the simulator's root).
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        api_key: str | None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
+        self.headers = dict(headers or {})
 
     async def request(
         self,
@@ -42,7 +53,9 @@ class SimApi:
         params: list[tuple[str, str]] | dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> ApiResponse:
-        sent = {} if self.api_key is None else {"Authorization": self.api_key}
+        sent = dict(self.headers)
+        if self.api_key is not None:
+            sent["Authorization"] = self.api_key
         sent.update(headers or {})
         data = None if json is None else msgspec.json.encode(json)
         if data is not None:

@@ -56,6 +56,9 @@ class Workspace:
         self.messages: dict[str, JsonObject] = {}
         self.summaries: dict[str, JsonObject] = {}
         self.transcripts: dict[str, JsonObject] = {}
+        self.recordings: dict[str, list[JsonObject]] = {}
+        self.voicemails: dict[str, JsonObject] = {}
+        self._conversations: dict[tuple[str, str], str] = {}
 
     def _phone_number(self, line: PhoneLine, now: str) -> JsonObject:
         member = {k: self.owner[k] for k in ("email", "firstName", "lastName", "id", "role")}
@@ -161,34 +164,69 @@ class Workspace:
         self.transcripts[call_id] = record
         return record
 
-    # -- webhook payload objects ------------------------------------------------------
+    def conversation_id(self, phone_number_id: str, participant: str) -> str:
+        """The conversation (`CN…`) between one of our lines and a participant."""
+        key = (phone_number_id, participant)
+        if key not in self._conversations:
+            self._conversations[key] = self._ids.prefixed("CN")
+        return self._conversations[key]
 
-    def _external(self, numbers: list[str]) -> list[str]:
+    def add_call_recording(self, call_id: str, *, duration: float | None = None) -> JsonObject:
+        """A recording of the call (`GET /v1/call-recordings/{callId}` lists them)."""
+        call = self.calls[call_id]
+        recording_id = self._ids.prefixed("CR")
+        record: JsonObject = {
+            "id": recording_id, "type": "audio/mpeg",
+            "url": f"https://files.quo.example/recordings/{recording_id}.mp3",
+            "duration": call["duration"] if duration is None else duration,
+            "startTime": call["answeredAt"] or call["createdAt"], "status": "completed",
+        }
+        self.recordings.setdefault(call_id, []).append(record)
+        return record
+
+    def add_call_voicemail(
+        self, call_id: str, *, transcript: str | None, duration: float
+    ) -> JsonObject:
+        """The call's voicemail (`GET /v1/call-voicemails/{callId}`)."""
+        voicemail_id = self._ids.prefixed("VM")
+        record: JsonObject = {
+            "id": voicemail_id, "duration": duration, "transcript": transcript,
+            "recordingUrl": f"https://files.quo.example/voicemails/{voicemail_id}.mp3",
+            "status": "completed",
+        }
+        self.voicemails[call_id] = record
+        return record
+
+    def external(self, numbers: list[str]) -> list[str]:
+        """The numbers that are not our own lines."""
         own = {line.number for line in self.lines}
         return [n for n in numbers if n not in own]
 
-    def _contact_ids(self, numbers: list[str]) -> list[str]:
-        return [cid for n in self._external(numbers) for cid in self._contacts_by_phone(n)]
+    def contact_ids(self, numbers: list[str]) -> list[str]:
+        """Contacts carrying any of the external numbers (webhook `contactIds`)."""
+        return [cid for n in self.external(numbers) for cid in self._contacts_by_phone(n)]
+
+    # -- webhook payload objects ------------------------------------------------------
 
     def message_event_object(self, message: JsonObject) -> JsonObject:
         numbers = [message["from"], *message["to"]]
         status = "received" if message["direction"] == "incoming" else message["status"]
         return {
             **message, "object": "message", "status": status,
-            "contactIds": self._contact_ids(numbers),
+            "contactIds": self.contact_ids(numbers),
         }
 
     def call_event_object(self, call: JsonObject) -> JsonObject:
         return {
             **call, "object": "call", "recordings": None,
-            "contactIds": self._contact_ids(call["participants"]),
+            "contactIds": self.contact_ids(call["participants"]),
         }
 
     def summary_event_object(self, summary: JsonObject) -> JsonObject:
         call: dict[str, Any] = self.calls.get(summary["callId"], {"participants": []})
         return {
             **summary, "object": "callSummary",
-            "contactIds": self._contact_ids(call["participants"]),
+            "contactIds": self.contact_ids(call["participants"]),
         }
 
     def transcript_event_object(self, transcript: JsonObject) -> JsonObject:
