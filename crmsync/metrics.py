@@ -95,3 +95,20 @@ contact_conflicts = Counter(
     " rule that settled them (crm_wins|quo_wins)",
     ["tenant", "rule"],
 )
+api_requests = Counter(
+    "crmsync_api_requests_total",
+    "Management API requests (INTERFACE §9) by route template and HTTP status; the"
+    " tenant is '_unknown' until the token is checked and the tenant found",
+    ["tenant", "route", "status"],
+)
+metakocka_calls = Counter(
+    "crmsync_metakocka_calls_total",
+    "Metakocka API calls by endpoint and outcome (ok or the error category)",
+    ["tenant", "endpoint", "outcome"],
+)
+metakocka_partners_synced = Counter(
+    "crmsync_metakocka_partners_synced_total",
+    "Person ⇄ partner pairs brought up to date, by direction (to_metakocka,"
+    " from_metakocka) and action (created, linked, updated, unchanged, imported, failed)",
+    ["tenant", "direction", "action"],
+)

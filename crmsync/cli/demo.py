@@ -5,7 +5,12 @@ the daemon (`crmsync run`'s `Daemon`, with its HTTP listener on a free loopback 
 against them: webhook subscriptions, the initial sync with live progress, then live
 sync. Prints a summary and where `/metrics` is, then stops the daemon gracefully —
 or, with `--keep-running`, stays live and prints curl lines that make the simulators
-send signed webhooks. Ctrl-C says "stopping… (Ctrl-C again to force)" at once and stops
+send signed webhooks. With `--metakocka` a Metakocka simulator (one company, seeded
+partners and sales orders) joins, linked both ways (`[tenants.metakocka]`, see
+`metakocka_config_text`): after the initial sync the demo waits, bounded, until every
+CRM person is paired with a partner and every partner on a sales order was imported
+(a CRM person, then a Quo contact), and the summary adds the Metakocka figures.
+Ctrl-C says "stopping… (Ctrl-C again to force)" at once and stops
 within the demo's short drain (2 s); during the initial sync that exits 130.
 
 Everything listens on 127.0.0.1; the config and the state stay in a directory
@@ -30,9 +35,11 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import REGISTRY
 from rich.console import Console
 from rich.table import Table
 
@@ -43,6 +50,7 @@ from crmsync.daemon.signals import STOPPING
 from crmsync.daemon.systemd import Notifier
 from crmsync.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from crmsync.sim.attio import AttioSim
+from crmsync.sim.metakocka import MetakockaSim
 from crmsync.sim.quo import QuoSim
 from crmsync.store import StateLockedError, hold_state_lock
 from crmsync.tenant.pipeline import SyncResult
@@ -62,6 +70,19 @@ STATE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 #: echoes of its own writes) to be applied before it prints the summary
 SETTLE_SECONDS = 10.0
 SETTLE_POLL_SECONDS = 0.1
+#: `--metakocka`: the simulator's one company, its seeded data and the link's settings
+MK_COMPANY = "16"
+MK_KEY = "demo-mk-key"
+MK_PARTNERS = 12
+MK_DOCUMENTS = 30
+MK_DOC_TYPE = "sales_order"
+MK_POLL_SECONDS = 5  # the config's minimum `poll_interval`
+#: how long the demo waits for the Metakocka link after the initial sync: a base, plus
+#: per person what its push costs at Metakocka's pace (up to 3 lookups and an add at
+#: 10 calls a second); the demo goes on regardless after it
+MK_WAIT_BASE_SECONDS = 60.0
+MK_WAIT_PER_PERSON_SECONDS = 0.5
+MK_POLL_PROGRESS_SECONDS = 0.25
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-running", action="store_true",
                         help="stay live after the initial sync (webhooks, /metrics) "
                              "until Ctrl-C")
+    parser.add_argument("--metakocka", action="store_true",
+                        help="also start a Metakocka simulator and sync CRM people with "
+                             "its partners both ways")
 
 
 def free_loopback_port() -> int:
@@ -181,8 +205,29 @@ def _toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
+def metakocka_config_text(mk_url: str) -> str:
+    """The tenant's `[tenants.metakocka]` table: both directions, a short poll, the
+    partners on sales orders discovered and imported as CRM people."""
+    return f"""
+[tenants.metakocka]
+company_id = "{MK_COMPANY}"
+secret_key = "env:DEMO_MK_SECRET_KEY"
+base_url = {_toml_string(mk_url)}
+direction = "both"
+poll_interval = {MK_POLL_SECONDS}
+discover_from = ["{MK_DOC_TYPE}"]
+auto_import = true
+"""
+
+
 def demo_config_text(
-    directory: DemoDir, quo_url: str, crm_url: str, *, port: int, bulk: bool
+    directory: DemoDir,
+    quo_url: str,
+    crm_url: str,
+    *,
+    port: int,
+    bulk: bool,
+    mk_url: str | None = None,
 ) -> str:
     """The config the demo runs with and leaves behind, saying what it is for."""
     commands = "".join(f"#   {line}\n" for line in directory.inspect_commands())
@@ -212,16 +257,24 @@ crm = "attio"
 quo_api_key = "env:DEMO_QUO_API_KEY"
 crm_api_key = "env:DEMO_CRM_API_KEY"
 crm_base_url = {_toml_string(crm_url)}
-"""
+""" + ("" if mk_url is None else metakocka_config_text(mk_url))
 
 
 def write_demo_config(
-    directory: DemoDir, quo_url: str, crm_url: str, *, port: int, bulk: bool
+    directory: DemoDir,
+    quo_url: str,
+    crm_url: str,
+    *,
+    port: int,
+    bulk: bool,
+    mk_url: str | None = None,
 ) -> Config:
     """Write the demo's config into `directory` and load it with the demo's keys."""
-    text = demo_config_text(directory, quo_url, crm_url, port=port, bulk=bulk)
+    text = demo_config_text(directory, quo_url, crm_url, port=port, bulk=bulk,
+                            mk_url=mk_url)
     directory.config_path.write_text(text, encoding="utf-8")
-    environ = {"DEMO_QUO_API_KEY": QUO_KEY, "DEMO_CRM_API_KEY": CRM_KEY}
+    environ = {"DEMO_QUO_API_KEY": QUO_KEY, "DEMO_CRM_API_KEY": CRM_KEY,
+               "DEMO_MK_SECRET_KEY": MK_KEY}
     return parse_config(text, str(directory.config_path), environ)
 
 
@@ -249,6 +302,7 @@ async def _until_live(
 async def _demo(args: argparse.Namespace) -> int:
     from crmsync.cli.progress import SyncProgress
     from crmsync.sim.attio import AttioSimConfig, run_attio_simulator
+    from crmsync.sim.metakocka import CompanyConfig, MetakockaSimConfig, run_metakocka_simulator
     from crmsync.sim.quo import QuoSimConfig, run_quo_simulator
 
     if args.crm != "attio":
@@ -263,13 +317,26 @@ async def _demo(args: argparse.Namespace) -> int:
         run_attio_simulator(
             config=AttioSimConfig(api_keys=[CRM_KEY], people=args.contacts)
         ) as (attio_sim, crm_url),
+        AsyncExitStack() as optional,
     ):
+        mk: tuple[MetakockaSim, str] | None = None
+        if args.metakocka:
+            mk = await optional.enter_async_context(run_metakocka_simulator(
+                config=MetakockaSimConfig(companies=[CompanyConfig(
+                    MK_COMPANY, MK_KEY, partners=MK_PARTNERS, documents=MK_DOCUMENTS)])))
         port = free_loopback_port()
-        config = write_demo_config(directory, quo_url, crm_url, port=port, bulk=args.bulk)
+        config = write_demo_config(directory, quo_url, crm_url, port=port, bulk=args.bulk,
+                                   mk_url=None if mk is None else mk[1])
         base_url = f"http://127.0.0.1:{port}"
         metrics_url = f"{base_url}/metrics"
         console.print(f"Quo simulator   {quo_url}  (10 requests/s per key, strict)")
         console.print(f"Attio simulator {crm_url}  ({args.contacts} seeded people)")
+        if mk is not None:
+            mk_sim, mk_url = mk
+            on_orders = len(partners_on_orders(mk_sim))
+            console.print(f"Metakocka sim   {mk_url}  (company {MK_COMPANY}: {MK_PARTNERS} "
+                          f"partners, {on_orders} of them on sales orders)",
+                          markup=False, highlight=False)
         console.print(f"crmsync daemon  {base_url}  (webhooks, /status, /healthz)")
         console.print(f"Metrics         {metrics_url}")
         console.print(f"Config, state   {directory.shown}/  (kept after the demo)",
@@ -283,6 +350,11 @@ async def _demo(args: argparse.Namespace) -> int:
         elapsed = time.monotonic() - started
         if runtime is not None and not daemon.requests.stop.is_set():
             await _settle_webhooks(quo_sim, runtime)
+        mk_figures: MetakockaFigures | None = None
+        if mk is not None and runtime is not None and not daemon.requests.stop.is_set():
+            mk_figures = await _await_metakocka(
+                mk[0], attio_sim, quo_sim, runtime, daemon_task, daemon,
+                within=MK_WAIT_BASE_SECONDS + MK_WAIT_PER_PERSON_SECONDS * args.contacts)
         result = None if runtime is None else runtime.initial_result
         # Ctrl-C before the tenant went live: "stopping…" said it; exit 130 below.
         interrupted = result is None and daemon.requests.stop.is_set()
@@ -290,9 +362,11 @@ async def _demo(args: argparse.Namespace) -> int:
             why = "; ".join(daemon.health.not_ready_reasons()) or "the daemon stopped"
             console.print(f"the demo tenant did not go live: {why}", markup=False)
         elif result is not None:
-            print_summary(console, result, quo_sim, elapsed, metrics_url)
+            print_summary(console, result, quo_sim, elapsed, metrics_url, mk_figures)
         if args.keep_running and result is not None:
             print_try_lines(console, base_url, quo_url, crm_url, attio_sim)
+            if mk is not None and mk_figures is not None:
+                print_metakocka_try_lines(console, mk[1], crm_url, mk_figures)
             print_inspect_lines(console, directory, running=True)
             console.print("Running until Ctrl-C.")
         else:
@@ -306,6 +380,8 @@ async def _demo(args: argparse.Namespace) -> int:
         return code
     if interrupted:
         return EXIT_INTERRUPTED
+    if mk_figures is not None and mk_figures.failures:
+        return EXIT_FAILED
     return EXIT_OK if result is not None and result.ok else EXIT_FAILED
 
 
@@ -327,6 +403,114 @@ async def _settle_webhooks(
     # The inbox's state lives in the store, which no event reports on: poll it briefly.
     while loop.time() < deadline and await runtime.unsettled_events() > 0:  # noqa: ASYNC110
         await asyncio.sleep(SETTLE_POLL_SECONDS)
+
+
+@dataclass(frozen=True)
+class MetakockaFigures:
+    """Where the Metakocka link stood when the demo stopped waiting for it."""
+
+    people: int  # CRM people (the seeded ones and the imported ones)
+    paired: int  # of them, paired with a partner
+    on_orders: int  # partners on sales orders: what discovery finds
+    imported: int  # partners imported as CRM people (pairs made from Metakocka)
+    created: int  # add_partner calls that succeeded
+    updated: int  # update_partner calls that succeeded
+    calls: int  # every call the company answered
+    failures: int  # failed pushes and pulls (each a dead letter)
+    complete: bool  # everything paired and imported (and in Quo) before the deadline
+    waited: float  # seconds
+    #: an imported partner's `mk_id` and its CRM person, for the --keep-running lines
+    example: tuple[str, str] | None
+
+
+def partners_on_orders(mk_sim: MetakockaSim) -> set[str]:
+    """The partners discovery finds: the ones on the company's sales orders."""
+    documents = mk_sim.companies[MK_COMPANY].documents
+    return {d.partner_mk_id for d in documents if d.doc_type == MK_DOC_TYPE}
+
+
+def _failed_partners(tenant: str) -> int:
+    return sum(
+        int(REGISTRY.get_sample_value(
+            "crmsync_metakocka_partners_synced_total",
+            {"tenant": tenant, "direction": direction, "action": "failed"}) or 0)
+        for direction in ("to_metakocka", "from_metakocka")
+    )
+
+
+async def _metakocka_figures(
+    mk_sim: MetakockaSim,
+    attio: AttioSim,
+    quo_sim: QuoSim,
+    runtime: TenantRuntime,
+    *,
+    waited: float,
+) -> MetakockaFigures:
+    links = await runtime.mappings()
+    people = {record.record_id for record in attio.people}
+    paired = {link.crm_record_id for link in links}
+    linked = {link.mk_id for link in links}
+    in_quo = {c.get("externalId") for c in quo_sim.contacts.contacts.values()}
+    on_orders = partners_on_orders(mk_sim)
+    imported = [link for link in links if link.direction == "from_metakocka"]
+    partners = mk_sim.companies[MK_COMPANY].partners
+    example = next(
+        ((link.mk_id, link.crm_record_id) for link in imported
+         if link.mk_id in partners and partners[link.mk_id].contacts
+         and partners[link.mk_id].contacts[0].mk_id == link.mk_contact_id),
+        None,
+    )
+    stats = mk_sim.stats
+    return MetakockaFigures(
+        people=len(people), paired=len(people & paired), on_orders=len(on_orders),
+        imported=len(imported),
+        created=stats.count("add_partner", company_id=MK_COMPANY, outcome="0"),
+        updated=stats.count("update_partner", company_id=MK_COMPANY, outcome="0"),
+        calls=stats.count(company_id=MK_COMPANY), failures=_failed_partners(runtime.id),
+        complete=people <= paired and on_orders <= linked and people <= in_quo,
+        waited=waited, example=example,
+    )
+
+
+async def _await_metakocka(
+    mk_sim: MetakockaSim,
+    attio: AttioSim,
+    quo_sim: QuoSim,
+    runtime: TenantRuntime,
+    daemon_task: asyncio.Task[int],
+    daemon: Daemon,
+    *,
+    within: float,
+) -> MetakockaFigures:
+    """Wait (at most `within` seconds, progress shown) until every CRM person is paired
+    with a partner and every partner on a sales order was imported and reached Quo.
+
+    The pusher pairs the people the initial sync wrote to Quo; the poller finds the
+    partners on sales orders and imports them as CRM people, which the CRM's webhooks
+    then take to Quo. A Ctrl-C or the daemon ending stops the wait.
+    """
+    from crmsync.cli.progress import SyncProgress
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    figures = await _metakocka_figures(mk_sim, attio, quo_sim, runtime, waited=0.0)
+    shown = {"people paired": 0, "partners imported": 0}
+    # Each imported partner is also a person to pair: the seeded people, twice the rest.
+    total = figures.people - figures.imported + 2 * figures.on_orders
+    with SyncProgress("Metakocka", total=total) as progress:
+        while True:
+            done = {"people paired": min(figures.paired, figures.people),
+                    "partners imported": min(figures.imported, figures.on_orders)}
+            for action, count in done.items():
+                for _ in range(count - shown[action]):
+                    progress.settled(action)
+                shown[action] = max(shown[action], count)
+            if (figures.complete or loop.time() - started >= within or daemon_task.done()
+                    or daemon.requests.stop.is_set()):
+                return figures
+            await asyncio.sleep(MK_POLL_PROGRESS_SECONDS)
+            figures = await _metakocka_figures(mk_sim, attio, quo_sim, runtime,
+                                               waited=loop.time() - started)
 
 
 async def _say_stopping(daemon: Daemon) -> None:
@@ -369,6 +553,32 @@ def print_try_lines(
                       highlight=False)
 
 
+def print_metakocka_try_lines(
+    console: Console, mk_url: str, crm_url: str, figures: MetakockaFigures
+) -> None:
+    """How to see an edit made in Metakocka reach the CRM (and Quo)."""
+    root = mk_url.removesuffix("/rest/eshop/v1")
+    partners = f"{root}/_sim/companies/{MK_COMPANY}/partners"
+    console.print("Metakocka (edits made \"in the Metakocka app\" through the simulator's "
+                  "/_sim/ routes):", markup=False, highlight=False)
+    lines = [("the partners in Metakocka", f"curl -s {partners}")]
+    if figures.example is not None:
+        mk_id, record_id = figures.example
+        edit = json.dumps({"email": "changed.in.metakocka@example.si"})
+        lines += [
+            (f"edit imported partner {mk_id} -> its CRM person within 2 poll intervals "
+             f"({2 * MK_POLL_SECONDS} s), then its Quo contact",
+             f"curl -s -X PATCH -H 'content-type: application/json' -d '{edit}' "
+             f"{partners}/{mk_id}"),
+            ("that CRM person",
+             f"curl -s -H 'authorization: Bearer {CRM_KEY}' "
+             f"{crm_url}/objects/people/records/{record_id}"),
+        ]
+    for comment, line in lines:
+        console.print(f"  # {comment}\n  {line}", soft_wrap=True, markup=False,
+                      highlight=False)
+
+
 def print_inspect_lines(console: Console, directory: DemoDir, *, running: bool) -> None:
     """The commands that read what the demo leaves in `directory`."""
     if running:
@@ -402,8 +612,33 @@ def _person_with_a_phone(attio: AttioSim) -> tuple[str, str]:
 PHONES_LEFT_OUT = "phone numbers left out"
 
 
+#: the summary's Metakocka rows (the test reads them by these labels)
+MK_CREATED = "Metakocka partners created"
+MK_UPDATED = "Metakocka partners updated"
+MK_IMPORTED = "partners imported to the CRM"
+MK_CALLS = "Metakocka calls"
+MK_FAILED = "Metakocka failures"
+
+
+def _metakocka_rows(figures: MetakockaFigures) -> list[tuple[str, object]]:
+    return [
+        ("CRM people paired", f"{figures.paired}/{figures.people}"),
+        (MK_CREATED, figures.created),
+        (MK_UPDATED, figures.updated),
+        (MK_IMPORTED, f"{figures.imported}/{figures.on_orders}"),
+        (MK_CALLS, figures.calls),
+        (MK_FAILED, figures.failures),
+        ("Metakocka wait", f"{figures.waited:.1f} s"),
+    ]
+
+
 def print_summary(
-    console: Console, result: SyncResult, quo_sim: QuoSim, elapsed: float, metrics_url: str
+    console: Console,
+    result: SyncResult,
+    quo_sim: QuoSim,
+    elapsed: float,
+    metrics_url: str,
+    metakocka: MetakockaFigures | None = None,
 ) -> None:
     counts = result.run.counts
     requests = quo_sim.stats.total_requests
@@ -424,9 +659,21 @@ def print_summary(
         # Share of what a sliding-window limit of 10/s allows in this time (a first
         # burst of 10, then 10 per second).
         ("rate-limit utilisation", f"{requests / (10 * (1 + math.floor(elapsed))):.2f}"),
+        *(() if metakocka is None else _metakocka_rows(metakocka)),
     ):
         table.add_row(label, str(value))
     console.print(table)
+    if metakocka is not None:
+        console.print(
+            "Metakocka, both directions: CRM people -> partners (created, or an existing "
+            "partner completed and paired); partners on sales orders -> CRM people "
+            f"(imported) -> Quo contacts; edits on either side follow every "
+            f"{MK_POLL_SECONDS} s, never echoed back.", markup=False, highlight=False)
+        if not metakocka.complete:
+            console.print(
+                f"Metakocka was not done after {metakocka.waited:.0f} s; the daemon goes "
+                "on with it (crmsync errors lists any failure).", markup=False,
+                highlight=False)
     if result.dropped_phones:
         console.print(
             f"{PHONES_LEFT_OUT}: values in the CRM's phone fields that are not phone "

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inbox": ("inbox", "list a tenant's received webhook events; replay them"),
     "quo": ("quo_cmd", "Quo webhooks: `quo migrate-webhooks --tenant ID` moves a tenant's "
             "webhooks from legacy to 2026-03-30 without a gap"),
+    "metakocka": ("metakocka_cmd", "Metakocka partners: `metakocka push|pull --tenant ID "
+                  "ID...` now, `metakocka unsynced|mappings --tenant ID`"),
     "deploy-files": ("deploy_files", "write the systemd unit, Prometheus rules and Grafana "
                      "dashboard into a directory"),
 }

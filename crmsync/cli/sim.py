@@ -1,4 +1,5 @@
-"""`crmsync sim quo|attio [--port P] [--people N]`: run one simulator alone, in the foreground."""
+"""`crmsync sim quo|attio|metakocka [--port P] [--people N] [--partners N]`: run one
+simulator alone, in the foreground."""
 
 from __future__ import annotations
 
@@ -10,18 +11,24 @@ from crmsync.errors import EXIT_OK
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("api", choices=["quo", "attio"], help="which API to simulate")
+    parser.add_argument("api", choices=["quo", "attio", "metakocka"], help="which API to simulate")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     parser.add_argument(
         "--api-key", action="append", dest="api_keys", metavar="KEY",
-        help="accepted API key (repeatable; default 'test-key' / 'attio-test-key')",
+        help="accepted API key (repeatable; default 'test-key' / 'attio-test-key'); "
+        "Metakocka: the secret key of company 16 (default 'mk-test-key')",
     )
     parser.add_argument(
         "--rps", type=int, default=None,
-        help="requests per second per key (Quo default 10; Attio reads default 100)",
+        help="requests per second per key (Quo default 10; Attio reads default 100; "
+        "Metakocka: calls per second per company, default 50)",
     )
     parser.add_argument("--people", type=int, default=0, help="Attio: people to seed")
+    parser.add_argument(
+        "--partners", type=int, default=0,
+        help="Metakocka: partners to seed (and twice as many documents referencing them)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed for generated data")
 
 
@@ -36,6 +43,9 @@ async def _serve(args: argparse.Namespace) -> None:
         )
         await serve_quo_simulator_forever(args.host, args.port, quo)
         return
+    if args.api == "metakocka":
+        await _serve_metakocka(args)
+        return
     from crmsync.sim.attio import AttioSimConfig, serve_attio_simulator_forever
 
     attio = AttioSimConfig(
@@ -45,6 +55,24 @@ async def _serve(args: argparse.Namespace) -> None:
         read_rate_per_second=args.rps or 100,
     )
     await serve_attio_simulator_forever(args.host, args.port, attio)
+
+
+async def _serve_metakocka(args: argparse.Namespace) -> None:
+    from crmsync.sim.metakocka import (
+        CompanyConfig,
+        MetakockaSimConfig,
+        serve_metakocka_simulator_forever,
+    )
+
+    company = CompanyConfig(
+        "16",
+        (args.api_keys or ["mk-test-key"])[0],
+        partners=args.partners,
+        documents=2 * args.partners,
+        calls_per_window=args.rps or 50,
+    )
+    config = MetakockaSimConfig(companies=[company], seed=args.seed)
+    await serve_metakocka_simulator_forever(args.host, args.port, config)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,14 @@ used by SIGHUP reload); `render_config` prints it back with secrets masked.
 """
 
 from crmsync.config.loader import load_config, parse_config
-from crmsync.config.model import Config, DaemonConfig, HttpConfig, QuoConfig, TenantConfig
+from crmsync.config.model import (
+    Config,
+    DaemonConfig,
+    HttpConfig,
+    MetakockaConfig,
+    QuoConfig,
+    TenantConfig,
+)
 from crmsync.config.render import render_config
 from crmsync.config.secret import Secret, UnresolvedSecretError
 
@@ -13,6 +20,7 @@ __all__ = [
     "Config",
     "DaemonConfig",
     "HttpConfig",
+    "MetakockaConfig",
     "QuoConfig",
     "Secret",
     "TenantConfig",

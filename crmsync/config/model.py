@@ -80,6 +80,8 @@ class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8787
     public_url: HttpUrl | None = None
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    # Enables the management API (`/api/…`, INTERFACE §9): `Authorization: Bearer <it>`
+    admin_token: Secret | None = None
 
 
 class QuoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -115,6 +117,31 @@ class QuoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only
     webhooks_base_url: HttpUrl = "https://api.quo.com"
 
 
+class MetakockaConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """`[tenants.metakocka]`: the tenant's link to a Metakocka company (INTERFACE §8)."""
+
+    company_id: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^[0-9]{1,20}\Z",
+            extra={"error": "must be Metakocka's numeric company id, got {value}"},
+        ),
+    ]
+    secret_key: Secret
+    base_url: HttpUrl = "https://main.metakocka.si/rest/eshop/v1"
+    direction: Literal["both", "to_metakocka", "from_metakocka"] = "both"
+    # Seconds between re-reads of linked partners and searches for new ones
+    poll_interval: Annotated[float, msgspec.Meta(ge=5, le=86400)] = 900.0
+    # Document types whose partners are discovered (Metakocka has no partner list)
+    discover_from: Annotated[
+        tuple[NonEmptyStr, ...], msgspec.Meta(min_length=1, max_length=10)
+    ] = ("sales_order",)
+    # Import discovered partners as CRM people, or only list them as unsynced
+    auto_import: bool = False
+    # Metakocka requires an address on create: the country when the CRM has none
+    default_country: Annotated[str, msgspec.Meta(min_length=1, max_length=50)] = "Slovenija"
+
+
 class TenantConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """One `[[tenants]]` entry: a CRM account synced into one Quo workspace."""
 
@@ -134,6 +161,7 @@ class TenantConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     quo_to_crm: Literal["off", "update", "update_and_create"] = "update"
     # A field changed on both sides since the last sync keeps the CRM's or Quo's value
     conflict: Literal["crm_wins", "quo_wins"] = "crm_wins"
+    metakocka: MetakockaConfig | None = None
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

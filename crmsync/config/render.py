@@ -23,6 +23,8 @@ def render_config(config: Config) -> str:
         lines += ["", "# no [[tenants]] configured"]
     for tenant in config.tenants:
         lines += ["", "[[tenants]]", *_table(tenant)]
+        if tenant.metakocka is not None:  # a sub-table comes after the tenant's keys
+            lines += ["", "[tenants.metakocka]", *_table(tenant.metakocka)]
     return "\n".join(lines) + "\n"
 
 
@@ -30,6 +32,8 @@ def _table(section: msgspec.Struct) -> list[str]:
     lines = []
     for field in msgspec.structs.fields(section):
         value = getattr(section, field.name)
+        if isinstance(value, msgspec.Struct):
+            continue  # a sub-table: rendered by the caller after this table's keys
         if value is None:
             # TOML has no null: an unset optional key is simply absent.
             lines.append(f"# {field.name} is not set")

@@ -101,6 +101,7 @@ class Daemon:
                 )
                 app = build_app(
                     targets=tenants.target, store=self._store, config=lambda: self.config,
+                    managed=tenants.runtime,
                     health=self.health, max_body_bytes=self.config.http.max_body_bytes,
                 )
                 app.middlewares.append(self._intake_gate)

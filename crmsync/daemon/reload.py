@@ -5,7 +5,7 @@ files are read too); it raises `ConfigError` listing every problem, and the daem
 keeps its running config. `plan_reload(old, new)` is pure: it diffs the tenants by id
 (enabled ones only) and sorts the daemon-level settings into three kinds:
 
-- applied live: log level and format, shutdown timeout;
+- applied live: log level and format, shutdown timeout, the management API's token;
 - shared by every tenant (`[quo]`, `daemon.max_error_rate`, `http.public_url`): a
   change restarts all tenants, which are built from them;
 - fixed at start (`daemon.state_path`, `http.host`, `http.port`, `http.max_body_bytes`):
@@ -33,7 +33,10 @@ NEEDS_RESTART = frozenset({
     "daemon.state_path", "http.host", "http.port", "http.max_body_bytes",
 })
 #: settings the running daemon picks up as they are
-LIVE = frozenset({"daemon.log_level", "daemon.log_format", "daemon.shutdown_timeout"})
+LIVE = frozenset({
+    "daemon.log_level", "daemon.log_format", "daemon.shutdown_timeout",
+    "http.admin_token",  # the management API reads the running config on every request
+})
 SECTIONS = ("daemon", "http", "quo")
 
 

@@ -85,6 +85,9 @@ class DecodeError(ApiError):
 
 #: `(message, code)` out of an error response body
 BodyReader = Callable[[bytes], tuple[str, str | None]]
+#: `(body, method, route)` of a 2xx answer → the error it reports all the same, or None
+#: (APIs that answer application errors with HTTP 200, e.g. Metakocka's `opr_code`)
+OkBodyCheck = Callable[[bytes, str, str], "ApiError | None"]
 
 
 def body_excerpt(body: bytes) -> tuple[str, str | None]:
@@ -105,6 +108,8 @@ class ErrorKinds:
     transport: type[TransportError]
     decode: type[DecodeError]
     read_body: BodyReader = body_excerpt
+    #: a 2xx answer that is an error: raised, and retried, like the status it stands for
+    check_ok: OkBodyCheck | None = None
 
     def for_status(
         self,

@@ -17,6 +17,8 @@ a timeout, and is classified once:
   e.g. Quo's create keyed by `externalId`, says so). Otherwise the error is raised:
   the write may have happened, and the caller reconciles (intent log + lookup).
 - any other status: raised at once as the API's error of that kind.
+- a 2xx that the API's `ErrorKinds.check_ok` reads as an error (Metakocka answers its
+  errors with 200 and an `opr_code`): that error, classified and retried as above.
 
 The limiter slot learns when the request left (the session's trace hook) and when its
 answer came back (a 429 there also widens an adaptive limiter's margin), and is
@@ -203,6 +205,10 @@ class Transport:
             slot.done()  # also when cancelled: the window starts, the slot frees
         self._observer.answered(method, route, status, time.perf_counter() - started)
         if status < 300:
+            if self.errors.check_ok is not None:
+                error = self.errors.check_ok(payload, method, route)
+                if error is not None:
+                    raise error
             return Response(status, payload)
         raise self.errors.for_status(
             status, payload, method=method, route=route,

@@ -63,26 +63,42 @@ class CrmChangeHandler:
 
     async def apply_record(self, record: CrmRecord) -> str:
         try:
-            result = build_contact(self._adapter.to_person(record), self._adapter.name)
+            action, _ = await self.write_record(record)
         except TransformError as exc:
             await self._dead_letter(record, exc.category, str(exc))
             return "failed"
-        if result.dropped_phones:
-            metrics.phones_dropped.labels(self.tenant).inc(result.dropped_phones)
-        try:
-            action, contact_id = await self._records.write(
-                record.crm_object, record.record_id, result.contact, result.content_hash
-            )
         except QuoValidationError as exc:
             await self._dead_letter(record, "quo_validation", str(exc))
             return "failed"
+        return action
+
+    async def write_record(self, record: CrmRecord) -> tuple[str, str]:
+        """Write the record to Quo and save its mapping; returns (action, Quo contact id).
+
+        Raises what failed (`TransformError`, the Quo errors): `apply_record` dead-letters
+        the record's own failures and lets the others reach the inbox's retries; the
+        management API's on-demand sync (`services/on_demand.py`) reports each one.
+        """
+        result = build_contact(self._adapter.to_person(record), self._adapter.name)
+        if result.dropped_phones:
+            metrics.phones_dropped.labels(self.tenant).inc(result.dropped_phones)
+        action, contact_id = await self._records.write(
+            record.crm_object, record.record_id, result.contact, result.content_hash
+        )
         await save_mapping(
             self._store, self.tenant, crm_object=record.crm_object,
             record_id=record.record_id, quo_contact_id=contact_id, action=action,
             content_hash=result.content_hash, sync_method=self._sync_method,
         )
         await self._count(action)
-        return action
+        return action, contact_id
+
+    async def record_failure(
+        self, crm_object: str, record_id: str, category: str, error: str
+    ) -> None:
+        """A record that could not be synced: a dead letter and the `failed` count."""
+        await self._store.dead_letters.add(self.tenant, crm_object, record_id, category, "", error)
+        await self._count("failed")
 
     async def apply_deleted(self, crm_object: str, record_id: str) -> str:
         """Delete only after the CRM confirms the record is gone, and only our contact."""
@@ -112,7 +128,4 @@ class CrmChangeHandler:
             await self._store.runs.add_counts(self.tenant, run.id, **{action: 1})
 
     async def _dead_letter(self, record: CrmRecord, category: str, error: str) -> None:
-        await self._store.dead_letters.add(
-            self.tenant, record.crm_object, record.record_id, category, "", error
-        )
-        await self._count("failed")
+        await self.record_failure(record.crm_object, record.record_id, category, error)

@@ -9,13 +9,16 @@ reconciler looks each up in Quo (by `externalId`) instead of blindly creating it
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Generic, Literal, TypeVar
 
 import msgspec
 
 from crmsync.store.connection import Database, columns, to_struct
 
 Operation = Literal["create", "update", "delete", "bulk_create"]
+
+
+IntentT = TypeVar("IntentT", bound=msgspec.Struct)
 
 
 class WriteIntent(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,11 +30,51 @@ class WriteIntent(msgspec.Struct, frozen=True, kw_only=True):
     started_at: float
 
 
-class Intents:
-    """At most one open intent per record; a new `begin` replaces an older one."""
+class IntentLog(Generic[IntentT]):
+    """An intent table: at most one open intent per record; a new `begin` replaces it.
+
+    Subclasses name the table and its row Struct and write their own `begin` (the
+    columns differ); settling, reading and listing are the same for every API.
+    """
+
+    table: ClassVar[str]
+    row: type[IntentT]
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def settle(self, tenant_id: str, crm_object: str, crm_record_id: str) -> bool:
+        """The write is done (or known not to have happened); returns whether one was open."""
+        changed = await self._db.execute(
+            f"DELETE FROM {self.table}"  # noqa: S608 (a fixed name)
+            " WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?",
+            (tenant_id, crm_object, crm_record_id),
+        )
+        return changed > 0
+
+    async def get(self, tenant_id: str, crm_object: str, crm_record_id: str) -> IntentT | None:
+        row = await self._db.fetchone(
+            f"SELECT {columns(self.row)} FROM {self.table}"  # noqa: S608 (fixed names)
+            " WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?",
+            (tenant_id, crm_object, crm_record_id),
+        )
+        return None if row is None else to_struct(self.row, row)
+
+    async def pending(self, tenant_id: str) -> list[IntentT]:
+        """Open intents, oldest first: after a crash, the writes to reconcile."""
+        rows = await self._db.fetchall(
+            f"SELECT {columns(self.row)} FROM {self.table}"  # noqa: S608 (fixed names)
+            " WHERE tenant_id = ? ORDER BY started_at, crm_object, crm_record_id",
+            (tenant_id,),
+        )
+        return [to_struct(self.row, row) for row in rows]
+
+
+class Intents(IntentLog[WriteIntent]):
+    """Quo write intents."""
+
+    table = "write_intents"
+    row = WriteIntent
 
     async def begin(
         self,
@@ -49,29 +92,3 @@ class Intents:
             " started_at = excluded.started_at",
             (tenant_id, crm_object, crm_record_id, operation, payload_hash, self._db.now()),
         )
-
-    async def settle(self, tenant_id: str, crm_object: str, crm_record_id: str) -> bool:
-        """The write is done (or known not to have happened); returns whether one was open."""
-        changed = await self._db.execute(
-            "DELETE FROM write_intents"
-            " WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?",
-            (tenant_id, crm_object, crm_record_id),
-        )
-        return changed > 0
-
-    async def get(self, tenant_id: str, crm_object: str, crm_record_id: str) -> WriteIntent | None:
-        row = await self._db.fetchone(
-            f"SELECT {columns(WriteIntent)} FROM write_intents"  # noqa: S608 (fixed names)
-            " WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?",
-            (tenant_id, crm_object, crm_record_id),
-        )
-        return None if row is None else to_struct(WriteIntent, row)
-
-    async def pending(self, tenant_id: str) -> list[WriteIntent]:
-        """Open intents, oldest first: after a crash, the writes to reconcile."""
-        rows = await self._db.fetchall(
-            f"SELECT {columns(WriteIntent)} FROM write_intents"  # noqa: S608 (fixed names)
-            " WHERE tenant_id = ? ORDER BY started_at, crm_object, crm_record_id",
-            (tenant_id,),
-        )
-        return [to_struct(WriteIntent, row) for row in rows]

@@ -262,7 +262,73 @@ CREATE TABLE quo_calls (
 CREATE INDEX quo_calls_by_time ON quo_calls (tenant_id, updated_at);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# v7 (the Metakocka link, issue 12): `mk_links` pairs a CRM person with a Metakocka
+# partner and the contact that is that person (a business partner holds one contact
+# per person at the company; a private partner one), with the partner's billing
+# address, the direction that made the pair, and per side the hash of the partner
+# fields as that side held them after the last sync (`domain/partner.py`) plus the
+# snapshot both sides agreed on (the base of a three-way merge). One contact is never
+# paired with two people (partial unique index). `mk_unsynced` lists partners found in
+# documents but not paired; `mk_discovery` is where the search of each document type
+# stands; `mk_intents` is the intent log of Metakocka writes that must never be
+# repeated blindly (`add_partner`, an `update_partner` that adds a contact), apart
+# from `write_intents` so a record may have a Quo and a Metakocka write open at once.
+_V7: Final = """
+CREATE TABLE mk_links (
+    id INTEGER PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    crm_object TEXT NOT NULL,
+    crm_record_id TEXT NOT NULL,
+    mk_id TEXT NOT NULL,
+    mk_contact_id TEXT,
+    mk_address_id TEXT,
+    direction TEXT NOT NULL CHECK (direction IN ('to_metakocka', 'from_metakocka')),
+    mk_hash TEXT,
+    crm_hash TEXT,
+    snapshot TEXT,
+    last_synced_at REAL NOT NULL,
+    last_checked_at REAL,
+    UNIQUE (tenant_id, crm_object, crm_record_id)
+);
+CREATE INDEX mk_links_by_partner ON mk_links (tenant_id, mk_id);
+CREATE UNIQUE INDEX mk_links_one_person_per_contact ON mk_links (tenant_id, mk_id, mk_contact_id)
+    WHERE mk_contact_id IS NOT NULL;
+CREATE INDEX mk_links_by_check ON mk_links (tenant_id, last_checked_at);
+
+CREATE TABLE mk_unsynced (
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    mk_id TEXT NOT NULL,
+    name TEXT,
+    email TEXT,
+    phone TEXT,
+    doc_type TEXT,
+    discovered_at REAL NOT NULL,
+    last_seen_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, mk_id)
+) WITHOUT ROWID;
+
+CREATE TABLE mk_discovery (
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    doc_type TEXT NOT NULL,
+    last_change_from TEXT,
+    next_offset INTEGER NOT NULL DEFAULT 0 CHECK (next_offset >= 0),
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, doc_type)
+) WITHOUT ROWID;
+
+CREATE TABLE mk_intents (
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+    crm_object TEXT NOT NULL,
+    crm_record_id TEXT NOT NULL,
+    operation TEXT NOT NULL CHECK (operation IN ('add_partner', 'add_contact', 'update_partner')),
+    mk_id TEXT,
+    payload_hash TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, crm_object, crm_record_id)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 LATEST_VERSION: Final = len(MIGRATIONS)
 
 

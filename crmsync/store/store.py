@@ -34,6 +34,7 @@ from crmsync.store.inbox import Inbox
 from crmsync.store.intents import Intents
 from crmsync.store.lock import acquire_state_lock
 from crmsync.store.mappings import Mappings
+from crmsync.store.metakocka import MkDiscovery, MkIntents, MkLinks, MkUnsynced
 from crmsync.store.migrations import LATEST_VERSION, check_version, migrate, schema_version
 from crmsync.store.quo_calls import QuoCalls
 from crmsync.store.runs import Runs
@@ -164,6 +165,10 @@ class Store:
         self.activities = Activities(db)
         self.quo_calls = QuoCalls(db)
         self.subscriptions = Subscriptions(db)
+        self.mk_links = MkLinks(db)
+        self.mk_unsynced = MkUnsynced(db)
+        self.mk_discovery = MkDiscovery(db)
+        self.mk_intents = MkIntents(db)
 
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """`async with store.transaction():` — BEGIN IMMEDIATE … COMMIT, or ROLLBACK.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from crmsync import log_context, metrics
@@ -36,11 +37,16 @@ from crmsync.services.catch_up import DeliveryCatchUp
 from crmsync.services.contact_edits import ContactEditHandler
 from crmsync.services.contact_writes import QuoContactSync, RecordWriter
 from crmsync.services.crm_changes import CrmChangeHandler
+from crmsync.services.metakocka_pull import PullResult
+from crmsync.services.metakocka_push import PushResult
+from crmsync.services.on_demand import OnDemandSync, SyncReport
 from crmsync.services.quo_dispatch import QuoEventRouter
 from crmsync.services.subscriptions import SubscriptionManager
 from crmsync.store import Store
+from crmsync.store.metakocka import MkLink, UnsyncedPartner
 from crmsync.store.tenants import TenantPhase, TenantState
 from crmsync.tenant.gauges import show_quo_key
+from crmsync.tenant.metakocka_link import MetakockaLink
 from crmsync.tenant.pipeline import SyncPipeline, SyncResult, pipeline_options
 from crmsync.tenant.poller import Poller
 from crmsync.tenant.progress import Progress
@@ -104,6 +110,14 @@ class TenantRuntime:
             self.id, adapter=self.adapter, store=store, quo=self.quo,
             records=RecordWriter(self.id, store=store, sync=live),
         )
+        # The management API's `POST /api/tenants/{t}/sync`: the webhook path, on demand.
+        self.on_demand = OnDemandSync(
+            self.id, adapter=self.adapter, store=store, crm_objects=tenant.object_types,
+            handler=CrmChangeHandler(
+                self.id, adapter=self.adapter, store=store, quo=self.quo,
+                records=RecordWriter(self.id, store=store, sync=live), sync_method="manual",
+            ),
+        )
         self.activity = ActivityLogger(self.id, quo=self.quo, adapter=self.adapter, store=store)
         self.contact_edits = ContactEditHandler(
             self.id, adapter=self.adapter, store=store,
@@ -122,6 +136,13 @@ class TenantRuntime:
         # Quo deliveries missed while the daemon was down: retried at start and at every
         # subscription check (2026-03-30 webhooks only).
         self.catch_up = DeliveryCatchUp(self.id, hooks=clients.quo_webhooks, store=store)
+        # The Metakocka link (INTERFACE §8), when the tenant has one.
+        self.metakocka: MetakockaLink | None = (
+            None if tenant.metakocka is None else MetakockaLink(
+                tenant, tenant.metakocka, resources=resources, adapter=self.adapter,
+                store=store,
+            )
+        )
 
     # -- the one writer of the tenant's state --------------------------------------------
 
@@ -229,11 +250,43 @@ class TenantRuntime:
         except RestartBudgetSpentError as exc:
             await self._set_state("failed", error=str(exc))
             raise
+        if self.metakocka is not None:
+            await self.metakocka.sweep()  # the people this pass wrote, to Metakocka
         if result.ok:
             await self._set_state("running", phase="live", clear_error=True)
         else:
             await self._set_state("failed", error=result.run.error)
         return result
+
+    async def sync_records(self, record_ids: Sequence[str]) -> SyncReport:
+        """CRM → Quo now for chosen records, on the live lane (the management API)."""
+        with log_context.tenant(self.id):
+            return await self.on_demand.sync(record_ids)
+
+    # -- the Metakocka link (the management API; 409 first when there is none) ------------
+
+    def _link(self) -> MetakockaLink:
+        if self.metakocka is None:
+            raise LookupError(f"tenant {self.id} has no Metakocka link")
+        return self.metakocka
+
+    async def push(self, crm_record_ids: Sequence[str]) -> list[PushResult]:
+        """CRM person → Metakocka partner now, per id (ok, mkId, error category)."""
+        with log_context.tenant(self.id):
+            return await self._link().push(crm_record_ids)
+
+    async def pull(self, mk_ids: Sequence[str]) -> list[PullResult]:
+        """Metakocka partner → CRM person now, per id (unpaired ones are imported)."""
+        with log_context.tenant(self.id):
+            return await self._link().pull(mk_ids)
+
+    async def unsynced(self) -> list[UnsyncedPartner]:
+        return await self._link().unsynced()
+
+    async def mappings(
+        self, crm_record_id: str | None = None, mk_id: str | None = None
+    ) -> list[MkLink]:
+        return await self._link().mappings(crm_record_id, mk_id)
 
     # -- the supervised tenant ------------------------------------------------------------
 
@@ -266,6 +319,7 @@ class TenantRuntime:
             (f"{self.id}:inbox", self.inbox_processor().start()),
             (f"{self.id}:poller", poller.start()),
             (f"{self.id}:subscriptions", self._keep_subscriptions()),
+            *(self.metakocka.children() if self.metakocka is not None else []),
         ])
 
     async def _keep_subscriptions(self) -> None:

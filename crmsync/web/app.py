@@ -1,18 +1,21 @@
-"""The daemon's HTTP listener (INTERFACE §4): health, metrics, status and webhook intake.
+"""The daemon's HTTP listener (INTERFACE §4): health, metrics, status, webhook intake
+and the management API.
 
     app = build_app(targets=..., store=store, config=lambda: config, health=health,
                     max_body_bytes=config.http.max_body_bytes)
     async with serve(app, "127.0.0.1", 0) as port: ...
 
-Webhooks are `intake.py`'s. Every error is a short JSON `{"error": ...}`; a bug in a
-handler is a 500 for that request only, never the end of the server.
+Webhooks are `intake.py`'s, `/api/…` is `api.py`'s (off unless `http.admin_token` is
+set; `managed(tenant_id)` finds a running tenant for it). Every error is a short JSON
+`{"error": ...}`; a bug in a handler is a 500 for that request only, never the end of
+the server.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -21,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from crmsync.domain.status import build_status, encode_status
 from crmsync.net.serve import serve_app
 from crmsync.store import Store
+from crmsync.web.api import ROUTES, ApiRoute, add_api_routes
 from crmsync.web.guard import IntakeGuard
 from crmsync.web.health import Health
 from crmsync.web.intake import crm_webhook, quo_webhook
@@ -28,11 +32,13 @@ from crmsync.web.keys import (
     CONFIG_KEY,
     GUARD_KEY,
     HEALTH_KEY,
+    MANAGED_KEY,
     MAX_BODY_KEY,
     PENDING_COMMITS_KEY,
     STORE_KEY,
     TARGETS_KEY,
     ConfigGetter,
+    ManagedLookup,
     TargetLookup,
     error_response,
     json_response,
@@ -49,14 +55,20 @@ def build_app(
     health: Health,
     max_body_bytes: int,
     guard: IntakeGuard | None = None,
+    managed: ManagedLookup | None = None,
+    api_routes: Sequence[ApiRoute] = ROUTES,
 ) -> web.Application:
     """The listener's application; `targets(tenant_id)` is None for unknown or stopped ones.
+
+    `managed(tenant_id)` is the management API's lookup (default: no tenant is found);
+    `api_routes` its route table.
 
     `guard` throttles senders of bad signatures (default: `IntakeGuard()`'s limits).
     """
     # client_max_size caps request.read()/post() too, should anything ever call them.
     app = web.Application(middlewares=[_errors_as_json], client_max_size=max_body_bytes)
     app[TARGETS_KEY] = targets
+    app[MANAGED_KEY] = managed if managed is not None else _no_tenant
     app[STORE_KEY] = store
     app[CONFIG_KEY] = config
     app[HEALTH_KEY] = health
@@ -69,7 +81,12 @@ def build_app(
     app.router.add_get("/status", status)
     app.router.add_post("/webhooks/{tenant}/crm", crm_webhook)
     app.router.add_post("/webhooks/{tenant}/quo", quo_webhook)
+    add_api_routes(app, api_routes)
     return app
+
+
+def _no_tenant(tenant_id: str) -> None:
+    return None
 
 
 @contextlib.asynccontextmanager

@@ -312,6 +312,45 @@ def test_render_masks_secrets_and_parses_back_to_the_same_config() -> None:
     assert parse_config(rendered, "rendered", ENV) == config
 
 
+def test_a_metakocka_link_and_the_admin_token_render_and_parse_back() -> None:
+    """INTERFACE §8/§9: `[tenants.metakocka]` follows its tenant's keys; secrets masked."""
+    env = {**ENV, "ACME_MK_SECRET": "mk-secret-value", "ADMIN": "admin-token-value"}
+    text = '[http]\nadmin_token = "env:ADMIN"\n' + tenant() + (
+        '[tenants.metakocka]\ncompany_id = "16"\nsecret_key = "env:ACME_MK_SECRET"\n'
+        'direction = "to_metakocka"\n'
+    )
+    config = parse_config(text, "crmsync.toml", env)
+    link = config.tenants[0].metakocka
+    assert link is not None
+    assert (link.company_id, link.direction, link.discover_from) == (
+        "16", "to_metakocka", ("sales_order",))
+    rendered = render_config(config)
+    assert "mk-secret-value" not in rendered and "admin-token-value" not in rendered
+    assert "\n[tenants.metakocka]\ncompany_id = \"16\"\n" in rendered
+    assert parse_config(rendered, "rendered", env) == config
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('company_id = "16a"', "tenants[0].metakocka.company_id: must be Metakocka's numeric"
+                               " company id, got '16a'"),
+        ("poll_interval = 1", "tenants[0].metakocka.poll_interval: must be between 5 and"
+                              " 86400, got 1"),
+        ('direction = "sideways"', "tenants[0].metakocka.direction"),
+    ],
+)
+def test_a_bad_metakocka_link_names_its_key(line: str, problem: str) -> None:
+    key, _, _ = line.partition(" = ")
+    fields = {"company_id": '"16"', "secret_key": '"env:ACME_MK_SECRET"'}
+    fields[key] = line.partition(" = ")[2]
+    table = "".join(f"{k} = {v}\n" for k, v in fields.items())
+    text = tenant() + "[tenants.metakocka]\n" + table
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "crmsync.toml", {**ENV, "ACME_MK_SECRET": "x"})
+    assert problem in str(caught.value)
+
+
 def test_render_quotes_strings_as_toml() -> None:
     odd = 'a "quoted"\\ path\x7f\té'
     config = Config(daemon=msgspec.structs.replace(Config().daemon, state_path=odd))

@@ -276,12 +276,17 @@ def key_paths(value: Any, path: str = "") -> Iterator[str]:
 
 
 def required_paths(value: Any) -> Iterator[str]:
-    """Paths of required keys of the tenant tables, present or not."""
+    """Paths of required keys of the tenant tables (and their Metakocka links), present
+    or not."""
     tenants = value.get("tenants") if isinstance(value, dict) else None
     if isinstance(tenants, list):
-        for i in range(len(tenants)):
+        for i, tenant in enumerate(tenants):
             yield from (f"tenants[{i}].{name}" for name in ("id", "crm", "quo_api_key",
                                                              "crm_api_key"))
+            link = tenant.get("metakocka") if isinstance(tenant, dict) else None
+            if isinstance(link, dict):  # [tenants.metakocka] has required keys of its own
+                yield from (f"tenants[{i}].metakocka.{name}"
+                            for name in ("company_id", "secret_key"))
 
 
 def check_problems(error: ConfigError, doc: Any, environ: Mapping[str, str]) -> None:

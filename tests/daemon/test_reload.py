@@ -7,6 +7,7 @@ from crmsync.config import Config, parse_config
 from crmsync.daemon.reload import plan_reload
 
 ENV = {"A_QUO": "qa", "A_CRM": "ca", "B_QUO": "qb", "B_CRM": "cb", "C_QUO": "qc", "C_CRM": "cc"}
+TOKENS = {**ENV, "OLD_TOKEN": "old-token", "NEW_TOKEN": "new-token"}
 
 
 def config(*tenants: str, head: str = "", environ: dict[str, str] | None = None,
@@ -61,6 +62,15 @@ def test_plan_treats_disabled_tenants_as_absent() -> None:
     assert plan.stop == ["b"] and not plan.start and not plan.restart
     plan = plan_reload(config("a", "b", disabled=("b",)), config("a", "b"))
     assert [t.id for t in plan.start] == ["b"] and not plan.stop
+
+
+def test_a_new_admin_token_applies_live_without_restarting_tenants() -> None:
+    """The management API checks the running config's token on each request."""
+    old = config("a", head='[http]\nadmin_token = "env:OLD_TOKEN"\n', environ=TOKENS)
+    new = config("a", head='[http]\nadmin_token = "env:NEW_TOKEN"\n', environ=TOKENS)
+    plan = plan_reload(old, new)
+    assert plan.live == ["http.admin_token"]
+    assert not plan.restart and not plan.shared and plan.unchanged == ["a"]
 
 
 def test_plan_sorts_daemon_settings() -> None:

@@ -20,7 +20,7 @@ restarted daemon stops cleanly.
 
 The number of cases is the knob `CRMSYNC_CRASH_POINTS` (default 5: one per phase);
 `CRMSYNC_CRASH_SEED` picks the seeds (see `support/reliability.py`). The full run:
-`CRMSYNC_CRASH_POINTS=24 pytest -m reliability tests/reliability`.
+`CRMSYNC_FULL=1 pytest -m slow` (24 kill points; `CRMSYNC_CRASH_POINTS` overrides).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ with `crmsync errors`, `crmsync_webhook_events_total{outcome}` with what was del
 and a person that can never be a contact is in `crmsync errors` with its category.
 
 Sized by the same knob as the crash suite: one workload round per 5
-`CRMSYNC_CRASH_POINTS` (CI: 1 round; `CRMSYNC_CRASH_POINTS=24`: 5 rounds).
+`CRMSYNC_CRASH_POINTS` (CI: 1 round; `CRMSYNC_FULL=1`, 24 points: 5 rounds).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from crmsync.store.dead_letters import DeadLetters
 from crmsync.store.inbox import Inbox
 from crmsync.store.intents import Intents
 from crmsync.store.mappings import ContactSnapshot, Mappings
+from crmsync.store.metakocka import MkDiscovery, MkIntents, MkLink, MkLinks, MkUnsynced
 from crmsync.store.quo_calls import QuoCalls
 from crmsync.store.runs import Runs
 from crmsync.store.subscriptions import Subscription, Subscriptions
@@ -111,8 +112,25 @@ async def populate(store: Store, t: str) -> Ids:
             checked_at=1.0,
         )
     )
+    for rec, contact in (("rec-1", "mkc-1"), ("rec-2", "mkc-2")):
+        await store.mk_links.upsert(_mk_link(t, rec, contact, f"{t}-{rec}-mk"))
+    await store.mk_unsynced.upsert(t, "mk-9", name=f"{t} d.o.o.", doc_type="sales_order")
+    await store.mk_discovery.set(t, "sales_order", last_change_from=t, next_offset=100)
+    await store.mk_intents.begin(t, "people", "rec-1", "add_partner", f"{t}-hash")
     assert event is not None
     return {"run": run, "event": event, "dead": dead}
+
+
+def _mk_link(t: str, rec: str, contact: str, mk_hash: str) -> MkLink:
+    return MkLink(
+        tenant_id=t, crm_object="people", crm_record_id=rec, mk_id="mk-1",
+        mk_contact_id=contact, mk_address_id="mka-1", direction="to_metakocka",
+        mk_hash=mk_hash, crm_hash=mk_hash, snapshot=t, last_synced_at=1.0,
+    )
+
+
+async def _collect_mk(store: Store, t: str) -> list[MkLink]:
+    return [link async for link in store.mk_links.iter_all(t, chunk_size=1)]
 
 
 Read = Callable[[Store, str, Ids], Awaitable[Any]]
@@ -154,6 +172,19 @@ READS: dict[str, Read] = {
     "activities.for_quo_object": lambda s, t, ids: s.activities.for_quo_object(t, "AC1"),
     "subscriptions.list": lambda s, t, ids: s.subscriptions.list(t),
     "subscriptions.secrets": lambda s, t, ids: s.subscriptions.secrets(t, "quo"),
+    "mk_links.get": lambda s, t, ids: s.mk_links.get(t, "people", "rec-1"),
+    "mk_links.get_many": lambda s, t, ids: s.mk_links.get_many(t, "people", ["rec-1", "rec-2"]),
+    "mk_links.by_mk_id": lambda s, t, ids: s.mk_links.by_mk_id(t, "mk-1"),
+    "mk_links.iter_all": lambda s, t, ids: _collect_mk(s, t),
+    "mk_links.count": lambda s, t, ids: s.mk_links.count(t),
+    "mk_links.due": lambda s, t, ids: s.mk_links.due(t, FAR_FUTURE, 10),
+    "mk_unsynced.get": lambda s, t, ids: s.mk_unsynced.get(t, "mk-9"),
+    "mk_unsynced.list": lambda s, t, ids: s.mk_unsynced.list(t),
+    "mk_unsynced.count": lambda s, t, ids: s.mk_unsynced.count(t),
+    "mk_discovery.get": lambda s, t, ids: s.mk_discovery.get(t, "sales_order"),
+    "mk_discovery.all": lambda s, t, ids: s.mk_discovery.all(t),
+    "mk_intents.get": lambda s, t, ids: s.mk_intents.get(t, "people", "rec-1"),
+    "mk_intents.pending": lambda s, t, ids: s.mk_intents.pending(t),
 }
 
 # Writes by tenant `o`: with its own keys (the same keys `t` uses) or with t's row ids.
@@ -260,6 +291,18 @@ WRITES: dict[str, Write] = {
     "subscriptions.delete": lambda s, o, ids: s.subscriptions.delete(o, "quo", "quo:messages:0"),
     "quo_calls.put": lambda s, o, ids: s.quo_calls.put(o, "AC1", b"changed"),
     "quo_calls.prune": lambda s, o, ids: s.quo_calls.prune(o, FAR_FUTURE),
+    "mk_links.upsert": lambda s, o, ids: s.mk_links.upsert(_mk_link(o, "rec-1", "mkc-1", "new")),
+    "mk_links.mark_checked": lambda s, o, ids: s.mk_links.mark_checked(o, "mk-1", 9.0),
+    "mk_links.delete": lambda s, o, ids: s.mk_links.delete(o, "people", "rec-1"),
+    "mk_unsynced.upsert": lambda s, o, ids: s.mk_unsynced.upsert(o, "mk-9", email="x@y.si"),
+    "mk_unsynced.remove": lambda s, o, ids: s.mk_unsynced.remove(o, "mk-9"),
+    "mk_discovery.set": (
+        lambda s, o, ids: s.mk_discovery.set(o, "sales_order", last_change_from="x", next_offset=0)
+    ),
+    "mk_intents.begin": (
+        lambda s, o, ids: s.mk_intents.begin(o, "people", "rec-1", "add_contact", "x", mk_id="m")
+    ),
+    "mk_intents.settle": lambda s, o, ids: s.mk_intents.settle(o, "people", "rec-1"),
 }
 # Writes that must also leave the writing tenant's own rows alone, because the row ids
 # they were given belong to the other tenant.
@@ -327,6 +370,10 @@ REPOSITORIES: dict[str, type] = {
     "activities": Activities,
     "subscriptions": Subscriptions,
     "quo_calls": QuoCalls,
+    "mk_links": MkLinks,
+    "mk_unsynced": MkUnsynced,
+    "mk_discovery": MkDiscovery,
+    "mk_intents": MkIntents,
 }
 
 
@@ -338,8 +385,8 @@ async def test_every_repository_method_is_covered(tmp_path: Path) -> None:
     public = {
         f"{repo}.{name}"
         for repo, cls in REPOSITORIES.items()
-        for name, member in vars(cls).items()
-        if not name.startswith("_") and inspect.isfunction(member)
+        for name, member in inspect.getmembers(cls, inspect.isfunction)  # inherited too
+        if not name.startswith("_")
     }
     covered = set(READS) | set(WRITES) | UNSCOPED
     assert public - covered == set(), "add the new method to READS or WRITES"

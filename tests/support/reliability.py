@@ -1,11 +1,12 @@
 """Shared by the proof suites in `tests/reliability/`: the knob, seeds, what the simulators
 delivered, and the invariants of "nothing lost, nothing twice".
 
-One knob sizes both suites: `CRMSYNC_CRASH_POINTS` (default 5, what CI runs) is the
-number of kill points of the crash suite, and the fault suite runs one workload round
-per 5 of them. The full run is
+One knob sizes both suites: `CRMSYNC_CRASH_POINTS` (default 5, what CI runs; 24 in a
+full run, `CRMSYNC_FULL=1`, see `support/sizes.py`) is the number of kill points of the
+crash suite, and the fault suite runs one workload round per 5 of them. The full run of
+every slow suite is
 
-    CRMSYNC_CRASH_POINTS=24 pytest -m reliability tests/reliability
+    CRMSYNC_FULL=1 pytest -m slow
 
 `CRMSYNC_CRASH_SEED` (default `DEFAULT_SEED`) is the base seed every case's seed is
 drawn from; `random` draws a new one, printed. A case's id carries its own seed and a
@@ -25,6 +26,7 @@ The invariants, checked against the simulators' state and the CLI's read-only vi
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import random
 import re
@@ -41,12 +43,11 @@ from crmsync.sim.quo import QuoSim
 from crmsync.sim.quo.delivery import SimEvent
 from support.e2e import E2E, assert_contact_matches, expected_contact
 from support.live import inbox, unique_phones, wait_until
+from support.sizes import sized
 
 POINTS_ENV = "CRMSYNC_CRASH_POINTS"
 SEED_ENV = "CRMSYNC_CRASH_SEED"
-DEFAULT_POINTS = 5
 DEFAULT_SEED = 20261207
-FULL_RUN = f"{POINTS_ENV}=24 pytest -m reliability tests/reliability"
 #: the fault suite runs one workload round per this many kill points of the knob
 POINTS_PER_FAULT_ROUND = 5
 
@@ -58,7 +59,7 @@ def crash_points() -> int:
     """How many kill points the crash suite runs (the knob; at least 1)."""
     raw = os.environ.get(POINTS_ENV, "").strip()
     if not raw:
-        return DEFAULT_POINTS
+        return sized(5, 24)  # one per phase; a full run (CRMSYNC_FULL=1) 24
     try:
         points = int(raw)
     except ValueError:
@@ -79,7 +80,13 @@ def base_seed() -> int:
     whole run), or the default."""
     raw = os.environ.get(SEED_ENV, "").strip()
     if raw == "random":
-        seed = random.SystemRandom().randrange(1, 2**31)
+        # pytest-xdist's workers each collect the tests: they must draw the same seed,
+        # so it comes from the run's id, which xdist gives every worker alike.
+        run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+        if run_id:
+            seed = int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16) % 2**31 or 1
+        else:
+            seed = random.SystemRandom().randrange(1, 2**31)
         print(f"{SEED_ENV}={seed}")  # collected before any test: shown with -s
         return seed
     if not raw:

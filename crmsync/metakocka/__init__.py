@@ -1,0 +1,1 @@
+"""The Metakocka ERP: its client, errors and typed partners."""
