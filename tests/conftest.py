@@ -54,3 +54,17 @@ def cli(tmp_path: Path) -> Cli:
     what every run checks.
     """
     return cli_runner(tmp_path)
+
+
+# -- parallel runs (pytest-xdist, `-n auto` in pyproject) ------------------------------
+
+#: tests that run daemons in subprocesses against the simulators, whose strict rate
+#: checks read the simulator's own clock: run one at a time (one xdist worker takes
+#: the whole group), so two of them never starve each other's simulator of CPU
+SERIAL_DIRS = ("e2e", "reliability")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.path)).parent.name in SERIAL_DIRS:
+            item.add_marker(pytest.mark.xdist_group("daemons"))
