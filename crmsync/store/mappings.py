@@ -17,12 +17,13 @@ stale snapshot behind, which is then ignored).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Final, Literal
 
 import msgspec
 
-from crmsync.store.connection import Database, columns, to_struct
+from crmsync.store.connection import columns, to_struct
+from crmsync.store.record_rows import RecordRows
 
 SyncMethod = Literal["initial", "webhook", "poll", "bulk", "manual"]
 #: what writing a record to Quo did
@@ -64,58 +65,18 @@ class ContactSnapshot(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _COLUMNS: Final = columns(Mapping)
-_SELECT: Final = f"SELECT {_COLUMNS} FROM mappings"  # noqa: S608 (fixed names)
-_UPSERT: Final = (
-    f"INSERT INTO mappings ({_COLUMNS})"  # noqa: S608 (fixed names)
-    f" VALUES ({', '.join('?' * len(Mapping.__struct_fields__))})"
-    " ON CONFLICT (tenant_id, crm_object, crm_record_id) DO UPDATE SET "
-    + ", ".join(
-        f"{name} = excluded.{name}"
-        for name in Mapping.__struct_fields__
-        if name not in ("tenant_id", "crm_object", "crm_record_id")
-    )
-)
-# Ids per `IN (...)` query: far below SQLite's bound-parameter limit (999 before 3.32).
-_ID_CHUNK: Final = 500
 
 
-class Mappings:
+class Mappings(RecordRows[Mapping]):
     """Mapping rows; `upsert` is keyed by the row's tenant, object and record id."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def upsert(self, row: Mapping) -> None:
-        """Insert or replace the mapping of `row.crm_record_id` (tenant from the row)."""
-        await self._db.execute(_UPSERT, msgspec.structs.astuple(row))
-
-    async def get(self, tenant_id: str, crm_object: str, crm_record_id: str) -> Mapping | None:
-        row = await self._db.fetchone(
-            f"{_SELECT} WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?",
-            (tenant_id, crm_object, crm_record_id),
-        )
-        return None if row is None else to_struct(Mapping, row)
-
-    async def get_many(
-        self, tenant_id: str, crm_object: str, crm_record_ids: Iterable[str]
-    ) -> dict[str, Mapping]:
-        """The mappings of those records that have one, by CRM record id."""
-        ids = list(dict.fromkeys(crm_record_ids))
-        found: dict[str, Mapping] = {}
-        for start in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[start : start + _ID_CHUNK]
-            rows = await self._db.fetchall(
-                f"{_SELECT} WHERE tenant_id = ? AND crm_object = ?"
-                f" AND crm_record_id IN ({', '.join('?' * len(chunk))})",
-                (tenant_id, crm_object, *chunk),
-            )
-            found.update((row["crm_record_id"], to_struct(Mapping, row)) for row in rows)
-        return found
+    table = "mappings"
+    row = Mapping
 
     async def by_quo_contact(self, tenant_id: str, quo_contact_id: str) -> list[Mapping]:
         """The CRM records mapped to a Quo contact (normally one), e.g. to log a call."""
         rows = await self._db.fetchall(
-            f"{_SELECT} WHERE tenant_id = ? AND quo_contact_id = ? ORDER BY id",
+            f"{self.select} WHERE tenant_id = ? AND quo_contact_id = ? ORDER BY id",
             (tenant_id, quo_contact_id),
         )
         return [to_struct(Mapping, row) for row in rows]
@@ -178,7 +139,7 @@ class Mappings:
                 (scan_started_at, tenant_id, crm_object),
             )
             rows = await self._db.fetchall(
-                f"{_SELECT} WHERE tenant_id = ? AND crm_object = ? AND deleted_at IS NULL"
+                f"{self.select} WHERE tenant_id = ? AND crm_object = ? AND deleted_at IS NULL"
                 " AND missed_scans >= 2 ORDER BY crm_record_id",
                 (tenant_id, crm_object),
             )

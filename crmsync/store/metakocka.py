@@ -23,13 +23,14 @@ Every method takes `tenant_id` first (row upserts take it from the row).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Final, Literal
 
 import msgspec
 
 from crmsync.store.connection import Database, columns, to_struct
 from crmsync.store.intents import IntentLog
+from crmsync.store.record_rows import RecordRows
 
 Direction = Literal["to_metakocka", "from_metakocka"]
 MkOperation = Literal["add_partner", "add_contact", "update_partner"]
@@ -80,58 +81,18 @@ class MkIntent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _LINK_COLUMNS: Final = columns(MkLink)
-_SELECT_LINK: Final = f"SELECT {_LINK_COLUMNS} FROM mk_links"  # noqa: S608 (fixed names)
-_UPSERT_LINK: Final = (
-    f"INSERT INTO mk_links ({_LINK_COLUMNS})"  # noqa: S608 (fixed names)
-    f" VALUES ({', '.join('?' * len(MkLink.__struct_fields__))})"
-    " ON CONFLICT (tenant_id, crm_object, crm_record_id) DO UPDATE SET "
-    + ", ".join(
-        f"{name} = excluded.{name}"
-        for name in MkLink.__struct_fields__
-        if name not in ("tenant_id", "crm_object", "crm_record_id")
-    )
-)
-_ID_CHUNK: Final = 500  # ids per `IN (...)`: far below SQLite's parameter limit
 
 
-class MkLinks:
+class MkLinks(RecordRows[MkLink]):
     """Person ⇄ partner pairs, keyed by (tenant, CRM object, CRM record id)."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def upsert(self, row: MkLink) -> None:
-        """Insert or replace the pair of `row.crm_record_id` (tenant from the row).
-        `sqlite3.IntegrityError` if its contact is already another person's."""
-        await self._db.execute(_UPSERT_LINK, msgspec.structs.astuple(row))
-
-    async def get(self, tenant_id: str, crm_object: str, crm_record_id: str) -> MkLink | None:
-        row = await self._db.fetchone(
-            f"{_SELECT_LINK} WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?",
-            (tenant_id, crm_object, crm_record_id),
-        )
-        return None if row is None else to_struct(MkLink, row)
-
-    async def get_many(
-        self, tenant_id: str, crm_object: str, crm_record_ids: Iterable[str]
-    ) -> dict[str, MkLink]:
-        """The pairs of those records that have one, by CRM record id."""
-        ids = list(dict.fromkeys(crm_record_ids))
-        found: dict[str, MkLink] = {}
-        for start in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[start : start + _ID_CHUNK]
-            rows = await self._db.fetchall(
-                f"{_SELECT_LINK} WHERE tenant_id = ? AND crm_object = ?"
-                f" AND crm_record_id IN ({', '.join('?' * len(chunk))})",
-                (tenant_id, crm_object, *chunk),
-            )
-            found.update((row["crm_record_id"], to_struct(MkLink, row)) for row in rows)
-        return found
+    table = "mk_links"
+    row = MkLink
 
     async def by_mk_id(self, tenant_id: str, mk_id: str) -> list[MkLink]:
         """The people paired with a partner (one per contact), oldest pair first."""
         rows = await self._db.fetchall(
-            f"{_SELECT_LINK} WHERE tenant_id = ? AND mk_id = ? ORDER BY id", (tenant_id, mk_id)
+            f"{self.select} WHERE tenant_id = ? AND mk_id = ? ORDER BY id", (tenant_id, mk_id)
         )
         return [to_struct(MkLink, row) for row in rows]
 
