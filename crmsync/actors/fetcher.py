@@ -1,5 +1,8 @@
 """Fetcher: pages through the CRM from the saved cursor and feeds the transformer.
 
+Without a saved cursor an object's listing starts at its start cursor (an incremental
+pass: the records changed since the watermark) or, without one, at the top.
+
 It never commits a cursor itself: the mapping verifier does, once every record of a
 page is written and mapped, so a crash re-fetches at most the unfinished pages.
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from crmsync import metrics
 from crmsync.actors.base import Actor, EndOfStream
@@ -17,6 +21,7 @@ from crmsync.store import Store
 from crmsync.store.checkpoints import CURSOR, CURSOR_DONE
 
 log = logging.getLogger(__name__)
+
 
 class Fetcher(Actor[None]):
     name = "fetcher"
@@ -30,6 +35,7 @@ class Fetcher(Actor[None]):
         crm_objects: list[str],
         page_size: int,
         out: asyncio.Queue[RawMessage],
+        start_cursors: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(tenant, None)
         self._adapter = adapter
@@ -37,6 +43,7 @@ class Fetcher(Actor[None]):
         self._crm_objects = crm_objects
         self._page_size = page_size
         self._out = out
+        self._start_cursors = dict(start_cursors or {})
 
     async def run(self) -> None:
         page = 0
@@ -46,6 +53,8 @@ class Fetcher(Actor[None]):
                 continue
             if cursor:
                 log.info("resuming %s from cursor %s", crm_object, cursor)
+            else:
+                cursor = self._start_cursors.get(crm_object)
             while True:
                 result = await self._adapter.fetch_page(crm_object, cursor, self._page_size)
                 fetched = len(result.records)

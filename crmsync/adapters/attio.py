@@ -3,7 +3,12 @@
 Paging: `POST /objects/{object}/records/query` returns only `data` (no cursor, no
 total), so the cursor is the offset and only an empty page ends the listing (a page
 cut short mid-listing must not end a sync early); a stable sort (creation time, then
-record id) keeps offsets meaningful. A page that comes back as the very page before it
+record id, both descending: the newest people, a company's active customers, reach Quo
+first) keeps offsets meaningful. A person created during the listing lands above the
+offset: the listing does not see it, its webhook (or the next poll) does; records
+already listed may shift below the offset and come again, which the content hash makes
+free. Attio cannot filter by update time (`changed_since_cursor` is None): a poll is a
+full re-scan. A page that comes back as the very page before it
 (a stale listing) is asked for again, a few times, then is an error: paging on would
 move the cursor past records never seen. Every attribute is a list of
 historical values: the current one has `active_until: null`. Company names are
@@ -114,6 +119,8 @@ class AttioAdapter:
     """`CrmAdapter` for Attio."""
 
     name = "attio"
+    webhooks_by_api = True
+    changes_lag = 0.0
 
     def __init__(
         self,
@@ -217,8 +224,8 @@ class AttioAdapter:
             "limit": page_size,
             "offset": offset,
             "sorts": [
-                {"attribute": "created_at", "direction": "asc"},
-                {"attribute": "record_id", "direction": "asc"},
+                {"attribute": "created_at", "direction": "desc"},
+                {"attribute": "record_id", "direction": "desc"},
             ],
         }
         for _ in range(REPEATED_PAGE_TRIES):
@@ -233,6 +240,9 @@ class AttioAdapter:
             f"unexpected response: offset {offset} kept answering the page before it"
             f" (offset {last_offset})", method="POST", route=path,
         )
+
+    def changed_since_cursor(self, crm_object: str, since: float) -> str | None:
+        return None  # records carry no update time (crm-apis.md §1.1)
 
     async def fetch_by_ids(self, crm_object: str, ids: Sequence[str]) -> list[CrmRecord]:
         if not ids:
@@ -464,7 +474,10 @@ class AttioAdapter:
                                  method="POST", route="/webhooks")
         return webhook_id, secret
 
-    def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> None:
+    def verify_webhook(
+        self, headers: Mapping[str, str], body: bytes, secret: str, *, method: str = "POST",
+        url: str = "",
+    ) -> None:
         """Attio signs the raw body: hex HMAC-SHA256 with the webhook secret, no timestamp."""
         given = headers.get("Attio-Signature") or headers.get("X-Attio-Signature") or ""
         # compare_digest raises on non-ASCII str; hex is ASCII, so anything else is wrong.

@@ -115,13 +115,33 @@ class WebhookSignatureError(Exception):
 
 
 class CrmAdapter(Protocol):
-    """The small surface the pipeline needs from a CRM."""
+    """The small surface the pipeline needs from a CRM.
+
+    `webhooks_by_api`: True when `ensure_webhook` creates (or finds) the CRM webhook
+    through the CRM's API and returns its secret; False when the CRM's webhooks are set
+    up in the CRM by hand (a HubSpot app) and signed with the tenant's
+    `crm_webhook_secret`: without one the tenant relies on polling alone.
+    `changes_lag`: how far (seconds) a poll from a watermark reaches back before it, for
+    CRMs whose change listings lag behind writes (HubSpot's search) and for clock skew.
+    """
 
     name: str
+    webhooks_by_api: bool
+    changes_lag: float
 
     async def fetch_page(
         self, crm_object: str, cursor: str | None, page_size: int
-    ) -> CrmPage: ...
+    ) -> CrmPage:
+        """One page of a listing; `cursor` None starts a full listing (newest records
+        first where the CRM can sort), any other is a `next_cursor` this adapter gave,
+        possibly before a restart (so it must be a plain string that survives one)."""
+        ...
+
+    def changed_since_cursor(self, crm_object: str, since: float) -> str | None:
+        """A `fetch_page` cursor that lists only the records changed at or after `since`
+        (epoch seconds), or None when the CRM cannot filter by update time: each poll
+        then re-scans every record (the content hash skips the unchanged ones)."""
+        ...
 
     async def fetch_by_ids(self, crm_object: str, ids: Sequence[str]) -> list[CrmRecord]: ...
 
@@ -155,8 +175,15 @@ class CrmAdapter(Protocol):
 
     async def ensure_webhook(self, target_url: str) -> tuple[str, str | None]: ...
 
-    def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> None:
-        """Raise `WebhookSignatureError` unless `body` was signed with `secret`."""
+    def verify_webhook(
+        self, headers: Mapping[str, str], body: bytes, secret: str, *, method: str = "POST",
+        url: str = "",
+    ) -> None:
+        """Raise `WebhookSignatureError` unless the delivery was signed with `secret`.
+
+        `method` and `url` are the request line as the CRM sent it (`url` is built on
+        `http.public_url` when set, since a reverse proxy changes the host the listener
+        sees): HubSpot signs them too."""
         ...
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:

@@ -49,7 +49,14 @@ from crmsync.daemon.loop import run_async
 from crmsync.daemon.signals import STOPPING
 from crmsync.daemon.systemd import Notifier
 from crmsync.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
-from crmsync.sim.attio import AttioSim
+from crmsync.sim.crms import (
+    CRM_SIMULATORS,
+    CrmSimEntry,
+    CrmSimulator,
+    SimOptions,
+    UnknownCrmSimulatorError,
+    crm_simulator,
+)
 from crmsync.sim.metakocka import MetakockaSim
 from crmsync.sim.quo import QuoSim
 from crmsync.store import StateLockedError, hold_state_lock
@@ -92,7 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"where the demo's config and state stay, to inspect afterwards "
                              f"(default {DEFAULT_DIR}; a demo's directory is started over, "
                              "another non-empty one is refused)")
-    parser.add_argument("--crm", default="attio", help="CRM to simulate (default attio)")
+    parser.add_argument("--crm", default="attio",
+                        help=f"CRM to simulate: {', '.join(CRM_SIMULATORS)} (default attio)")
     parser.add_argument("--bulk", action="store_true", help="use Quo's bulk create endpoint")
     parser.add_argument("--keep-running", action="store_true",
                         help="stay live after the initial sync (webhooks, /metrics) "
@@ -205,6 +213,10 @@ def _toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
+#: the tenant's line for a CRM whose webhooks are signed with a secret set by hand
+WEBHOOK_SECRET_LINE = 'crm_webhook_secret = "env:DEMO_CRM_WEBHOOK_SECRET"\n'  # noqa: S105 (a reference)
+
+
 def metakocka_config_text(mk_url: str) -> str:
     """The tenant's `[tenants.metakocka]` table: both directions, a short poll, the
     partners on sales orders discovered and imported as CRM people."""
@@ -228,8 +240,12 @@ def demo_config_text(
     port: int,
     bulk: bool,
     mk_url: str | None = None,
+    crm: str = "attio",
+    crm_webhook_secret: bool = False,
 ) -> str:
-    """The config the demo runs with and leaves behind, saying what it is for."""
+    """The config the demo runs with and leaves behind, saying what it is for.
+    `crm_webhook_secret`: the CRM signs with a secret set by hand (read from
+    `DEMO_CRM_WEBHOOK_SECRET`)."""
     commands = "".join(f"#   {line}\n" for line in directory.inspect_commands())
     return f"""{MARKER}. Its simulators stopped with it, so the read-only
 # commands are what works on what it left (they need no API key):
@@ -253,11 +269,12 @@ bulk_create = {'true' if bulk else 'false'}
 
 [[tenants]]
 id = "{TENANT}"
-crm = "attio"
+crm = "{crm}"
 quo_api_key = "env:DEMO_QUO_API_KEY"
 crm_api_key = "env:DEMO_CRM_API_KEY"
 crm_base_url = {_toml_string(crm_url)}
-""" + ("" if mk_url is None else metakocka_config_text(mk_url))
+""" + (WEBHOOK_SECRET_LINE if crm_webhook_secret else "") + (
+        "" if mk_url is None else metakocka_config_text(mk_url))
 
 
 def write_demo_config(
@@ -268,13 +285,18 @@ def write_demo_config(
     port: int,
     bulk: bool,
     mk_url: str | None = None,
+    crm: str = "attio",
+    crm_webhook_secret: str | None = None,
 ) -> Config:
     """Write the demo's config into `directory` and load it with the demo's keys."""
     text = demo_config_text(directory, quo_url, crm_url, port=port, bulk=bulk,
-                            mk_url=mk_url)
+                            mk_url=mk_url, crm=crm,
+                            crm_webhook_secret=crm_webhook_secret is not None)
     directory.config_path.write_text(text, encoding="utf-8")
     environ = {"DEMO_QUO_API_KEY": QUO_KEY, "DEMO_CRM_API_KEY": CRM_KEY,
-               "DEMO_MK_SECRET_KEY": MK_KEY}
+               "DEMO_MK_SECRET_KEY": MK_KEY,
+               **({} if crm_webhook_secret is None
+                  else {"DEMO_CRM_WEBHOOK_SECRET": crm_webhook_secret})}
     return parse_config(text, str(directory.config_path), environ)
 
 
@@ -301,12 +323,13 @@ async def _until_live(
 
 async def _demo(args: argparse.Namespace) -> int:
     from crmsync.cli.progress import SyncProgress
-    from crmsync.sim.attio import AttioSimConfig, run_attio_simulator
     from crmsync.sim.metakocka import CompanyConfig, MetakockaSimConfig, run_metakocka_simulator
     from crmsync.sim.quo import QuoSimConfig, run_quo_simulator
 
-    if args.crm != "attio":
-        raise UsageError(f"demo: no simulator for CRM '{args.crm}' yet (available: attio)")
+    try:
+        entry: CrmSimEntry = crm_simulator(args.crm)
+    except UnknownCrmSimulatorError as exc:
+        raise UsageError(f"demo: {exc}") from None
     if args.contacts < 1:
         raise UsageError("demo: --contacts must be at least 1")
     console = Console()
@@ -314,9 +337,7 @@ async def _demo(args: argparse.Namespace) -> int:
     await prepare_dir(directory)
     async with (
         run_quo_simulator(config=QuoSimConfig(api_keys=[QUO_KEY])) as (quo_sim, quo_url),
-        run_attio_simulator(
-            config=AttioSimConfig(api_keys=[CRM_KEY], people=args.contacts)
-        ) as (attio_sim, crm_url),
+        entry.run(SimOptions(api_keys=[CRM_KEY], people=args.contacts)) as (crm_sim, crm_url),
         AsyncExitStack() as optional,
     ):
         mk: tuple[MetakockaSim, str] | None = None
@@ -326,11 +347,14 @@ async def _demo(args: argparse.Namespace) -> int:
                     MK_COMPANY, MK_KEY, partners=MK_PARTNERS, documents=MK_DOCUMENTS)])))
         port = free_loopback_port()
         config = write_demo_config(directory, quo_url, crm_url, port=port, bulk=args.bulk,
-                                   mk_url=None if mk is None else mk[1])
+                                   mk_url=None if mk is None else mk[1], crm=args.crm,
+                                   crm_webhook_secret=entry.webhook_secret)
         base_url = f"http://127.0.0.1:{port}"
+        crm_sim.point_webhooks(f"{base_url}/webhooks/{TENANT}/crm")
         metrics_url = f"{base_url}/metrics"
         console.print(f"Quo simulator   {quo_url}  (10 requests/s per key, strict)")
-        console.print(f"Attio simulator {crm_url}  ({args.contacts} seeded people)")
+        console.print(f"{entry.title + ' simulator':<16}{crm_url}  ({args.contacts} seeded people)",
+                      markup=False, highlight=False)
         if mk is not None:
             mk_sim, mk_url = mk
             on_orders = len(partners_on_orders(mk_sim))
@@ -353,7 +377,7 @@ async def _demo(args: argparse.Namespace) -> int:
         mk_figures: MetakockaFigures | None = None
         if mk is not None and runtime is not None and not daemon.requests.stop.is_set():
             mk_figures = await _await_metakocka(
-                mk[0], attio_sim, quo_sim, runtime, daemon_task, daemon,
+                mk[0], crm_sim, quo_sim, runtime, daemon_task, daemon,
                 within=MK_WAIT_BASE_SECONDS + MK_WAIT_PER_PERSON_SECONDS * args.contacts)
         result = None if runtime is None else runtime.initial_result
         # Ctrl-C before the tenant went live: "stopping…" said it; exit 130 below.
@@ -364,9 +388,9 @@ async def _demo(args: argparse.Namespace) -> int:
         elif result is not None:
             print_summary(console, result, quo_sim, elapsed, metrics_url, mk_figures)
         if args.keep_running and result is not None:
-            print_try_lines(console, base_url, quo_url, crm_url, attio_sim)
+            print_try_lines(console, base_url, quo_url, crm_url, crm_sim)
             if mk is not None and mk_figures is not None:
-                print_metakocka_try_lines(console, mk[1], crm_url, mk_figures)
+                print_metakocka_try_lines(console, mk[1], crm_url, mk_figures, crm_sim)
             print_inspect_lines(console, directory, running=True)
             console.print("Running until Ctrl-C.")
         else:
@@ -440,14 +464,14 @@ def _failed_partners(tenant: str) -> int:
 
 async def _metakocka_figures(
     mk_sim: MetakockaSim,
-    attio: AttioSim,
+    crm: CrmSimulator,
     quo_sim: QuoSim,
     runtime: TenantRuntime,
     *,
     waited: float,
 ) -> MetakockaFigures:
     links = await runtime.mappings()
-    people = {record.record_id for record in attio.people}
+    people = set(crm.record_ids())
     paired = {link.crm_record_id for link in links}
     linked = {link.mk_id for link in links}
     in_quo = {c.get("externalId") for c in quo_sim.contacts.contacts.values()}
@@ -474,7 +498,7 @@ async def _metakocka_figures(
 
 async def _await_metakocka(
     mk_sim: MetakockaSim,
-    attio: AttioSim,
+    crm: CrmSimulator,
     quo_sim: QuoSim,
     runtime: TenantRuntime,
     daemon_task: asyncio.Task[int],
@@ -493,7 +517,7 @@ async def _await_metakocka(
 
     loop = asyncio.get_running_loop()
     started = loop.time()
-    figures = await _metakocka_figures(mk_sim, attio, quo_sim, runtime, waited=0.0)
+    figures = await _metakocka_figures(mk_sim, crm, quo_sim, runtime, waited=0.0)
     shown = {"people paired": 0, "partners imported": 0}
     # Each imported partner is also a person to pair: the seeded people, twice the rest.
     total = figures.people - figures.imported + 2 * figures.on_orders
@@ -509,7 +533,7 @@ async def _await_metakocka(
                     or daemon.requests.stop.is_set()):
                 return figures
             await asyncio.sleep(MK_POLL_PROGRESS_SECONDS)
-            figures = await _metakocka_figures(mk_sim, attio, quo_sim, runtime,
+            figures = await _metakocka_figures(mk_sim, crm, quo_sim, runtime,
                                                waited=loop.time() - started)
 
 
@@ -521,12 +545,12 @@ async def _say_stopping(daemon: Daemon) -> None:
 
 
 def print_try_lines(
-    console: Console, base_url: str, quo_url: str, crm_url: str, attio: AttioSim
+    console: Console, base_url: str, quo_url: str, crm_url: str, crm: CrmSimulator
 ) -> None:
     """curl lines that make the simulators send signed webhooks to the daemon."""
-    person, phone = _person_with_a_phone(attio)
+    person, phone = _person_with_a_phone(crm)
     quo_admin = quo_url.removesuffix("/v1") + "/_sim"
-    crm_admin = crm_url.removesuffix("/v2") + "/_sim"
+    crm_lines = crm.try_lines(crm_url, CRM_KEY, person)
     json_header = "-H 'content-type: application/json'"
     message = json.dumps({"participant": phone, "text": "Hi, is my order on its way?"})
     call = json.dumps({"participant": phone, "duration": 95,
@@ -537,12 +561,8 @@ def print_try_lines(
          f"curl -s -X POST {json_header} -d '{message}' {quo_admin}/simulate/message"),
         ("a call with a summary -> one call note",
          f"curl -s -X POST {json_header} -d '{call}' {quo_admin}/simulate/call"),
-        ("the notes in the CRM",
-         f"curl -s -H 'authorization: Bearer {CRM_KEY}' "
-         f"'{crm_url}/notes?parent_object=people&parent_record_id={person}'"),
-        ("a CRM change -> the Quo contact is updated",
-         f"curl -s -X PATCH {json_header} -d '{{\"job_title\": \"CTO\"}}' "
-         f"{crm_admin}/people/{person}"),
+        (crm_lines["notes"].comment, crm_lines["notes"].line),
+        (crm_lines["change"].comment, crm_lines["change"].line),
         ("the contact in Quo",
          f"curl -s -H 'authorization: {QUO_KEY}' "
          f"'{quo_url}/contacts?externalIds={person}&maxResults=1'"),
@@ -554,7 +574,8 @@ def print_try_lines(
 
 
 def print_metakocka_try_lines(
-    console: Console, mk_url: str, crm_url: str, figures: MetakockaFigures
+    console: Console, mk_url: str, crm_url: str, figures: MetakockaFigures,
+    crm: CrmSimulator,
 ) -> None:
     """How to see an edit made in Metakocka reach the CRM (and Quo)."""
     root = mk_url.removesuffix("/rest/eshop/v1")
@@ -570,9 +591,8 @@ def print_metakocka_try_lines(
              f"({2 * MK_POLL_SECONDS} s), then its Quo contact",
              f"curl -s -X PATCH -H 'content-type: application/json' -d '{edit}' "
              f"{partners}/{mk_id}"),
-            ("that CRM person",
-             f"curl -s -H 'authorization: Bearer {CRM_KEY}' "
-             f"{crm_url}/objects/people/records/{record_id}"),
+            (crm.try_lines(crm_url, CRM_KEY, record_id)["person"].comment,
+             crm.try_lines(crm_url, CRM_KEY, record_id)["person"].line),
         ]
     for comment, line in lines:
         console.print(f"  # {comment}\n  {line}", soft_wrap=True, markup=False,
@@ -597,15 +617,16 @@ def print_inspect_lines(console: Console, directory: DemoDir, *, running: bool) 
                   "keeps another)", markup=False, highlight=False)
 
 
-def _person_with_a_phone(attio: AttioSim) -> tuple[str, str]:
+def _person_with_a_phone(crm: CrmSimulator) -> tuple[str, str]:
     owners: dict[str, list[str]] = {}
-    for record in attio.people:
-        for phone in attio.person_phones(record.record_id):
-            owners.setdefault(phone, []).append(record.record_id)
+    record_ids = crm.record_ids()
+    for record_id in record_ids:
+        for phone in crm.person_phones(record_id):
+            owners.setdefault(phone, []).append(record_id)
     for phone, ids in sorted(owners.items()):
         if len(ids) == 1:
             return ids[0], phone
-    return next(iter(attio.people)).record_id, "+14155550100"
+    return record_ids[0], "+14155550100"
 
 
 #: the summary's row of `SyncResult.dropped_phones`, explained under the table

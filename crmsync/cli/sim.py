@@ -1,5 +1,6 @@
-"""`crmsync sim quo|attio|metakocka [--port P] [--people N] [--partners N]`: run one
-simulator alone, in the foreground."""
+"""`crmsync sim quo|metakocka|attio|pipedrive|hubspot [--port P] [--people N]
+[--partners N]`: run one simulator alone, in the foreground (the CRMs' come from
+`crmsync.sim.crms`)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,27 @@ import asyncio
 import contextlib
 
 from crmsync.errors import EXIT_OK
+from crmsync.sim.crms import CRM_SIMULATORS, SimOptions, crm_simulator
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("api", choices=["quo", "attio", "metakocka"], help="which API to simulate")
+    parser.add_argument("api", choices=["quo", "metakocka", *CRM_SIMULATORS],
+                        help="which API to simulate")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     parser.add_argument(
         "--api-key", action="append", dest="api_keys", metavar="KEY",
-        help="accepted API key (repeatable; default 'test-key' / 'attio-test-key'); "
+        help="accepted API key (repeatable; default 'test-key' for Quo, '<crm>-test-key' "
+        "for a CRM); "
         "Metakocka: the secret key of company 16 (default 'mk-test-key')",
     )
     parser.add_argument(
         "--rps", type=int, default=None,
-        help="requests per second per key (Quo default 10; Attio reads default 100; "
+        help="requests per second per key (default: the API's real limit; Quo 10, Attio "
+        "reads 100; "
         "Metakocka: calls per second per company, default 50)",
     )
-    parser.add_argument("--people", type=int, default=0, help="Attio: people to seed")
+    parser.add_argument("--people", type=int, default=0, help="a CRM: people to seed")
     parser.add_argument(
         "--partners", type=int, default=0,
         help="Metakocka: partners to seed (and twice as many documents referencing them)",
@@ -46,15 +51,10 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.api == "metakocka":
         await _serve_metakocka(args)
         return
-    from crmsync.sim.attio import AttioSimConfig, serve_attio_simulator_forever
-
-    attio = AttioSimConfig(
-        api_keys=args.api_keys or ["attio-test-key"],
-        people=args.people,
-        seed=args.seed,
-        read_rate_per_second=args.rps or 100,
-    )
-    await serve_attio_simulator_forever(args.host, args.port, attio)
+    entry = crm_simulator(args.api)
+    options = SimOptions(api_keys=args.api_keys or [entry.default_key], people=args.people,
+                         seed=args.seed, rate=args.rps)
+    await entry.serve_forever(args.host, args.port, options)
 
 
 async def _serve_metakocka(args: argparse.Namespace) -> None:

@@ -84,6 +84,10 @@ def render_table(report: StatusReport) -> Table:
         tenant = f"{escape(t.id)} [dim]({escape(t.crm)})[/]"
         if not t.configured:
             tenant += "\n[yellow]not configured[/]"
+        # A tenant whose CRM webhooks cannot be verified (`--json` says why); not the
+        # config-wide "no http.public_url", which every tenant would repeat.
+        if t.crm_changes.startswith("polling only") and "public_url" not in t.crm_changes:
+            tenant += "\n[yellow]polling only[/]"
         table.add_row(
             tenant,
             f"[{STATE_STYLES[t.state]}]{t.state}[/] · {PHASE_NAMES.get(t.phase, t.phase)}",

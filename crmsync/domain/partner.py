@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Final, Literal
 
 import msgspec
@@ -443,13 +443,20 @@ def matches(partner: Partner, fields: PartnerFields, by: LookupBy, *, default_co
 
 
 def contact_for(
-    partner: Partner, fields: PartnerFields, *, by: LookupBy | None = None, default_country: str
+    partner: Partner,
+    fields: PartnerFields,
+    *,
+    by: LookupBy | None = None,
+    default_country: str,
+    exclude: Collection[str] = (),
 ) -> PartnerContact | None:
     """The partner's contact that is the person: same email, else same phone, else the
-    same name (only the one `by` when given)."""
+    same name (only the one `by` when given). Contacts in `exclude` (paired with other
+    people) are passed over: colleagues share a switchboard phone or a name, and the
+    first contact matching one is not the person when it is already someone else."""
     seen = [
         (c, fields_from_partner(partner, contact_id=c.mk_id, default_country=default_country))
-        for c in partner.contacts if c.mk_id
+        for c in partner.contacts if c.mk_id and c.mk_id not in exclude
     ]
     wanted_phones = {p for p in (fields.gsm, fields.phone) if p}
 

@@ -16,6 +16,7 @@ with error `interrupted`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -33,6 +34,7 @@ from crmsync.store import (
     TenantPhase,
     TenantState,
 )
+from crmsync.store.subscriptions import POLLING_ONLY
 
 #: states only a live process can be in: stale when no process runs the tenant
 LIVE_STATES: frozenset[TenantState] = frozenset({"starting", "running", "parked"})
@@ -64,6 +66,8 @@ class TenantStatus(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
     watermark: dict[str, dict[str, str]] | None
     configured: bool
     last_run: LastRun | None
+    #: how CRM changes arrive: "webhooks", "polling only: <why>", or "not set up yet"
+    crm_changes: str = "not set up yet"
 
 
 class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,7 +106,8 @@ async def build_status(
         else:
             running = live is None or live(tenant_id)
             tenants.append(
-                await _tenant_status(store, row, crm, tenant_id in configured, live=running)
+                await _tenant_status(store, row, crm, tenant_id in configured, live=running,
+                                     public_url=config.http.public_url)
             )
     return StatusReport(tenants=tenants)
 
@@ -129,8 +134,26 @@ def _never_seen(tenant_id: str, crm: str, *, configured: bool) -> TenantStatus:
     )
 
 
+async def _crm_changes(store: Store, tenant_id: str, public_url: str | None) -> str:
+    """How the tenant learns of CRM changes, from its CRM subscription row."""
+    if public_url is None:
+        return "polling only: http.public_url is not set"
+    crm = next(iter(await store.subscriptions.list(tenant_id, "crm")), None)
+    if crm is None:
+        return "not set up yet"
+    try:
+        detail = json.loads(crm.detail)
+    except ValueError:
+        detail = {}
+    reason = detail.get(POLLING_ONLY) if isinstance(detail, dict) else None
+    if reason:
+        return f"polling only: {reason}"
+    return "webhooks" if crm.healthy else "webhooks (unhealthy: re-checked)"
+
+
 async def _tenant_status(
-    store: Store, row: Tenant, crm: str, configured: bool, *, live: bool
+    store: Store, row: Tenant, crm: str, configured: bool, *, live: bool,
+    public_url: str | None = None,
 ) -> TenantStatus:
     tenant_id = row.tenant_id
     run = await store.runs.latest(tenant_id)
@@ -155,6 +178,7 @@ async def _tenant_status(
         dead_letters_by_category=by_category,
         watermark=watermark or None,
         configured=configured,
+        crm_changes=await _crm_changes(store, tenant_id, public_url),
         last_run=None if run is None else LastRun(
             id=run.id,
             kind=run.kind,

@@ -14,6 +14,9 @@
   An intent still open at the next attempt (a crash, a connection dropped after
   Metakocka applied the add) means the partner may exist: the lookups run again and
   find it, so it is never added twice.
+  A company's partner holds one contact per person: a contact already paired with
+  someone else (a colleague of the same name, a shared switchboard phone) is never the
+  person's, so who is pushed first does not decide who gets which contact.
 
 Every failure is a dead letter (`metakocka_<category>`, §9 categories) and a failed
 `PushResult`; an `add_partner` whose answer was lost keeps its intent open.
@@ -223,13 +226,18 @@ class MetakockaPush:
                 touched = msgspec.structs.replace(link, last_synced_at=time.time())
                 await self._store.mk_links.upsert(touched)
                 return "unchanged", touched
-            partner = await self._mk.call("get_partner", self._client.get_partner(
-                link.mk_id, lane=self._lane))
-            if partner is not None:
-                return await self._update(record, fields, partner, link.mk_contact_id,
-                                          base=decode(link.snapshot), linked=False)
-            # The partner is gone in Metakocka: paired anew below.
+            if link.mk_contact_id is not None:
+                paired = await self._paired(record, fields, link)
+                if paired is not None:
+                    return paired
+            # The partner is gone in Metakocka (or the pair has no contact yet): below.
         async with self._locks.create:
+            if link is not None and link.mk_contact_id is None:
+                # A pair without its contact yet: the update adds it, a create like the
+                # lookups' (one at a time, so the contact it adds is told apart).
+                paired = await self._paired(record, fields, link)
+                if paired is not None:
+                    return paired
             found = await self._lookup(record, fields)
             if found is not None:
                 partner, contact_id = found
@@ -237,13 +245,30 @@ class MetakockaPush:
                                           linked=True)
             return "created", await self._add(record, fields)
 
+    async def _paired(
+        self, record: CrmRecord, fields: PartnerFields, link: MkLink
+    ) -> tuple[PushAction, MkLink] | None:
+        """The pair brought up to date; None when its partner is gone in Metakocka."""
+        partner = await self._mk.call("get_partner", self._client.get_partner(
+            link.mk_id, lane=self._lane))
+        if partner is None:
+            return None
+        return await self._update(record, fields, partner, link.mk_contact_id,
+                                  base=decode(link.snapshot), linked=False)
+
+    async def _taken(self, record: CrmRecord, mk_id: str) -> set[str]:
+        """The partner's contacts paired with people other than `record`."""
+        return {x.mk_contact_id for x in await self._store.mk_links.by_mk_id(self.tenant, mk_id)
+                if x.mk_contact_id is not None
+                and (x.crm_object, x.crm_record_id) != (record.crm_object, record.record_id)}
+
     async def _lookup(
         self, record: CrmRecord, fields: PartnerFields
     ) -> tuple[Partner, str | None] | None:
         """The partner that already is this person (exact matches only), and its
         contact that is the person. A contact already paired with another person is
-        not this one: a company's partner then gets a new contact, a private partner
-        is someone else's."""
+        not this one: a company's partner then is the person's through another of its
+        contacts, or gets a new one; a private partner is someone else's."""
         for by, value in lookup_filters(fields):
             kwargs = {"tax_number" if by == "tax_number" else by: value}
             candidates = await self._mk.call("get_partner", self._client.find_partners(
@@ -257,13 +282,16 @@ class MetakockaPush:
             )
             if partner is None:
                 continue
-            contact = contact_for(partner, fields, default_country=self._country)
-            taken = {x.mk_contact_id for x in await self._store.mk_links.by_mk_id(
-                self.tenant, partner.mk_id) if x.crm_record_id != record.record_id}
-            if contact is not None and contact.mk_id in taken:
-                if not partner.business_entity:
+            taken = await self._taken(record, partner.mk_id)
+            if partner.business_entity:
+                # Colleagues share a name or a switchboard phone: the first contact
+                # matching may be a colleague's, the person's is one not paired yet.
+                contact = contact_for(partner, fields, default_country=self._country,
+                                      exclude=taken)
+            else:
+                contact = contact_for(partner, fields, default_country=self._country)
+                if contact is not None and contact.mk_id in taken:
                     continue
-                contact = None
             return partner, contact.mk_id if contact else None
         return None
 
@@ -320,11 +348,18 @@ class MetakockaPush:
                 await self._store.mk_intents.begin(
                     self.tenant, record.crm_object, record.record_id, "add_contact",
                     fields_hash(fields), mk_id=partner.mk_id)
+            before = {c.mk_id for c in partner.contacts if c.mk_id}
             partner = await self._mk.call("update_partner", self._client.update_partner(
                 update, lane=self._lane))
             action = "linked" if linked else "updated"
             if contact_id is None:
-                contact = contact_for(partner, fields, default_country=self._country)
+                # The contact this update added: none the partner had before (those
+                # are not the person, `_lookup` said so) nor one paired meanwhile. The
+                # first contact matching could be a colleague's of the same name or
+                # phone, whose pair holds it already.
+                known = before | await self._taken(record, partner.mk_id)
+                contact = contact_for(partner, fields, default_country=self._country,
+                                      exclude=known)
                 contact_id = contact.mk_id if contact else None
             mk = fields_from_partner(partner, contact_id=contact_id,
                                      default_country=self._country)

@@ -42,7 +42,7 @@ from crmsync.services.webhook_migration import (
     WebhookMigration,
 )
 from crmsync.store import Store
-from crmsync.store.subscriptions import Subscription
+from crmsync.store.subscriptions import POLLING_ONLY, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,9 @@ class SubscriptionManager:
 
     async def _ensure_crm(self) -> None:
         url = self.url("crm")
+        if not self._adapter.webhooks_by_api:
+            await self._note_hand_made_crm_webhook(url)
+            return
         remote_id, secret = await self._adapter.ensure_webhook(url)
         stored = {s.name: s for s in await self._store.subscriptions.list(self.tenant, "crm")}
         known = stored.get("crm")
@@ -125,6 +128,26 @@ class SubscriptionManager:
             secret=secret, url=url, detail="{}", healthy=True, checked_at=time.time(),
         ))
         self._healthy("crm", "crm", True)
+
+    async def _note_hand_made_crm_webhook(self, url: str) -> None:
+        """A CRM whose webhooks are set up in the CRM by hand (a HubSpot app): nothing to
+        create; without `crm_webhook_secret` nothing can be verified, so every delivery
+        would be refused and the tenant relies on polling (`crmsync status` says so)."""
+        reason = None if self._has_static_crm_secret else (
+            "crm_webhook_secret is not set, so CRM webhooks cannot be verified")
+        if reason is None:
+            log.info("CRM webhooks are configured in the CRM: point them at %s", url)
+        else:
+            log.warning("%s: changes in the CRM arrive by polling only (every"
+                        " poll_interval); set it to the app's client secret and point the"
+                        " app's webhooks at %s", reason, url)
+        await self._store.subscriptions.upsert(Subscription(
+            tenant_id=self.tenant, source="crm", name="crm", remote_id="configured-in-crm",
+            secret=None, url=url,
+            detail=json.dumps({} if reason is None else {POLLING_ONLY: reason}),
+            healthy=reason is None, checked_at=time.time(),
+        ))
+        self._healthy("crm", "crm", reason is None)
 
     async def _ensure_quo(self) -> None:
         url = self.url("quo")

@@ -19,6 +19,10 @@ from crmsync.store.connection import Database, columns, to_struct
 Source = Literal["crm", "quo"]
 
 
+#: the `detail` key of a CRM subscription that cannot receive webhooks: why not
+POLLING_ONLY = "pollingOnly"
+
+
 class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     tenant_id: str
     source: Source

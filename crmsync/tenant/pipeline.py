@@ -57,6 +57,9 @@ class PipelineOptions:
     bulk: BulkOptions = field(default_factory=BulkOptions)
     max_error_rate: float = 0.01
     full: bool = False
+    #: per CRM object, where its listing starts when no unfinished pass's cursor is
+    #: saved (an incremental pass: the adapter's `changed_since_cursor`)
+    start_cursors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -119,6 +122,7 @@ class SyncPipeline:
         fetcher = Fetcher(
             self.tenant, adapter=self._adapter, store=self._store,
             crm_objects=options.crm_objects, page_size=options.page_size, out=raw,
+            start_cursors=options.start_cursors,
         )
         queues: dict[str, asyncio.Queue[Any]] = {"raw": raw, "write": writes, "verify": verify}
         sampler = asyncio.create_task(self._sample_queue_depths(queues))
@@ -214,7 +218,13 @@ class SyncPipeline:
         return SyncResult(finished, ok, bulk_missing, dropped_phones, initial=start.initial)
 
 
-def pipeline_options(config: Config, tenant: TenantConfig, *, full: bool) -> PipelineOptions:
+def pipeline_options(
+    config: Config,
+    tenant: TenantConfig,
+    *,
+    full: bool,
+    start_cursors: dict[str, str] | None = None,
+) -> PipelineOptions:
     """A tenant's pass options from the config."""
     quo = config.quo
     return PipelineOptions(
@@ -226,4 +236,5 @@ def pipeline_options(config: Config, tenant: TenantConfig, *, full: bool) -> Pip
         bulk=BulkOptions(deadline=quo.bulk_verify_deadline),
         max_error_rate=config.daemon.max_error_rate,
         full=full,
+        start_cursors=start_cursors or {},
     )

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crmsync import log_context, metrics
@@ -48,7 +49,7 @@ from crmsync.store.tenants import TenantPhase, TenantState
 from crmsync.tenant.gauges import show_quo_key
 from crmsync.tenant.metakocka_link import MetakockaLink
 from crmsync.tenant.pipeline import SyncPipeline, SyncResult, pipeline_options
-from crmsync.tenant.poller import Poller
+from crmsync.tenant.poller import Poller, advance_watermarks, changed_since_cursors
 from crmsync.tenant.progress import Progress
 from crmsync.tenant.resources import Resources
 from crmsync.tenant.supervisor import (
@@ -198,18 +199,28 @@ class TenantRuntime:
 
     # -- sync passes ----------------------------------------------------------------------
 
-    def new_pass(self, *, full: bool = True, budget: RestartBudget | None = None) -> SyncPipeline:
-        """A pass within `budget` (default: the tenant's pass budget, shared by its passes)."""
+    def new_pass(
+        self,
+        *,
+        full: bool = True,
+        budget: RestartBudget | None = None,
+        start_cursors: Mapping[str, str] | None = None,
+    ) -> SyncPipeline:
+        """A pass within `budget` (default: the tenant's pass budget, shared by its
+        passes); `start_cursors`: an incremental pass's (`poller.changed_since_cursors`)."""
         self.progress.new_pass()
         return SyncPipeline(
             self.id, store=self._store, quo=self.quo, adapter=self.progress.watch(self.adapter),
-            options=pipeline_options(self._resources.config, self.config, full=full),
+            options=pipeline_options(self._resources.config, self.config, full=full,
+                                     start_cursors=dict(start_cursors or {})),
             on_settled=self.progress.settled, budget=budget or self._pass_budget,
         )
 
-    async def run_pass(self, *, full: bool = True) -> SyncResult:
+    async def run_pass(
+        self, *, full: bool = True, start_cursors: Mapping[str, str] | None = None
+    ) -> SyncResult:
         """One pass inside the daemon; its outcome becomes the tenant's last error."""
-        result = await self.new_pass(full=full).run()
+        result = await self.new_pass(full=full, start_cursors=start_cursors).run()
         if result.ok:
             await self._set_state("running", phase="live", clear_error=True)
         else:
@@ -239,8 +250,14 @@ class TenantRuntime:
         await self._store.tenants.upsert(self.id, self.config.crm)
         initial = not await self._initial_sync_done()
         await self._set_state("running", phase="initial_sync" if initial else "live")
+        objects = list(self.config.object_types)
+        # Not initial, not --full: from the saved watermark where the CRM can list changes.
+        cursors = None if initial or full else await changed_since_cursors(
+            self._store, self.id, self.adapter, objects)
+        started = time.time()
         try:
-            result = await self.new_pass(full=full, budget=foreground_budget()).run()
+            result = await self.new_pass(
+                full=full, budget=foreground_budget(), start_cursors=cursors).run()
         except asyncio.CancelledError:
             await self._end("stopped")
             raise
@@ -253,6 +270,7 @@ class TenantRuntime:
         if self.metakocka is not None:
             await self.metakocka.sweep()  # the people this pass wrote, to Metakocka
         if result.ok:
+            await advance_watermarks(self._store, self.id, objects, started)
             await self._set_state("running", phase="live", clear_error=True)
         else:
             await self._set_state("failed", error=result.run.error)
@@ -314,6 +332,7 @@ class TenantRuntime:
         poller = Poller(
             self.id, store=self._store, run_pass=self.run_pass, crm_changes=self.crm_changes,
             crm_objects=list(self.config.object_types), interval=self.config.poll_interval,
+            adapter=self.adapter,
         )
         await one_for_all([
             (f"{self.id}:inbox", self.inbox_processor().start()),

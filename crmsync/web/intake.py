@@ -96,7 +96,12 @@ async def _intake_for(
     delivery_id: str | None = None  # Quo's `webhook-id` (2026-03-30 system)
     try:
         if source == "crm":
-            await target.verify_crm(headers, body, offload=offload)
+            await target.verify_crm(
+                headers, body, offload=offload, method=request.method,
+                # The raw path: what the CRM signed, before any percent-decoding.
+                url=target.delivered_url(
+                    request.raw_path, f"{request.scheme}://{request.host}{request.raw_path}"),
+            )
         else:
             delivery_id = await target.verify_quo(headers, body, offload=offload)
     except ThrottledError as exc:

@@ -142,10 +142,13 @@ class WebhookTarget:
         quo_tolerance: float = signature.DEFAULT_TOLERANCE_SECONDS,
         secrets_ttl: float = SECRETS_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        public_url: str | None = None,
     ) -> None:
         self.tenant: str = tenant.id
         self.adapter = adapter
         self.quo_tolerance = quo_tolerance
+        #: the base URL the CRM delivers to (`http.public_url`), for CRMs that sign it
+        self.public_url = public_url.rstrip("/") if public_url else None
         #: set by `notify()` after an event was stored; the inbox processor clears it
         self.wake = asyncio.Event()
         configured = tenant.crm_webhook_secret
@@ -165,6 +168,7 @@ class WebhookTarget:
             adapter=adapter,
             store=store,
             quo_tolerance=config.quo.webhook_signature_tolerance,
+            public_url=config.http.public_url,
         )
 
     def __repr__(self) -> str:  # never show secrets
@@ -172,10 +176,23 @@ class WebhookTarget:
 
     # -- CRM ----------------------------------------------------------------------------
 
+    def delivered_url(self, path_qs: str, request_url: str) -> str:
+        """The URL the CRM delivered to: behind a reverse proxy the listener sees another
+        host (and scheme) than the one the CRM signed, so it is `http.public_url` plus
+        the path when that is set."""
+        return self.public_url + path_qs if self.public_url else request_url
+
     async def verify_crm(
-        self, headers: Mapping[str, str], body: bytes, *, offload: Offload | None = None
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        offload: Offload | None = None,
+        method: str = "POST",
+        url: str = "",
     ) -> None:
-        """Raise `WebhookSignatureError` unless one of the CRM secrets signed `body`.
+        """Raise `WebhookSignatureError` unless one of the CRM secrets signed `body`
+        (and, for CRMs that sign them, `method` and `url`: see `delivered_url`).
 
         A big body is checked through `offload` (default: `asyncio.to_thread`).
         """
@@ -183,7 +200,7 @@ class WebhookTarget:
         def matches(secrets: tuple[str, ...]) -> bool:
             for secret in secrets:
                 try:
-                    self.adapter.verify_webhook(headers, body, secret)
+                    self.adapter.verify_webhook(headers, body, secret, method=method, url=url)
                 except WebhookSignatureError:
                     continue
                 return True

@@ -248,8 +248,8 @@ class Attio:
         return [fetched[record_id] for record_id in record_ids]
 
     def people_ids(self) -> list[str]:
-        """Every person's id in the order paging returns them."""
-        return [record.record_id for record in self.sim.people.ordered()]
+        """Every person's id in the order paging returns them: newest first."""
+        return [record.record_id for record in reversed(self.sim.people.ordered())]
 
 
 @contextlib.asynccontextmanager

@@ -171,3 +171,30 @@ async def test_an_empty_last_page_is_still_sent_with_its_page_end(env: Env) -> N
     assert summary(drain(env.out)) == [
         ("batch", 0, []), ("end", 0, "people", 0, None), ("eos",),
     ]
+
+
+async def test_without_a_saved_cursor_an_object_starts_at_its_start_cursor(env: Env) -> None:
+    """An incremental pass: `people` starts at the start cursor it was given (the
+    changes since the watermark), `companies`, without one, at the top."""
+    fetcher = Fetcher(TENANT, adapter=env.attio.adapter, store=env.store,
+                      crm_objects=["people", "companies"], page_size=PAGE, out=env.out,
+                      start_cursors={"people": "4"})
+
+    async with run_actor(fetcher):
+        pass
+
+    assert [f for f in env.fetched if f[0] == "people"] == [("people", "4"), ("people", "5")]
+    assert ("companies", None) in env.fetched
+
+
+async def test_a_saved_cursor_wins_over_the_start_cursor(env: Env) -> None:
+    """A pass that crashed resumes where its committed pages end, not at the start."""
+    await env.store.checkpoints.set(TENANT, "people", CURSOR, "2")
+    fetcher = Fetcher(TENANT, adapter=env.attio.adapter, store=env.store,
+                      crm_objects=["people"], page_size=PAGE, out=env.out,
+                      start_cursors={"people": "4"})
+
+    async with run_actor(fetcher):
+        pass
+
+    assert env.fetched[0] == ("people", "2")

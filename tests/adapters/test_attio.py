@@ -175,7 +175,7 @@ async def test_a_page_answered_with_the_page_before_it_is_asked_again() -> None:
         assert env.sim.faults.repeated_pages == 1
         assert [q["offset"] for q in env.queries("people")] == [0, 20, 20, 40, 45]
         ids = [r.record_id for page in pages for r in page]
-        assert ids == [r.record_id for r in env.sim.people.ordered()]
+        assert ids == [r.record_id for r in reversed(env.sim.people.ordered())]
 
 
 async def test_a_listing_that_keeps_repeating_a_page_is_an_error_not_a_skip() -> None:

@@ -10,6 +10,7 @@ Metakocka calls are counted per endpoint and per company in the simulator.
 from __future__ import annotations
 
 import contextlib
+import random
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -236,6 +237,83 @@ async def test_two_tenants_on_two_companies_never_mix(tmp_path: Path) -> None:
         before = w.calls(company=COMPANY)
         await other.pull.pull_due(0.0)
         assert w.calls(company=COMPANY) == before
+
+
+#: Colleagues the first contact matching would mix up (oldest first): namesakes, the
+#: second with nothing but the name; two sharing the office switchboard, the second
+#: with nothing else; and two private people of one name.
+COLLEAGUES = (
+    PersonChanges(first_name="Hanako", last_name="Takahashi", company="Alpina Inc.",
+                  emails=("hanako.takahashi@alpina.com",), phones=("+819044639076",)),
+    PersonChanges(first_name="Hanako", last_name="Takahashi", company="Alpina Inc."),
+    PersonChanges(first_name="Marko", last_name="Novak", company="Alpina Inc.",
+                  emails=("marko.novak@alpina.com",), phones=("+38614721000",)),
+    PersonChanges(first_name="Petra", last_name="Kos", company="Alpina Inc.",
+                  phones=("+38614721000",)),
+    PersonChanges(first_name="Ana", last_name="Zupan", emails=("ana.zupan@gmail.com",)),
+    PersonChanges(first_name="Ana", last_name="Zupan"),
+)
+
+
+async def test_colleagues_sharing_a_name_or_phone_pair_in_any_order(tmp_path: Path) -> None:
+    """Whoever is pushed first, each person gets a contact of their own: a contact a
+    colleague's pair holds is never the person's (nor picked after adding theirs)."""
+    shuffled = list(range(len(COLLEAGUES)))
+    random.Random(12).shuffle(shuffled)
+    orders = {"oldest_first": list(range(len(COLLEAGUES))),
+              "newest_first": list(reversed(range(len(COLLEAGUES)))), "shuffled": shuffled}
+    for name, order in orders.items():
+        (tmp_path / name).mkdir()
+        async with world(tmp_path / name) as w:
+            link = w.links[TENANT]
+            people = [await w.attio.adapter.create_person("people", c) for c in COLLEAGUES]
+            results = [await link.push.push_record(people[i]) for i in order]
+            assert [r.error for r in results if not r.ok] == [], name
+            partners = w.mk.companies[COMPANY].partners
+            assert duplicates(w.mk) == [], name
+            assert len(partners) == expected_partners(w, people) == 3, name
+            pairs = {p.record_id: await w.store.mk_links.get(TENANT, "people", p.record_id)
+                     for p in people}
+            contacts = {(x.mk_id, x.mk_contact_id) for x in pairs.values() if x}
+            assert len(contacts) == len(people), name  # no contact paired twice
+            (company,) = [p for p in partners.values() if p.business_entity]
+            assert len(company.contacts) == 4, name  # one per colleague, none left over
+            for person, changes in zip(people, COLLEAGUES, strict=True):
+                pair = pairs[person.record_id]
+                assert pair is not None and pair.mk_contact_id is not None, name
+                contact = w.mk.partner(COMPANY, pair.mk_id).contact(pair.mk_contact_id)
+                assert contact is not None, name
+                assert contact.name == f"{changes.first_name} {changes.last_name}", name
+                assert contact.email == (changes.emails[0] if changes.emails else ""), name
+            # In step now: pushed again, in the other direction, no Metakocka call.
+            w.mk.stats.reset()
+            again = [await link.push.push_record(people[i]) for i in reversed(order)]
+            assert {r.action for r in again} == {"unchanged"}, name
+            assert w.mk.stats.total == 0, name
+
+
+async def test_a_namesakes_contact_added_with_its_answer_lost_is_found_not_added_again(
+    tmp_path: Path,
+) -> None:
+    async with world(tmp_path) as w:
+        link = w.links[TENANT]
+        first, second = [await w.attio.adapter.create_person("people", c)
+                         for c in COLLEAGUES[:2]]
+        assert (await link.push.push_record(first)).action == "created"
+        w.mk.faults.drop_after(1, route="/rest/eshop/v1/update_partner")
+        lost = await link.push.push_record(second)
+        assert not lost.ok and lost.error_category == "transport"
+        (company,) = w.mk.companies[COMPANY].partners.values()
+        assert len(company.contacts) == 2  # applied, answer lost
+
+        # The lookup passes over the first Hanako's contact and finds the one added.
+        again = await link.push.push_record(second)
+        assert again.ok and again.action == "linked", again
+        assert len(company.contacts) == 2
+        assert w.calls("update_partner") == 1
+        pairs = [await w.store.mk_links.get(TENANT, "people", p.record_id)
+                 for p in (first, second)]
+        assert len({x.mk_contact_id for x in pairs if x}) == 2
 
 
 async def test_a_partner_edited_in_metakocka_reaches_the_crm_person_without_echo(

@@ -56,6 +56,7 @@ class HookWorld:
     config: Config
     public_url: str
     accepting: bool = True
+    attio_url: str = ""
 
     @property
     def url(self) -> str:
@@ -136,6 +137,6 @@ async def hook_world(
             config = Config(daemon=config.daemon, quo=config.quo, tenants=config.tenants,
                             http=HttpConfig(public_url=public_url))
             world = HookWorld(quo_sim, attio_sim, store, http, quo, hooks, adapter, config,
-                              public_url)
+                              public_url, attio_url=attio_url)
             box.append(world)
             yield world

@@ -13,17 +13,21 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Iterable
+from collections.abc import Mapping as MappingOf
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
 import pytest
 from actors.harness import TENANT, run_actor, state_store
+from support.clock import FakeClock
 
+from crmsync.adapters.base import CrmAdapter
+from crmsync.instants import parse_instant
 from crmsync.services.crm_changes import CrmChangeHandler
 from crmsync.store import Counts, Mapping, Store, SyncRun
 from crmsync.tenant.pipeline import SyncResult
-from crmsync.tenant.poller import Poller
+from crmsync.tenant.poller import FULL_SCAN_SECONDS, WATERMARK, Poller
 
 LONG_AGO = time.time() - 3600
 
@@ -39,7 +43,12 @@ class FakePass:
     result: SyncResult = field(default_factory=lambda: sync_result())
     called: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def __call__(self) -> SyncResult:
+    plans: list[tuple[bool, dict[str, str] | None]] = field(default_factory=list)
+
+    async def __call__(
+        self, *, full: bool = True, start_cursors: MappingOf[str, str] | None = None
+    ) -> SyncResult:
+        self.plans.append((full, None if start_cursors is None else dict(start_cursors)))
         self.calls.append(asyncio.get_running_loop().time())
         self.called.set()
         scan = self.scans[len(self.calls) - 1] if len(self.calls) <= len(self.scans) else {}
@@ -215,3 +224,124 @@ async def test_a_failing_pass_escapes_the_running_poller_to_its_supervisor(
         async with run_actor(env.poller(interval=0.01), until=forever):
             pass
     assert len(env.run_pass.calls) == 1
+
+
+# -- polling from a watermark (CRMs that can list changes) ---------------------------------
+
+
+@dataclass
+class ChangesAdapter:
+    """What the poller asks of an adapter: a cursor of the changes since a time."""
+
+    can_list_changes: bool = True
+    changes_lag: float = 120.0
+    asked: list[tuple[str, float]] = field(default_factory=list)
+
+    def changed_since_cursor(self, crm_object: str, since: float) -> str | None:
+        self.asked.append((crm_object, since))
+        return f"since:{since:.0f}" if self.can_list_changes else None
+
+
+def watermark_poller(
+    env: Env, adapter: ChangesAdapter, clock: FakeClock, objects: Iterable[str] = ("people",)
+) -> Poller:
+    return Poller(TENANT, store=env.store, run_pass=env.run_pass,
+                  crm_changes=cast(CrmChangeHandler, env.crm_changes),
+                  crm_objects=list(objects), interval=60.0,
+                  adapter=cast(CrmAdapter, adapter), clock=clock)
+
+
+async def watermark(env: Env, crm_object: str = "people") -> float:
+    stored = await env.store.checkpoints.get(TENANT, crm_object, WATERMARK)
+    assert stored is not None
+    instant = parse_instant(stored)
+    assert instant is not None
+    return instant.timestamp()
+
+
+async def test_a_crm_that_lists_changes_is_polled_from_the_watermark_less_its_lag(
+    env: Env,
+) -> None:
+    """1. the first poll after start is a full scan; its start becomes the watermark
+    2. the next polls list only the changes since that watermark less `changes_lag`,
+       each moving the watermark to its own start
+    Result: plans (full, None), then (incremental, since = watermark - lag)."""
+    adapter, clock = ChangesAdapter(), FakeClock()
+    poller = watermark_poller(env, adapter, clock)
+    before = time.time()
+
+    await poller.poll_once()
+    first = await watermark(env)
+    clock.advance(60)
+    await poller.poll_once()
+    second = await watermark(env)
+
+    assert before - 1 <= first <= second <= time.time()
+    expected_since = f"since:{first - adapter.changes_lag:.0f}"
+    assert env.run_pass.plans == [(True, None), (False, {"people": expected_since})]
+
+
+async def test_a_crm_that_lists_changes_is_still_scanned_in_full_once_a_day(
+    env: Env,
+) -> None:
+    """Only a full scan notices a deletion whose webhook was lost: after
+    FULL_SCAN_SECONDS the next poll is a full one again (and runs the deletion check)."""
+    await env.mapped("people", "gone")
+    adapter, clock = ChangesAdapter(), FakeClock()
+    poller = watermark_poller(env, adapter, clock)
+
+    await poller.poll_once()  # full: "gone" missed once
+    clock.advance(60)
+    await poller.poll_once()  # incremental: no deletion check
+    assert await env.missed("people", "gone") == 1
+    clock.advance(FULL_SCAN_SECONDS)
+    await poller.poll_once()  # full again: missed twice -> deleted
+
+    assert [full for full, _ in env.run_pass.plans] == [True, False, True]
+    assert env.crm_changes.deleted == [("people", "gone")]
+
+
+async def test_a_crm_that_cannot_list_changes_is_scanned_in_full_every_poll(env: Env) -> None:
+    adapter, clock = ChangesAdapter(can_list_changes=False), FakeClock()
+    poller = watermark_poller(env, adapter, clock)
+
+    for _ in range(3):
+        await poller.poll_once()
+        clock.advance(60)
+
+    assert env.run_pass.plans == [(True, None)] * 3
+
+
+async def test_a_failed_pass_does_not_move_the_watermark(env: Env) -> None:
+    """Records that failed are retried by the next incremental pass: it starts from
+    the same watermark."""
+    adapter, clock = ChangesAdapter(), FakeClock()
+    poller = watermark_poller(env, adapter, clock)
+    await poller.poll_once()
+    kept = await env.store.checkpoints.get(TENANT, "people", WATERMARK)
+    env.run_pass.result = SyncResult(sync_result().run, ok=False, bulk_missing=[],
+                                     dropped_phones=0)
+
+    clock.advance(60)
+    await poller.poll_once()
+    clock.advance(60)
+    await poller.poll_once()
+
+    assert await env.store.checkpoints.get(TENANT, "people", WATERMARK) == kept
+    assert env.run_pass.plans[1] == env.run_pass.plans[2]
+
+
+async def test_an_object_without_a_watermark_makes_the_poll_a_full_scan(env: Env) -> None:
+    """A watermark per object: an object added to the config has none yet, so the
+    next poll scans in full (every object) rather than skip its history."""
+    adapter, clock = ChangesAdapter(), FakeClock()
+    await watermark_poller(env, adapter, clock, objects=("people",)).poll_once()
+    poller = watermark_poller(env, adapter, clock, objects=("people", "leads"))
+    # The new poller has not scanned in full yet either: make it have, then look.
+    await poller.poll_once()
+    await env.store.checkpoints.delete(TENANT, "leads", WATERMARK)
+    clock.advance(60)
+
+    await poller.poll_once()
+
+    assert [full for full, _ in env.run_pass.plans] == [True, True, True]
