@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crmsync.sim.attio import AttioSim, AttioSimConfig, run_attio_simulator
+from crmsync.sim.crms import CrmSimEntry, CrmSimulator, SimOptions, crm_simulator
 from crmsync.sim.quo import QuoSim, QuoSimConfig, run_quo_simulator
 
 QUO_KEY = "bench-quo-key"
@@ -39,6 +40,52 @@ async def simulators(
         run_attio_simulator(config=attio_config) as (attio, attio_url),
     ):
         yield Sims(quo, quo_url, attio, attio_url)
+
+
+@dataclass
+class CrmSims:
+    """The Quo simulator and any CRM's (`crmsync.sim.crms`)."""
+
+    quo: QuoSim
+    quo_url: str
+    crm: CrmSimulator
+    crm_url: str
+    name: str
+    entry: CrmSimEntry
+
+
+@contextlib.asynccontextmanager
+async def crm_simulators(crm: str, people: int, rps: int) -> AsyncIterator[CrmSims]:
+    entry = crm_simulator(crm)
+    quo_config = QuoSimConfig(api_keys=[QUO_KEY], requests_per_second=rps)
+    async with (
+        run_quo_simulator(config=quo_config) as (quo, quo_url),
+        entry.run(SimOptions(api_keys=[CRM_KEY], people=people, seed=42)) as (sim, crm_url),
+    ):
+        yield CrmSims(quo, quo_url, sim, crm_url, crm, entry)
+
+
+def write_crm_config(directory: Path, sims: CrmSims, rps: int, *, page_size: int) -> Path:
+    """A one-tenant config for any CRM (`BENCH_CRM_SECRET`: a hand-set webhook secret)."""
+    secret = "" if sims.entry.webhook_secret is None else \
+        'crm_webhook_secret = "env:BENCH_CRM_SECRET"\n'
+    path = directory / "crmsync.toml"
+    path.write_text(f"""
+[daemon]
+state_path = "{directory / 'state.db'}"
+log_level = "warning"
+[quo]
+base_url = "{sims.quo_url}"
+requests_per_second = {rps}
+[[tenants]]
+id = "bench"
+crm = "{sims.name}"
+quo_api_key = "env:BENCH_QUO_KEY"
+crm_api_key = "env:BENCH_ATTIO_KEY"
+crm_base_url = "{sims.crm_url}"
+page_size = {page_size}
+{secret}""")
+    return path
 
 
 def write_config(directory: Path, sims: Sims, rps: int, *, bulk: bool, page_size: int) -> Path:
@@ -83,9 +130,9 @@ def _high_water_kib(pid: int) -> int:
     return 0
 
 
-async def run_cli(*args: str) -> ChildRun:
+async def run_cli(*args: str, env: dict[str, str] | None = None) -> ChildRun:
     """Run `crmsync ARGS` as a child, sampling its peak RSS (VmHWM never decreases)."""
-    env = dict(os.environ, BENCH_QUO_KEY=QUO_KEY, BENCH_ATTIO_KEY=CRM_KEY)
+    env = dict(os.environ, BENCH_QUO_KEY=QUO_KEY, BENCH_ATTIO_KEY=CRM_KEY, **(env or {}))
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "crmsync", *args, env=env,

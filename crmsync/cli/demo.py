@@ -353,7 +353,8 @@ async def _demo(args: argparse.Namespace) -> int:
         crm_sim.point_webhooks(f"{base_url}/webhooks/{TENANT}/crm")
         metrics_url = f"{base_url}/metrics"
         console.print(f"Quo simulator   {quo_url}  (10 requests/s per key, strict)")
-        console.print(f"{entry.title + ' simulator':<16}{crm_url}  ({args.contacts} seeded people)",
+        people = len(crm_sim.record_ids())  # a seed may include deleted people
+        console.print(f"{entry.title} simulator {crm_url}  ({people} seeded people)",
                       markup=False, highlight=False)
         if mk is not None:
             mk_sim, mk_url = mk
@@ -369,7 +370,7 @@ async def _demo(args: argparse.Namespace) -> int:
         started = time.monotonic()
         daemon_task = asyncio.create_task(daemon.run(), name="demo:daemon")
         announcer = asyncio.create_task(_say_stopping(daemon), name="demo:stopping")
-        with SyncProgress("initial sync", total=args.contacts) as progress:
+        with SyncProgress("initial sync", total=people) as progress:
             runtime = await _until_live(daemon, daemon_task, progress.settled)
         elapsed = time.monotonic() - started
         if runtime is not None and not daemon.requests.stop.is_set():

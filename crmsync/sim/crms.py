@@ -16,6 +16,7 @@ from typing import Protocol
 #: CRM name -> the module holding its simulator's `ENTRY`
 CRM_SIMULATORS: dict[str, str] = {
     "attio": "crmsync.sim.attio.entry",
+    "pipedrive": "crmsync.sim.pipedrive.entry",
 }
 
 
@@ -57,6 +58,14 @@ class CrmSimulator(Protocol):
     def try_lines(self, crm_url: str, api_key: str, record_id: str) -> dict[str, TryLine]:
         """curl lines about one person: `notes` (list its notes), `change` (edit it "in
         the CRM's app", which sends a webhook) and `person` (read it through the API)."""
+        ...
+
+    def requests_answered(self) -> int:
+        """API requests answered so far, any status (the benchmarks' CRM cost)."""
+        ...
+
+    def rate_limited(self) -> int:
+        """429s answered so far."""
         ...
 
 

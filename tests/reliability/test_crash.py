@@ -46,6 +46,7 @@ from support.reliability import (
     cursor_problems,
     deliver_everything,
     fail,
+    ordered_people,
     sim_problems,
     store_problems,
 )
@@ -286,12 +287,13 @@ async def test_kill_point(phase: str, seed: int, tmp_path: Path) -> None:
     async with live_env(tmp_path, seed=seed, quo_webhooks="legacy", **ENVIRONMENTS[phase]) as env:
         ledger = QuoLedger(env.quo)
         case = Case(phase, seed, env, rng, ledger, Workload(env.attio, env.quo, ledger, rng))
+        seeded = set(ordered_people(env.attio))
         kill_point = await KILLERS[phase](case)
         first = env.daemons[-1]
         assert "Traceback" not in first.output, first.output
 
         # Right after the kill: the cursor is not ahead of what is mapped.
-        cursor, problems = await cursor_problems(env.e2e)
+        cursor, problems = await cursor_problems(env.e2e, seeded)
         fail("cursor ahead of the mappings after the kill", problems)
         fail("contacts twice after the kill",
              [p for p in sim_problems(env.e2e, None, Expectations()) if "more than once" in p])

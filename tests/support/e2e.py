@@ -295,12 +295,14 @@ def expected_contact(attio: AttioSim, record_id: str) -> ExpectedContact:
     )
 
 
-def assert_contact_matches(contact: Mapping[str, Any], expected: ExpectedContact) -> None:
+def assert_contact_matches(
+    contact: Mapping[str, Any], expected: ExpectedContact, source: str = "attio"
+) -> None:
     """INTERFACE §5 field by field; names follow the documented fallbacks."""
     where = f"contact for {expected.external_id}"
     fields = contact["defaultFields"]
     assert contact["externalId"] == expected.external_id, where
-    assert contact["source"] == "attio", where
+    assert contact["source"] == source, where
     assert contact["sourceUrl"] == expected.source_url, where
     assert fields["company"] == expected.company, where
     assert fields["role"] == expected.role, where

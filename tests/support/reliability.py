@@ -199,8 +199,9 @@ class InvariantError(AssertionError):
 
 
 def ordered_people(attio: AttioSim) -> list[str]:
-    """Record ids in the order Attio pages them (creation time, then id)."""
-    return [record.record_id for record in attio.people.ordered()]
+    """Record ids in the order crmsync pages them: newest first (creation time, then
+    id, both descending)."""
+    return [record.record_id for record in reversed(attio.people.ordered())]
 
 
 def marked_notes(attio: AttioSim) -> Counter[tuple[str, str]]:
@@ -314,14 +315,20 @@ async def store_problems(e2e: E2E, expect: Expectations) -> list[str]:
     return problems
 
 
-async def cursor_problems(e2e: E2E) -> tuple[str | None, list[str]]:
+async def cursor_problems(
+    e2e: E2E, existing: Collection[str] | None = None
+) -> tuple[str | None, list[str]]:
     """The committed cursor (from `crmsync status --json`) and the records before it that
-    are neither mapped nor dead-lettered (must be none)."""
+    are neither mapped nor dead-lettered (must be none).
+
+    `existing`: the people there were when the pass began. Paging is newest first, so a
+    person added since sits above every listed one and moves them one place down: the
+    pass's offsets count only the people it could list."""
     status = await e2e.status()
     cursor = ((status["watermark"] or {}).get("people") or {}).get("cursor")
     if not cursor:
         return None, []
-    order = ordered_people(e2e.attio)
+    order = [rid for rid in ordered_people(e2e.attio) if existing is None or rid in existing]
     upto = len(order) if cursor == "__done__" else int(cursor)
     settled = {r["crmRecordId"] for r in await e2e.mappings()}
     settled |= {d["crmRecordId"] for d in await e2e.dead_letters()}

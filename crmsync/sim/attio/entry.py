@@ -44,6 +44,13 @@ class AttioDemoView:
         }
 
 
+    def requests_answered(self) -> int:
+        return self.sim.stats.total()
+
+    def rate_limited(self) -> int:
+        return self.sim.stats.rate_limited
+
+
 def _config(options: SimOptions) -> AttioSimConfig:
     config = AttioSimConfig(
         api_keys=options.api_keys or [DEFAULT_KEY], people=options.people, seed=options.seed,

@@ -20,6 +20,7 @@ from support.e2e import ExpectedContact
 #: CRM name -> module with `start(people: int, seed: int)` -> async context of a driver
 DRIVERS: dict[str, str] = {
     "attio": "support.crm_drivers.attio",
+    "pipedrive": "support.crm_drivers.pipedrive",
 }
 
 
@@ -41,6 +42,9 @@ class CrmDriver(Protocol):
     base_url: str  # the tenant's crm_base_url
     #: the tenant's crm_webhook_secret, where the CRM's webhooks are set up by hand
     webhook_secret: str | None
+    #: whether the CRM can list the records changed since a time (a poll from a
+    #: watermark reads only those)
+    lists_changes: bool
 
     def record_ids(self) -> list[str]:
         """Every live person."""

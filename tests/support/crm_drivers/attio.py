@@ -22,6 +22,7 @@ class AttioDriver:
     name: str = "attio"
     api_key: str = API_KEY
     webhook_secret: str | None = None
+    lists_changes: bool = False
 
     def record_ids(self) -> list[str]:
         return [record.record_id for record in self.sim.people.ordered()]
