@@ -12,6 +12,7 @@ import aiohttp
 
 from crmsync.adapters.attio import AttioAdapter
 from crmsync.adapters.base import CrmAdapter
+from crmsync.adapters.hubspot import HubSpotAdapter
 from crmsync.adapters.pipedrive import PipedriveAdapter
 from crmsync.errors import CrmsyncError
 from crmsync.net.ratelimit import LimiterRegistry
@@ -22,6 +23,7 @@ AdapterFactory = Callable[..., CrmAdapter]
 ADAPTERS: dict[str, AdapterFactory] = {
     "attio": AttioAdapter,
     "pipedrive": PipedriveAdapter,
+    "hubspot": HubSpotAdapter,
 }
 
 

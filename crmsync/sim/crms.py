@@ -17,6 +17,7 @@ from typing import Protocol
 CRM_SIMULATORS: dict[str, str] = {
     "attio": "crmsync.sim.attio.entry",
     "pipedrive": "crmsync.sim.pipedrive.entry",
+    "hubspot": "crmsync.sim.hubspot.entry",
 }
 
 

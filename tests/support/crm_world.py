@@ -39,8 +39,7 @@ shutdown_timeout = 5
 [http]
 host = "127.0.0.1"
 port = {port}
-public_url = "http://127.0.0.1:{port}"
-
+{public_url}
 [quo]
 base_url = "{quo_url}"
 webhooks_base_url = "{quo_root}"
@@ -150,10 +149,12 @@ async def crm_world(
     page_size: int = 50,
     poll_interval: float = 300.0,
     webhook_secret: bool = True,
+    public_url: bool = True,
     tenant_options: Mapping[str, str] | None = None,
 ) -> AsyncIterator[CrmWorld]:
     """`webhook_secret` False leaves `crm_webhook_secret` out even where the CRM needs it
-    (HubSpot then runs on polling only); `tenant_options` adds tenant keys (TOML)."""
+    (HubSpot then runs on polling only); `public_url` False leaves `http.public_url`
+    out (no webhooks at all); `tenant_options` adds tenant keys (TOML)."""
     quo_config = QuoSimConfig(api_keys=[QUO_KEY], requests_per_second=rps, seed=seed)
     async with (
         run_quo_simulator(config=quo_config) as (quo, quo_url),
@@ -170,6 +171,7 @@ async def crm_world(
         config_path = tmp_path / "crmsync.toml"
         config_path.write_text(CONFIG.format(
             state_path=state_path, port=port, quo_url=quo_url,
+            public_url=f'public_url = "http://127.0.0.1:{port}"\n' if public_url else "",
             quo_root=quo_url.removesuffix("/v1"), rps=rps, tenant=TENANT, crm=crm,
             crm_url=driver.base_url, page_size=page_size, poll_interval=poll_interval,
             extra="".join(f"{k} = {v}\n" for k, v in extra.items()),

@@ -21,6 +21,7 @@ from support.e2e import ExpectedContact
 DRIVERS: dict[str, str] = {
     "attio": "support.crm_drivers.attio",
     "pipedrive": "support.crm_drivers.pipedrive",
+    "hubspot": "support.crm_drivers.hubspot",
 }
 
 
