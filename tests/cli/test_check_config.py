@@ -46,6 +46,23 @@ async def test_good_config_prints_normalised_and_masked(cli: Cli, tmp_path: Path
     assert "requests_per_second = 10" in result.out  # defaults are filled in
 
 
+async def test_a_hubspot_tenant_without_its_webhook_secret_gets_a_note(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Valid (exit 0), but its CRM changes can only arrive by polling: stderr says so;
+    with the secret set, no note."""
+    hubspot = TENANT.replace('crm = "attio"', 'crm = "hubspot"')
+    without = await check_config(cli, "-c", write(tmp_path, hubspot))
+    assert without.code == 0, without.err
+    assert without.err.startswith("note: tenants[0] (acme): hubspot webhooks are set up in "
+                                  "hubspot"), without.err
+    assert "polling only" in without.err
+
+    with_secret = hubspot + 'crm_webhook_secret = "env:ACME_ATTIO_API_KEY"\n'
+    result = await check_config(cli, "-c", write(tmp_path, with_secret))
+    assert (result.code, result.err) == (0, "")
+
+
 async def test_example_config_validates(cli: Cli) -> None:
     result = await check_config(cli, "-c", str(REPO_ROOT / "crmsync.toml"))
     assert result.code == 0, result.err
