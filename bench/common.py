@@ -67,45 +67,36 @@ async def crm_simulators(crm: str, people: int, rps: int) -> AsyncIterator[CrmSi
 
 def write_crm_config(directory: Path, sims: CrmSims, rps: int, *, page_size: int) -> Path:
     """A one-tenant config for any CRM (`BENCH_CRM_SECRET`: a hand-set webhook secret)."""
-    secret = "" if sims.entry.webhook_secret is None else \
-        'crm_webhook_secret = "env:BENCH_CRM_SECRET"\n'
-    path = directory / "crmsync.toml"
-    path.write_text(f"""
-[daemon]
-state_path = "{directory / 'state.db'}"
-log_level = "warning"
-[quo]
-base_url = "{sims.quo_url}"
-requests_per_second = {rps}
-[[tenants]]
-id = "bench"
-crm = "{sims.name}"
-quo_api_key = "env:BENCH_QUO_KEY"
-crm_api_key = "env:BENCH_ATTIO_KEY"
-crm_base_url = "{sims.crm_url}"
-page_size = {page_size}
-{secret}""")
-    return path
+    return _write_config(directory, quo_url=sims.quo_url, rps=rps, crm=sims.name,
+                         crm_url=sims.crm_url, page_size=page_size,
+                         webhook_secret=sims.entry.webhook_secret is not None)
 
 
 def write_config(directory: Path, sims: Sims, rps: int, *, bulk: bool, page_size: int) -> Path:
+    return _write_config(directory, quo_url=sims.quo_url, rps=rps, crm="attio",
+                         crm_url=sims.attio_url, page_size=page_size, bulk=bulk)
+
+
+def _write_config(directory: Path, *, quo_url: str, rps: int, crm: str, crm_url: str,
+                  page_size: int, bulk: bool = False, webhook_secret: bool = False) -> Path:
+    secret = 'crm_webhook_secret = "env:BENCH_CRM_SECRET"\n' if webhook_secret else ""
     path = directory / "crmsync.toml"
     path.write_text(f"""
 [daemon]
 state_path = "{directory / 'state.db'}"
 log_level = "warning"
 [quo]
-base_url = "{sims.quo_url}"
+base_url = "{quo_url}"
 requests_per_second = {rps}
 bulk_create = {'true' if bulk else 'false'}
 [[tenants]]
 id = "bench"
-crm = "attio"
+crm = "{crm}"
 quo_api_key = "env:BENCH_QUO_KEY"
 crm_api_key = "env:BENCH_ATTIO_KEY"
-crm_base_url = "{sims.attio_url}"
+crm_base_url = "{crm_url}"
 page_size = {page_size}
-""")
+{secret}""")
     return path
 
 

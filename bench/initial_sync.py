@@ -59,13 +59,15 @@ async def bench_crm(crm: str, people: int, limit: int, page_size: int) -> dict[s
             raise SystemExit(f"{crm}: crmsync sync exited {run.returncode}:\n{run.stderr}")
         stats = sims.quo.stats
         requests = stats.total_requests
+        live = len(sims.crm.record_ids())  # a seed may include deleted people
         return {
-            "people": people,
+            "people_seeded": people,
+            "people_live": live,
             "contacts_in_quo": len(sims.quo.contacts.contacts),
             "elapsed_s": run.elapsed,
             "utilisation": requests / limit / run.elapsed,
-            "quo_requests_per_contact": requests / people,
-            "crm_requests_per_contact": sims.crm.requests_answered() / people,
+            "quo_requests_per_contact": requests / live,
+            "crm_requests_per_contact": sims.crm.requests_answered() / live,
             "quo_429": stats.rate_limited,
             "crm_429": sims.crm.rate_limited(),
             "max_in_any_1s_window_over_limit": max(sims.quo.max_in_any_window.values()) / limit,

@@ -29,7 +29,7 @@ import json
 import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import aiohttp
 
@@ -47,10 +47,10 @@ from crmsync.adapters.base import (
     WebhookFormatError,
     WebhookSignatureError,
 )
-from crmsync.adapters.errors import CRM_ERRORS, CrmDecodeError, CrmNotFoundError
-from crmsync.net.ratelimit import LimiterRegistry, Limits
-from crmsync.net.retry import RetryPolicy
-from crmsync.net.transport import DEFAULT_MAX_PAUSE, Transport
+from crmsync.adapters.errors import CrmDecodeError, CrmNotFoundError
+from crmsync.adapters.http import HttpOptions, crm_transport
+from crmsync.adapters.lru import remember
+from crmsync.net.ratelimit import Limits
 
 DEFAULT_BASE_URL = "https://api.attio.com/v2"
 #: Attio's documented limits per token: 100 reads and 25 writes per second
@@ -123,28 +123,12 @@ class AttioAdapter:
     changes_lag = 0.0
 
     def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        api_key: str,
-        base_url: str | None = None,
-        timeout: float = 30.0,
-        limiters: LimiterRegistry | None = None,
-        retry: RetryPolicy | None = None,
-        max_pause: float = DEFAULT_MAX_PAUSE,
+        self, session: aiohttp.ClientSession, *, api_key: str, **options: Unpack[HttpOptions]
     ) -> None:
-        # Without the process's registry (tests), the adapter's limits are its own.
-        registry = limiters or LimiterRegistry()
-        self._http = Transport(
-            session,
-            api=self.name,
-            base_url=base_url or DEFAULT_BASE_URL,
-            headers={"Authorization": f"Bearer {api_key}"},
-            limiters=registry.for_account(self.name, api_key, LIMITS),
-            errors=CRM_ERRORS,
-            timeout=timeout,
-            retry=retry,
-            max_pause=max_pause,
+        self._http = crm_transport(
+            session, api=self.name, api_key=api_key, limits=LIMITS,
+            headers={"Authorization": f"Bearer {api_key}"}, default_base_url=DEFAULT_BASE_URL,
+            **options,
         )
         self._companies: OrderedDict[str, str | None] = OrderedDict()
         self._object_ids: dict[str, str] = {}  # slug → Attio object UUID
@@ -181,10 +165,7 @@ class AttioAdapter:
             self._remember_company(missing, None)
 
     def _remember_company(self, record_id: str, name: str | None) -> None:
-        self._companies[record_id] = name
-        self._companies.move_to_end(record_id)
-        while len(self._companies) > COMPANY_CACHE_SIZE:
-            self._companies.popitem(last=False)
+        remember(self._companies, record_id, name, COMPANY_CACHE_SIZE)
 
     def _to_records(self, crm_object: str, raws: list[dict[str, Any]]) -> list[CrmRecord]:
         records = []

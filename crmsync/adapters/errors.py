@@ -7,6 +7,10 @@ failure from a Quo one: `CrmAuthError` parks the tenant with "check crm_api_key"
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Any
+
 from crmsync.net.errors import (
     ApiError,
     AuthError,
@@ -18,6 +22,7 @@ from crmsync.net.errors import (
     RejectedError,
     ServerError,
     TransportError,
+    body_excerpt,
 )
 
 
@@ -67,3 +72,19 @@ CRM_ERRORS = ErrorKinds(
     transport=CrmTransportError,
     decode=CrmDecodeError,
 )
+
+
+def read_json_error(
+    body: bytes, message: str, code: Callable[[dict[str, Any]], str | None]
+) -> tuple[str, str | None]:
+    """(message, code) of an error body that is a JSON object with its text at `message`
+    (`code` reads the code from the object); any other body: an excerpt, without a code."""
+    try:
+        parsed = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        parsed = None
+    found = parsed if isinstance(parsed, dict) else {}
+    text = found.get(message)
+    if not isinstance(text, str) or not text.strip():
+        return body_excerpt(body)
+    return text.strip()[:200], code(found)

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 import aiohttp
 import msgspec
@@ -37,6 +37,7 @@ from crmsync.adapters.base import (
     WebhookEvent,
 )
 from crmsync.adapters.errors import CRM_ERRORS, CrmAuthError, CrmDecodeError, CrmNotFoundError
+from crmsync.adapters.http import HttpOptions, crm_transport
 from crmsync.adapters.hubspot_companies import (
     Companies,
     Link,
@@ -59,9 +60,8 @@ from crmsync.adapters.hubspot_values import (
     record_id,
     web_url,
 )
-from crmsync.net.ratelimit import LimiterRegistry, Limits
-from crmsync.net.retry import RetryPolicy
-from crmsync.net.transport import DEFAULT_MAX_PAUSE, Transport
+from crmsync.net.ratelimit import Limits
+from crmsync.net.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -84,25 +84,13 @@ class HubSpotAdapter:
     changes_lag = 300.0
 
     def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        api_key: str,
-        base_url: str | None = None,
-        timeout: float = 30.0,
-        limiters: LimiterRegistry | None = None,
-        retry: RetryPolicy | None = None,
-        max_pause: float = DEFAULT_MAX_PAUSE,
+        self, session: aiohttp.ClientSession, *, api_key: str, **options: Unpack[HttpOptions]
     ) -> None:
-        # Without the process's registry (tests), the adapter's limits are its own.
-        registry = limiters or LimiterRegistry()
-
         def transport(api: str, limits: Limits) -> Transport:
-            return Transport(
-                session, api=api, base_url=base_url or DEFAULT_BASE_URL,
+            return crm_transport(
+                session, api=api, api_key=api_key, limits=limits,
                 headers={"Authorization": f"Bearer {api_key}"},
-                limiters=registry.for_account(api, api_key, limits), errors=HUBSPOT_ERRORS,
-                timeout=timeout, retry=retry, max_pause=max_pause,
+                default_base_url=DEFAULT_BASE_URL, errors=HUBSPOT_ERRORS, **options,
             )
 
         self._http = transport(self.name, LIMITS)

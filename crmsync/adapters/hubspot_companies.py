@@ -22,6 +22,7 @@ from typing import Any, Final, NamedTuple
 
 from crmsync.adapters.errors import CrmDecodeError, CrmNotFoundError
 from crmsync.adapters.hubspot_values import properties_of, record_id, text
+from crmsync.adapters.lru import remember
 from crmsync.net.transport import Transport
 
 CACHE_SIZE: Final = 50_000
@@ -149,16 +150,11 @@ class Companies:
         old = self._names.get(company_id)
         if old and old != name and self._ids.get(old.lower()) == company_id:
             del self._ids[old.lower()]  # renamed (or gone): its old name is free again
-        self._names[company_id] = name
-        self._names.move_to_end(company_id)
         self._fresh.add(company_id)
-        while len(self._names) > CACHE_SIZE:
-            self._fresh.discard(self._names.popitem(last=False)[0])
+        for dropped in remember(self._names, company_id, name, CACHE_SIZE):
+            self._fresh.discard(dropped)
         if name:
-            self._ids[name.lower()] = company_id
-            self._ids.move_to_end(name.lower())
-            while len(self._ids) > CACHE_SIZE:
-                self._ids.popitem(last=False)
+            remember(self._ids, name.lower(), company_id, CACHE_SIZE)
 
     async def find_or_create(self, name: str, *, cached: bool = True) -> str:
         """The id of the (oldest) company called `name`, created when there is none."""

@@ -8,13 +8,13 @@ used when no company record is associated). On a write `""` clears a property.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 import msgspec
 import phonenumbers
 
 from crmsync.adapters.base import CrmRecord, Person, PersonChanges, PersonEmail, PersonPhone
+from crmsync.adapters.errors import read_json_error
 
 #: the properties every contact read asks for
 PROPERTIES: Final = [
@@ -171,11 +171,8 @@ def has_phone(raw: dict[str, Any], e164: str) -> bool:
 def error_body(body: bytes) -> tuple[str, str | None]:
     """`{"status": "error", "message", "category", "policyName", ...}` → (message,
     code): the code is the rate-limit policy or the error category."""
-    try:
-        parsed = json.loads(body) if body else None
-    except (ValueError, RecursionError):
-        parsed = None
-    if not isinstance(parsed, dict) or not text(parsed.get("message")):
-        return (body[:200].decode(errors="replace") or "no body"), None
-    code = text(parsed.get("policyName")) or text(parsed.get("category"))
-    return str(parsed["message"]).strip()[:200], code
+    return read_json_error(body, "message", _error_code)
+
+
+def _error_code(error: dict[str, Any]) -> str | None:
+    return text(error.get("policyName")) or text(error.get("category"))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 import aiohttp
 
@@ -34,6 +34,7 @@ from crmsync.adapters.base import (
 )
 from crmsync.adapters.errors import CrmDecodeError, CrmNotFoundError
 from crmsync.adapters.html_notes import note_html
+from crmsync.adapters.http import HttpOptions
 from crmsync.adapters.pipedrive_http import (
     PipedriveHttp,
     chunks,
@@ -50,9 +51,6 @@ from crmsync.adapters.pipedrive_webhooks import (
     parse_event,
     plan_hooks,
 )
-from crmsync.net.ratelimit import LimiterRegistry
-from crmsync.net.retry import RetryPolicy
-from crmsync.net.transport import DEFAULT_MAX_PAUSE
 
 MAX_PAGE: Final = 500  # the most GET /api/v2/persons returns
 NOTES_PAGE_SIZE: Final = 100
@@ -68,20 +66,9 @@ class PipedriveAdapter:
     changes_lag = 60.0
 
     def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        api_key: str,
-        base_url: str | None = None,
-        timeout: float = 30.0,
-        limiters: LimiterRegistry | None = None,
-        retry: RetryPolicy | None = None,
-        max_pause: float = DEFAULT_MAX_PAUSE,
+        self, session: aiohttp.ClientSession, *, api_key: str, **options: Unpack[HttpOptions]
     ) -> None:
-        self._api = PipedriveHttp(
-            session, api_key=api_key, base_url=base_url, timeout=timeout, limiters=limiters,
-            retry=retry, max_pause=max_pause,
-        )
+        self._api = PipedriveHttp(session, api_key=api_key, **options)
         self._api_key = api_key  # the webhook credentials derive from it
         self._orgs = Organizations(self._api)
 

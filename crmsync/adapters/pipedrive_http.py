@@ -16,15 +16,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar, Unpack
 
 import aiohttp
 
 from crmsync.adapters import pipedrive_values as pv
 from crmsync.adapters.errors import CRM_ERRORS, CrmDecodeError, CrmRateLimitedError
-from crmsync.net.ratelimit import LimiterRegistry, Limiters, Limits
-from crmsync.net.retry import RetryPolicy
-from crmsync.net.transport import Transport
+from crmsync.adapters.http import HttpOptions, crm_transport
+from crmsync.net.ratelimit import LimiterRegistry, Limits
+from crmsync.net.transport import DEFAULT_MAX_PAUSE, Transport
 
 DEFAULT_BASE_URL: Final = "https://api.pipedrive.com"
 LIMITS: Final = Limits(rate=20, window=2.0)
@@ -47,30 +47,25 @@ class PipedriveHttp:
     """The token's two transports (general and search) and its account, asked once."""
 
     def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        api_key: str,
-        base_url: str | None,
-        timeout: float,
-        limiters: LimiterRegistry | None,
-        retry: RetryPolicy | None,
-        max_pause: float,
+        self, session: aiohttp.ClientSession, *, api_key: str, **options: Unpack[HttpOptions]
     ) -> None:
-        registry = limiters or LimiterRegistry()  # tests: limits of its own
+        # One registry (without the process's, in tests, one of its own) for both
+        # transports and the pauses below: it keeps one set of limiters per label, so
+        # `_limiters` are the ones the transports wait on.
+        registry = options["limiters"] = options.get("limiters") or LimiterRegistry()
         self._limiters = (registry.for_account("pipedrive", api_key, LIMITS),
                           registry.for_account("pipedrive-search", api_key, SEARCH_LIMITS))
 
-        def transport(api: str, limits: Limiters) -> Transport:
-            return Transport(
-                session, api=api, base_url=base_url or DEFAULT_BASE_URL,
-                headers={"x-api-token": api_key}, limiters=limits, errors=ERRORS,
-                timeout=timeout, retry=retry, max_pause=max_pause,
+        def transport(api: str, limits: Limits) -> Transport:
+            return crm_transport(
+                session, api=api, api_key=api_key, limits=limits,
+                headers={"x-api-token": api_key}, default_base_url=DEFAULT_BASE_URL,
+                errors=ERRORS, **options,
             )
 
-        self._general = transport("pipedrive", self._limiters[0])
-        self._search = transport("pipedrive-search", self._limiters[1])
-        self._max_pause = max_pause
+        self._general = transport("pipedrive", LIMITS)
+        self._search = transport("pipedrive-search", SEARCH_LIMITS)
+        self._max_pause = options.get("max_pause", DEFAULT_MAX_PAUSE)
         self._account: Account | None = None
         self._account_lock = asyncio.Lock()
 

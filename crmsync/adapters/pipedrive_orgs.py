@@ -13,6 +13,7 @@ from collections import OrderedDict
 from typing import Any, Final
 
 from crmsync.adapters import pipedrive_values as pv
+from crmsync.adapters.lru import remember
 from crmsync.adapters.pipedrive_http import (
     PipedriveHttp,
     chunks,
@@ -58,10 +59,7 @@ class Organizations:
                 self._remember(missing, None)
 
     def _remember(self, ident: int, name: str | None) -> None:
-        self._names[ident] = name
-        self._names.move_to_end(ident)
-        while len(self._names) > CACHE_SIZE:
-            self._names.popitem(last=False)
+        remember(self._names, ident, name, CACHE_SIZE)
 
     async def named(self, company: str) -> int:
         """The organization named `company` (case-insensitively; of several, the oldest:

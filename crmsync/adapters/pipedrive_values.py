@@ -14,13 +14,13 @@ passes on as each phone's `country_code`); `org_id` is a plain integer.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any, Final, NamedTuple
 
 import msgspec
 import phonenumbers
 
 from crmsync.adapters.base import CrmRecord, Person, PersonChanges, PersonEmail, PersonPhone
+from crmsync.adapters.errors import read_json_error
 
 FULL: Final = "a"
 CHANGED: Final = "c"
@@ -223,11 +223,9 @@ def same_number(typed: str, e164: str, country: str | None) -> bool:
 
 def error_body(body: bytes) -> tuple[str, str | None]:
     """`{"success": false, "error", "error_info", "errorCode"}` → (message, code)."""
-    try:
-        parsed = json.loads(body) if body else None
-    except (ValueError, RecursionError):
-        parsed = None
-    if not isinstance(parsed, dict) or not text(parsed.get("error")):
-        return (body[:200].decode(errors="replace") or "no body"), None
-    code = parsed.get("errorCode")
-    return str(parsed["error"]).strip()[:200], None if code is None else str(code)
+    return read_json_error(body, "error", _error_code)
+
+
+def _error_code(error: dict[str, Any]) -> str | None:
+    code = error.get("errorCode")
+    return None if code is None else str(code)

@@ -14,31 +14,25 @@ import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import msgspec
 import pytest
 from aiohttp import web
+from support.adapter_http import Seen, receiver, recording_trace, served
 
 from crmsync.adapters.attio import AttioAdapter, WebhookSignatureError
 from crmsync.adapters.base import CrmRecord, NoteInput
 from crmsync.adapters.errors import CrmApiError, CrmAuthError, CrmDecodeError
 from crmsync.net.ratelimit import slot_trace_config
 from crmsync.sim.attio import AttioSim, AttioSimConfig, run_attio_simulator, sign
+from crmsync.sim.quo.testing import wait_until
 
 KEY = "attio-test-key"
 PEOPLE = 60
 PAGE = 20
 QUERY_ROUTE = "/v2/objects/{object}/records/query"
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    body: bytes
 
 
 @dataclass
@@ -56,32 +50,6 @@ class Env:
 
     def sim_queries(self) -> int:
         return self.sim.stats.total(route=QUERY_ROUTE)
-
-
-def recording_trace(seen: list[Seen]) -> aiohttp.TraceConfig:
-    """Record method, path and body of every request the session finished."""
-
-    async def start(
-        _: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams
-    ) -> None:
-        ctx.seen = Seen(params.method, params.url.path, b"")
-
-    async def chunk(
-        _: aiohttp.ClientSession, ctx: SimpleNamespace,
-        params: aiohttp.TraceRequestChunkSentParams,
-    ) -> None:
-        ctx.seen.body += params.chunk
-
-    async def end(
-        _: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
-    ) -> None:
-        seen.append(ctx.seen)
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(start)
-    trace.on_request_chunk_sent.append(chunk)
-    trace.on_request_end.append(end)
-    return trace
 
 
 @contextlib.asynccontextmanager
@@ -351,36 +319,6 @@ async def test_write_note_creates_a_note_on_the_person(env: Env) -> None:
     await env.adapter.delete_note(note_id)  # already gone: not an error
 
 
-@dataclass
-class Receiver:
-    url: str
-    received: list[tuple[dict[str, str], bytes]]
-    arrived: asyncio.Event
-
-
-@contextlib.asynccontextmanager
-async def webhook_receiver() -> AsyncIterator[Receiver]:
-    received: list[tuple[dict[str, str], bytes]] = []
-    arrived = asyncio.Event()
-
-    async def handle(request: web.Request) -> web.Response:
-        received.append((dict(request.headers), await request.read()))
-        arrived.set()
-        return web.Response(status=200)
-
-    app = web.Application()
-    app.router.add_post("/webhooks/acme/crm", handle)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        yield Receiver(f"http://127.0.0.1:{port}/webhooks/acme/crm", received, arrived)
-    finally:
-        await runner.cleanup()
-
-
 async def test_ensure_webhook_creates_once_then_reuses(env: Env) -> None:
     url = "https://sync.example.com/webhooks/acme/crm"
     webhook_id, secret = await env.adapter.ensure_webhook(url)
@@ -432,13 +370,13 @@ async def test_verify_webhook_accepts_attio_signature_and_rejects_others(env: En
     2. a person is created: the simulator delivers a signed `record.created`
     3. verify with the right secret, a wrong secret, a tampered body, no header.
     Result: only the genuine delivery passes."""
-    async with webhook_receiver() as receiver:
-        _, secret = await env.adapter.ensure_webhook(receiver.url)
+    async with receiver() as rec:
+        _, secret = await env.adapter.ensure_webhook(rec.url)
         assert secret is not None
         env.sim.add_person(first_name="Ada", last_name="Lovelace")
         async with asyncio.timeout(5):
-            await receiver.arrived.wait()
-    headers, body = receiver.received[0]
+            await rec.arrived.wait()
+    headers, body = rec.received[0]
     assert msgspec.json.decode(body)["events"][0]["event_type"] == "record.created"
 
     env.adapter.verify_webhook(headers, body, secret)
@@ -525,14 +463,8 @@ async def odd_attio() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/v2/objects/{object}/records/{record_id}", record)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v2"
-    finally:
-        await runner.cleanup()
+    async with served(app) as root:
+        yield f"{root}/v2"
 
 
 @pytest.mark.parametrize(
@@ -574,30 +506,11 @@ async def test_the_event_id_is_the_signed_body_hash_and_attio_retries_keep_it(
     `Idempotency-Key` (a header Attio does not sign)
     Result: the simulator resent the same bytes with the same key; every parse gives the
     same event id, the body's SHA-256: a replayed capture is a duplicate too."""
-    received: list[tuple[dict[str, str], bytes]] = []
-    retried = asyncio.Event()
-
-    async def handle(request: web.Request) -> web.Response:
-        received.append((dict(request.headers), await request.read()))
-        if len(received) == 1:
-            return web.Response(status=500)
-        retried.set()
-        return web.Response(status=200)
-
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        await env.adapter.ensure_webhook(f"http://127.0.0.1:{runner.addresses[0][1]}/hook")
+    async with receiver("/hook", answers=[500]) as rec:
+        await env.adapter.ensure_webhook(rec.url)
         env.sim.add_person(first_name="Ada", last_name="Lovelace")
-        async with asyncio.timeout(5):
-            await retried.wait()
-    finally:
-        await runner.cleanup()
-    (first_headers, first), (retry_headers, retry) = received
+        await wait_until(lambda: len(rec.received) >= 2, within=5, message="the retry")
+    (first_headers, first), (retry_headers, retry) = rec.received
     assert first == retry
     assert first_headers["Idempotency-Key"] == retry_headers["Idempotency-Key"]
     replayed = {**first_headers, "Idempotency-Key": "replayed-with-a-new-key"}

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from support.adapter_http import served
 
 from crmsync.adapters.attio import AttioAdapter
 from crmsync.adapters.base import PersonChanges
@@ -57,22 +58,15 @@ async def env() -> AsyncIterator[Env]:
 
     app = web.Application()
     app.router.add_post("/hook", receive)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        async with (
-            run_attio_simulator(config=AttioSimConfig(api_keys=[KEY])) as (sim, base),
-            aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as http,
-        ):
-            adapter = AttioAdapter(http, api_key=KEY, base_url=base, timeout=5,
-                                   retry=RetryPolicy(max_retries=0))
-            hook_url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-            await adapter.ensure_webhook(hook_url)
-            yield Env(sim, base, adapter, http, hooks)
-    finally:
-        await runner.cleanup()
+    async with (
+        served(app) as root,
+        run_attio_simulator(config=AttioSimConfig(api_keys=[KEY])) as (sim, base),
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as http,
+    ):
+        adapter = AttioAdapter(http, api_key=KEY, base_url=base, timeout=5,
+                               retry=RetryPolicy(max_retries=0))
+        await adapter.ensure_webhook(f"{root}/hook")
+        yield Env(sim, base, adapter, http, hooks)
 
 
 async def test_update_person_writes_each_field_and_returns_the_record() -> None:

@@ -16,10 +16,10 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+from support.adapter_http import Seen, all_pages, recording_trace
 
 from crmsync.adapters.base import CrmRecord
 from crmsync.adapters.hubspot import HubSpotAdapter
@@ -31,13 +31,6 @@ KEY = "hubspot-test-key"
 SEARCH = "/crm/v3/objects/contacts/search"
 LINKS = "/crm/v4/associations/contacts/companies/batch/read"
 NAMES = "/crm/v3/objects/companies/batch/read"
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    body: bytes
 
 
 @dataclass
@@ -64,28 +57,6 @@ class Env:
 FAST_RETRY = RetryPolicy(max_retries=8, base_delay=0.1, max_delay=1.0)
 
 
-def recording_trace(seen: list[Seen]) -> aiohttp.TraceConfig:
-    """Record method, path and body of every request the session finished."""
-
-    async def start(_: aiohttp.ClientSession, ctx: SimpleNamespace,
-                    params: aiohttp.TraceRequestStartParams) -> None:
-        ctx.seen = Seen(params.method, params.url.path, b"")
-
-    async def chunk(_: aiohttp.ClientSession, ctx: SimpleNamespace,
-                    params: aiohttp.TraceRequestChunkSentParams) -> None:
-        ctx.seen.body += params.chunk
-
-    async def end(_: aiohttp.ClientSession, ctx: SimpleNamespace,
-                  params: aiohttp.TraceRequestEndParams) -> None:
-        seen.append(ctx.seen)
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(start)
-    trace.on_request_chunk_sent.append(chunk)
-    trace.on_request_end.append(end)
-    return trace
-
-
 @contextlib.asynccontextmanager
 async def hubspot_env(
     people: int = 60, *, fast: bool = False, **config: Any
@@ -108,17 +79,6 @@ async def hubspot_env(
         yield Env(sim, url, adapter, s, registry, seen)
 
 
-async def listing(adapter: HubSpotAdapter, page_size: int, cursor: str | None = None,
-                  ) -> list[list[CrmRecord]]:
-    pages: list[list[CrmRecord]] = []
-    while True:
-        page = await adapter.fetch_page("people", cursor, page_size)
-        pages.append(page.records)
-        if page.next_cursor is None:
-            return pages
-        cursor = page.next_cursor
-
-
 def ids(pages: list[list[CrmRecord]]) -> list[str]:
     return [r.record_id for page in pages for r in page]
 
@@ -132,7 +92,7 @@ async def test_the_full_listing_is_newest_first_and_every_contact_once() -> None
     them), none twice; every page is one search sorted `createdate DESCENDING`."""
     async with hubspot_env(60) as env:
         assert env.sim.facts.tied and env.sim.facts.backdated and env.sim.facts.archived
-        pages = await listing(env.adapter, 7)
+        pages = await all_pages(env.adapter, 7)
         assert ids(pages) == env.sim.newest_first()
         assert all(len(p) == 7 for p in pages[:-1])
         searches = env.bodies(SEARCH)
@@ -155,7 +115,7 @@ async def test_ties_at_page_edges_are_skipped_by_offset_not_repeated_or_lost() -
         for at, count in ((base, 6), (base + 1000, 5), (base + 2000, 1)):
             for _ in range(count):
                 env.sim.add_contact(created_at_ms=at, notify=False, firstname="T")
-        pages = await listing(env.adapter, 4)
+        pages = await all_pages(env.adapter, 4)
         assert ids(pages) == env.sim.newest_first()
         assert len(ids(pages)) == 12
         afters = [int(b.get("after", 0)) for b in env.bodies(SEARCH)]
@@ -175,7 +135,7 @@ async def test_more_than_10000_contacts_at_one_instant_are_listed_by_id() -> Non
         crowd = env.sim.bulk_add_contacts(10_050, created_at_ms=instant)
         newer = [env.sim.add_contact(created_at_ms=instant + i + 1, notify=False,
                                      firstname="N") for i in range(3)]
-        pages = await listing(env.adapter, 200)
+        pages = await all_pages(env.adapter, 200)
         listed = ids(pages)
         assert set(listed) == set(env.sim.newest_first())
         assert env.sim.stats.count("POST", SEARCH, 400) == 0
@@ -204,7 +164,7 @@ async def test_a_cursor_resumes_with_another_adapter() -> None:
         first = await env.adapter.fetch_page("people", None, 9)
         second = await env.adapter.fetch_page("people", first.next_cursor, 9)
         assert second.next_cursor is not None
-        rest = await listing(env.adapter_again(), 9, second.next_cursor)
+        rest = await all_pages(env.adapter_again(), 9, second.next_cursor)
         assert ids([first.records, second.records, *rest]) == env.sim.newest_first()
 
 
@@ -216,7 +176,7 @@ async def test_contacts_deleted_during_the_listing_do_not_shift_later_ones_out()
         second = await env.adapter.fetch_page("people", first.next_cursor, 5)
         for record in first.records[:3]:
             env.sim.delete_contact(record.record_id, notify=False)
-        rest = await listing(env.adapter, 5, second.next_cursor)
+        rest = await all_pages(env.adapter, 5, second.next_cursor)
         listed = ids([first.records, second.records, *rest])
         assert set(env.sim.newest_first()) <= set(listed)
         assert len(listed) == len(set(listed))
@@ -243,10 +203,10 @@ async def test_changed_since_lists_the_changes_oldest_first() -> None:
         body_since = json.loads(cursor)["bound"]
         assert body_since == 1_600_000_000_000
         now_cursor = env.adapter.changed_since_cursor("people", since)
-        assert ids(await listing(env.adapter, 10, now_cursor)) == []
+        assert ids(await all_pages(env.adapter, 10, now_cursor)) == []
         recent = env.adapter.changed_since_cursor(
             "people", env.sim.contact(edited[0]).updated_ms / 1000 - 0.0005)
-        listed = ids(await listing(env.adapter, 2, recent))
+        listed = ids(await all_pages(env.adapter, 2, recent))
         assert listed == [*edited, added]
         first = env.bodies(SEARCH)[-3]
         assert first["sorts"] == [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]
@@ -268,7 +228,7 @@ async def test_a_change_during_a_changes_listing_does_not_skip_another_record() 
             "people", env.adapter.changed_since_cursor("people", start), 2)
         assert [r.record_id for r in first.records] == live[:2]
         env.sim.update_contact(live[0], jobtitle="Again", notify=False)
-        rest = ids(await listing(env.adapter, 2, first.next_cursor))
+        rest = ids(await all_pages(env.adapter, 2, first.next_cursor))
         assert rest == [*live[2:], live[0]]
 
 
@@ -366,6 +326,6 @@ async def test_a_search_429_is_retried_and_the_listing_goes_on() -> None:
     """The portal allows 1 search per second (another app uses the rest): the
     adapter's 4 per second draw SECONDLY 429s, each retried after a backoff."""
     async with hubspot_env(30, search_per_second=1) as env:
-        pages = await listing(env.adapter, 10)
+        pages = await all_pages(env.adapter, 10)
         assert ids(pages) == env.sim.newest_first()
         assert env.sim.stats.count("POST", SEARCH, 429) >= 1

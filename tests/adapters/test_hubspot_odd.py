@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from support.adapter_http import served
 
 from crmsync.adapters.errors import CrmAuthError, CrmDecodeError
 from crmsync.adapters.hubspot import HubSpotAdapter
@@ -84,14 +85,8 @@ async def odd_hubspot(search: Any, account: tuple[int, Any] | None = None
     app.router.add_get("/account-info/v3/details", details)
     app.router.add_post("/crm/v4/associations/contacts/companies/batch/read", links)
     app.router.add_post("/crm/v3/objects/companies/batch/read", names)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", asked
-    finally:
-        await runner.cleanup()
+    async with served(app) as root:
+        yield root, asked
 
 
 @contextlib.asynccontextmanager

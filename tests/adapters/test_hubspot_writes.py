@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import msgspec
 import pytest
 from adapters.test_hubspot import Env, hubspot_env
-from aiohttp import web
+from support.adapter_http import Receiver, receiver
 
 from crmsync.adapters.base import CrmChange, NoteInput, PersonChanges, WebhookSignatureError
 from crmsync.adapters.errors import CrmApiError, CrmConflictError, CrmNotFoundError
@@ -229,36 +227,6 @@ async def test_create_person_with_a_taken_email_is_a_conflict_sent_once(env: Env
 
 
 # -- webhooks --------------------------------------------------------------------------
-
-
-@dataclass
-class Receiver:
-    url: str
-    received: list[tuple[dict[str, str], bytes]]
-    answers: list[int]
-
-
-@contextlib.asynccontextmanager
-async def receiver(answers: list[int] | None = None) -> AsyncIterator[Receiver]:
-    """A local endpoint; answers the deliveries with `answers` in turn, then 200."""
-    received: list[tuple[dict[str, str], bytes]] = []
-    queue = list(answers or [])
-
-    async def handle(request: web.Request) -> web.Response:
-        received.append((dict(request.headers), await request.read()))
-        return web.Response(status=queue.pop(0) if queue else 200)
-
-    app = web.Application()
-    app.router.add_post("/webhooks/acme/crm", handle)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        yield Receiver(f"http://127.0.0.1:{port}/webhooks/acme/crm", received, list(answers or []))
-    finally:
-        await runner.cleanup()
 
 
 async def delivered(rec: Receiver, count: int) -> None:

@@ -21,9 +21,9 @@ from types import SimpleNamespace
 
 import aiohttp
 import pytest
-from aiohttp import web
+from support.adapter_http import all_pages, receiver
 
-from crmsync.adapters.base import CrmAdapter, CrmRecord, NoteInput, PersonChanges
+from crmsync.adapters.base import CrmAdapter, NoteInput, PersonChanges
 from crmsync.adapters.errors import CrmAuthError, CrmNotFoundError, CrmRateLimitedError
 from crmsync.adapters.pipedrive import PipedriveAdapter
 from crmsync.adapters.pipedrive_values import search_terms
@@ -31,7 +31,6 @@ from crmsync.adapters.pipedrive_webhooks import credentials
 from crmsync.domain.contact import to_e164
 from crmsync.net.ratelimit import LimiterRegistry, slot_trace_config
 from crmsync.net.retry import RetryPolicy
-from crmsync.sim._kit.server import run_app
 from crmsync.sim.pipedrive import PipedriveSim, PipedriveSimConfig, run_pipedrive_simulator
 from crmsync.sim.pipedrive.model import Note
 from crmsync.sim.quo.testing import wait_until
@@ -93,17 +92,6 @@ async def env() -> AsyncIterator[Env]:
         yield env
 
 
-async def all_pages(adapter: PipedriveAdapter, cursor: str | None, size: int
-                    ) -> list[list[CrmRecord]]:
-    pages: list[list[CrmRecord]] = []
-    while True:
-        page = await adapter.fetch_page("people", cursor, size)
-        pages.append(page.records)
-        if page.next_cursor is None:
-            return pages
-        cursor = page.next_cursor
-
-
 def test_the_adapter_is_a_crm_adapter() -> None:
     adapter: CrmAdapter = PipedriveAdapter.__new__(PipedriveAdapter)
     assert (adapter.name, adapter.webhooks_by_api, adapter.changes_lag) == (
@@ -118,7 +106,7 @@ async def test_full_listing_is_newest_first_across_pages_and_resumes(env: Env) -
     2. a new adapter (a restart) resumes from the cursor stored after page 1
     Result: every live person once, `add_time` never increasing; the last page has no
     cursor; the resumed pages are the first pass's pages 2 and 3."""
-    pages = await all_pages(env.adapter, None, PAGE)
+    pages = await all_pages(env.adapter, PAGE)
     live = set(env.sim.record_ids())
     assert [len(p) for p in pages] == [20, 20, len(live) - 40]
     records = [r for page in pages for r in page]
@@ -133,7 +121,7 @@ async def test_full_listing_is_newest_first_across_pages_and_resumes(env: Env) -
 
     first = await env.adapter.fetch_page("people", None, PAGE)
     assert first.next_cursor is not None and first.next_cursor.startswith("a|")
-    resumed = await all_pages(env.adapter_for(), first.next_cursor, PAGE)
+    resumed = await all_pages(env.adapter_for(), PAGE, first.next_cursor)
     assert [[r.record_id for r in p] for p in resumed] == [
         [r.record_id for r in p] for p in pages[1:]]
 
@@ -149,11 +137,11 @@ async def test_changed_since_lists_only_the_changed_persons_oldest_change_first(
     since = datetime.now(UTC).timestamp() - 1
     cursor = env.adapter.changed_since_cursor("people", since)
     assert cursor is not None and cursor.startswith("c|")
-    assert await all_pages(env.adapter, cursor, PAGE) == [[]]
+    assert await all_pages(env.adapter, PAGE, cursor) == [[]]
     changed = env.sim.record_ids()[3:8]
     for i, record_id in enumerate(changed):
         env.sim.update_person(record_id, job_title=f"Title {i}", notify=False)
-    pages = await all_pages(env.adapter, cursor, 2)
+    pages = await all_pages(env.adapter, 2, cursor)
     assert [len(p) for p in pages] == [2, 2, 1]
     records = [r for page in pages for r in page]
     assert sorted(r.record_id for r in records) == sorted(changed)
@@ -373,24 +361,6 @@ async def test_create_person_uses_an_existing_organization(env: Env) -> None:
 
 # -- webhooks --------------------------------------------------------------------------
 
-RECEIVED = web.AppKey("received", list)
-
-
-@contextlib.asynccontextmanager
-async def receiver() -> AsyncIterator[tuple[list[tuple[dict[str, str], bytes]], str]]:
-    """A webhook endpoint that records each delivery's headers and body."""
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append((dict(request.headers), await request.read()))
-        return web.Response(status=200)
-
-    app = web.Application()
-    app.router.add_post("/webhooks/t1/crm", hook)
-    async with run_app(app, path="/webhooks/t1/crm") as (_, url):
-        yield received, url
-
-
 async def test_ensure_webhook_is_idempotent_and_replaces_a_stale_one(env: Env) -> None:
     url = "https://sync.example.com/webhooks/t1/crm"
     webhook_id, secret = await env.adapter.ensure_webhook(url)
@@ -420,7 +390,8 @@ async def test_deliveries_verify_with_the_secret_and_parse(env: Env) -> None:
     """1. ensure the webhook on a real endpoint 2. change, create and merge persons
     Result: every delivery carries Basic credentials that verify with the secret
     `ensure_webhook` returned (and not with another), and parses to the person change."""
-    async with receiver() as (received, url):
+    async with receiver("/webhooks/t1/crm") as rec:
+        received, url = rec.received, rec.url
         _, secret = await env.adapter.ensure_webhook(url)
         assert secret is not None
         live = env.sim.record_ids()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from support.cli import Cli, cli_env, spawn_cli
+from support.cli import Cli, cli_env, spawn_cli, summary_value
 
 from crmsync.cli.demo import QUO_KEY
 from crmsync.net.ratelimit import key_fingerprint
@@ -25,12 +25,6 @@ pytestmark = pytest.mark.slow
 
 CONTACTS = 25
 CURL = re.compile(r"^  curl (?P<args>.*)$", re.MULTILINE)
-
-
-def summary_value(output: str, label: str) -> str:
-    match = re.search(rf"│ {re.escape(label)}\s*│\s*(\S+(?: s)?)\s*│", output)
-    assert match, f"no '{label}' row in the summary:\n{output}"
-    return match.group(1)
 
 
 async def test_demo_syncs_every_seeded_person_and_stops(cli: Cli) -> None:

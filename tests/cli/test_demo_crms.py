@@ -10,19 +10,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from support.cli import Cli
+from support.cli import Cli, summary_value
 
 from crmsync.sim.crms import CRM_SIMULATORS
 
 pytestmark = pytest.mark.slow
 
 CONTACTS = 25
-
-
-def summary_value(output: str, label: str) -> str:
-    match = re.search(rf"│ {re.escape(label)}\s*│\s*(\S+(?: s)?)\s*│", output)
-    assert match, f"no '{label}' row in the summary:\n{output}"
-    return match.group(1)
 
 
 @pytest.mark.parametrize("crm", sorted(set(CRM_SIMULATORS) - {"attio"}))

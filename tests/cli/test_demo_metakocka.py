@@ -8,22 +8,14 @@ orders were imported; the summary then carries the Metakocka rows.
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from support.cli import Cli
+from support.cli import Cli, summary_value
 
 from crmsync.cli.demo import MK_CALLS, MK_CREATED, MK_FAILED, MK_IMPORTED, MK_UPDATED
 
 pytestmark = pytest.mark.slow
 
 CONTACTS = 20
-
-
-def summary_value(output: str, label: str) -> str:
-    match = re.search(rf"│ {re.escape(label)}\s*│\s*(\S+(?: s)?)\s*│", output)
-    assert match, f"no '{label}' row in the summary:\n{output}"
-    return match.group(1)
 
 
 async def test_demo_metakocka_shows_both_directions(cli: Cli) -> None:

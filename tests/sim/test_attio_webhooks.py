@@ -3,68 +3,20 @@ stable Idempotency-Key, duplicate and lost deliveries, subscription filters."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
-import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
+from sim.webhook_support import Received, Receiver, receiver
 
 from crmsync.sim.attio import AttioSim, AttioSimConfig, run_attio_simulator
 
 AUTH = {"Authorization": "Bearer attio-test-key"}
 RECORD_EVENTS = ("record.created", "record.updated", "record.deleted")
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class Receiver:
-    """A tiny webhook endpoint: queues what it gets, answers the next scripted statuses."""
-
-    url: str
-    inbox: asyncio.Queue[Received] = field(default_factory=asyncio.Queue)
-    statuses: list[int] = field(default_factory=list)
-
-    async def next(self) -> Received:
-        """The next delivery; fails the test after a 5-second deadline."""
-        async with asyncio.timeout(5.0):
-            return await self.inbox.get()
-
-
-@contextlib.asynccontextmanager
-async def receiver() -> AsyncIterator[Receiver]:
-    box = Receiver(url="")
-
-    async def handle(request: web.Request) -> web.Response:
-        box.inbox.put_nowait(Received(dict(request.headers), await request.read()))
-        return web.Response(status=box.statuses.pop(0) if box.statuses else 200)
-
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        box.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-        yield box
-    finally:
-        await runner.cleanup()
 
 
 @dataclass

@@ -10,13 +10,12 @@ webhooks expired, removed and redelivered from the admin API.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
+from sim.webhook_support import receiver
 
 from crmsync.sim.attio import AttioSim, AttioSimConfig, run_attio_simulator
 from crmsync.sim.quo import QuoSim, QuoSimConfig, run_quo_simulator
@@ -232,26 +231,6 @@ async def test_attio_revoked_keys_and_faults_over_the_admin_api(
             assert response.status == 400, bad
 
 
-@contextlib.asynccontextmanager
-async def receiver(statuses: list[int]) -> AsyncIterator[str]:
-    """A webhook endpoint answering the scripted statuses (then 200); yields its URL."""
-
-    async def handle(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(status=statuses.pop(0) if statuses else 200)
-
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    finally:
-        await runner.cleanup()
-
-
 async def test_attio_webhooks_expired_removed_and_failed_deliveries_redelivered(
     attio: tuple[AttioSim, str, aiohttp.ClientSession],
 ) -> None:
@@ -263,10 +242,10 @@ async def test_attio_webhooks_expired_removed_and_failed_deliveries_redelivered(
     sim, base, http = attio
     root = base.removesuffix("/v2")
     attempts = sim.config.webhook_max_attempts
-    async with receiver([500] * attempts) as url:
+    async with receiver(statuses=[500] * attempts) as hook:
         subs = [{"event_type": "record.updated", "filter": None}]
         async with http.post(f"{base}/webhooks",
-                             json={"data": {"target_url": url, "subscriptions": subs}}) as r:
+                             json={"data": {"target_url": hook.url, "subscriptions": subs}}) as r:
             webhook_id = (await r.json())["data"]["id"]["webhook_id"]
         person = next(iter(sim.people)).record_id
         sim.update_person(person, job_title="First")

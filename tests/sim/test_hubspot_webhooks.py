@@ -4,20 +4,18 @@ a higher attemptNumber, what is not retried, and the events of each kind of chan
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
+from sim.webhook_support import Received, Receiver, receiver
 
 from crmsync.sim.hubspot import HubSpotSim, HubSpotSimConfig, run_hubspot_simulator, sign_v3
 
@@ -27,56 +25,9 @@ SECRET = "hubspot-app-secret"
 FIVE_MINUTES_MS = 300_000
 
 
-@dataclass
-class Received:
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        events = json.loads(self.body)
-        assert isinstance(events, list)
-        return events
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint: queues what it gets, answers the next scripted statuses."""
-
-    url: str
-    inbox: asyncio.Queue[Received] = field(default_factory=asyncio.Queue)
-    statuses: list[int] = field(default_factory=list)
-
-    async def next(self) -> Received:
-        async with asyncio.timeout(5.0):
-            return await self.inbox.get()
-
-    def empty(self) -> bool:
-        return self.inbox.empty()
-
-
-@contextlib.asynccontextmanager
-async def receiver() -> AsyncIterator[Receiver]:
-    box = Receiver(url="")
-
-    async def handle(request: web.Request) -> web.Response:
-        box.inbox.put_nowait(Received(request.method, str(request.url),
-                                      dict(request.headers), await request.read()))
-        return web.Response(status=box.statuses.pop(0) if box.statuses else 200)
-
-    app = web.Application()
-    app.router.add_post("/hooks/hubspot", handle)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        box.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/hubspot?tenant=acme"
-        yield box
-    finally:
-        await runner.cleanup()
+def app_receiver() -> contextlib.AbstractAsyncContextManager[Receiver]:
+    """The app's webhook target: a path and a query of its own, as a tenant's would be."""
+    return receiver("/hooks/hubspot", query="tenant=acme")
 
 
 @dataclass
@@ -94,7 +45,7 @@ def config(**changes: Any) -> HubSpotSimConfig:
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
     async with (
-        receiver() as hook,
+        app_receiver() as hook,
         run_hubspot_simulator(config=config()) as (sim, base),
         aiohttp.ClientSession(headers=AUTH) as http,
     ):
@@ -163,7 +114,7 @@ async def test_events_are_batched_into_one_array(world: World) -> None:
 
 async def test_batches_hold_at_most_max_batch_events() -> None:
     async with (
-        receiver() as hook,
+        app_receiver() as hook,
         run_hubspot_simulator(config=config(webhook_max_batch=4)) as (sim, _),
     ):
         sim.point_webhooks(hook.url)
@@ -239,7 +190,7 @@ async def test_api_writes_deletes_restores_and_merges(world: World) -> None:
 
 
 async def test_nothing_is_sent_without_a_target_and_drops_are_lost() -> None:
-    async with receiver() as hook, run_hubspot_simulator(config=config()) as (sim, _):
+    async with app_receiver() as hook, run_hubspot_simulator(config=config()) as (sim, _):
         sim.update_contact(sim.record_ids()[0], jobtitle="Unheard")
         assert len(sim.hooks.events) == 1 and not sim.hooks.pending
         sim.point_webhooks(hook.url)

@@ -36,6 +36,11 @@ def test_arrival_window_excludes_an_arrival_exactly_one_window_old() -> None:
     assert len(window) == 0
 
 
+def test_arrival_window_record_slides_then_counts_the_new_arrival() -> None:
+    window = ArrivalWindow(1.0)
+    assert [window.record(t) for t in (0.0, 0.5, 0.9, 1.0, 2.5)] == [1, 2, 3, 3, 1]
+
+
 def test_seconds_until_fewer_than_counts_from_the_deciding_arrival() -> None:
     window = ArrivalWindow(1.0)
     for t in (0.0, 0.25, 0.5):

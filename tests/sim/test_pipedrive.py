@@ -209,22 +209,6 @@ async def test_create_patch_delete_through_the_api(pd: tuple[PipedriveSim, SimAp
     assert str(pid) not in sim.record_ids()
 
 
-@pytest.mark.parametrize(("body", "named"), [
-    ({"emails": [{"value": "a@b.c"}]}, "name"),
-    ({"name": "  "}, "name"),
-    ({"name": "X", "phones": ["+14155550134"]}, "phones[0]"),
-    ({"name": "X", "phones": [{"value": "1", "label": "cell"}]}, "phones[0].label"),
-    ({"name": "X", "org_id": 99999}, "org_id"),
-    ({"name": "X", "nickname": "x"}, "nickname"),
-])
-async def test_bad_person_bodies_get_400(
-    pd: tuple[PipedriveSim, SimApi], body: dict[str, Any], named: str
-) -> None:
-    _, api = pd
-    answer = await api.post("/api/v2/persons", json=body)
-    assert answer.status == 400 and named in error_of(answer)
-
-
 # --- search --------------------------------------------------------------------------
 
 
@@ -328,19 +312,26 @@ async def test_notes_create_list_page_delete(pd: tuple[PipedriveSim, SimApi]) ->
     assert [n["content"] for n in sim.notes_of("3")] == [f"<p>SMS {n}</p>" for n in range(4)]
 
 
-@pytest.mark.parametrize(("body", "named"), [
-    ({"content": "", "person_id": 1}, "content"),
-    ({"content": "x"}, "person_id"),
-    ({"content": "x", "person_id": 99999}, "person_id"),
-    ({"content": "x", "person_id": 1, "add_time": "2025-01-01T15:00:00Z"}, "add_time"),
-    ({"content": "x", "person_id": 1, "user_id": 1}, "user_id"),
-    ({"content": "x", "deal_id": 1}, "deal_id"),
+@pytest.mark.parametrize(("path", "body", "named"), [
+    ("/api/v2/persons", {"emails": [{"value": "a@b.c"}]}, "name"),
+    ("/api/v2/persons", {"name": "  "}, "name"),
+    ("/api/v2/persons", {"name": "X", "phones": ["+14155550134"]}, "phones[0]"),
+    ("/api/v2/persons", {"name": "X", "phones": [{"value": "1", "label": "cell"}]},
+     "phones[0].label"),
+    ("/api/v2/persons", {"name": "X", "org_id": 99999}, "org_id"),
+    ("/api/v2/persons", {"name": "X", "nickname": "x"}, "nickname"),
+    ("/v1/notes", {"content": "", "person_id": 1}, "content"),
+    ("/v1/notes", {"content": "x"}, "person_id"),
+    ("/v1/notes", {"content": "x", "person_id": 99999}, "person_id"),
+    ("/v1/notes", {"content": "x", "person_id": 1, "add_time": "2025-01-01T15:00:00Z"}, "add_time"),
+    ("/v1/notes", {"content": "x", "person_id": 1, "user_id": 1}, "user_id"),
+    ("/v1/notes", {"content": "x", "deal_id": 1}, "deal_id"),
 ])
-async def test_bad_notes_get_400(
-    pd: tuple[PipedriveSim, SimApi], body: dict[str, Any], named: str
+async def test_bad_bodies_get_400_naming_the_field(
+    pd: tuple[PipedriveSim, SimApi], path: str, body: dict[str, Any], named: str
 ) -> None:
     _, api = pd
-    answer = await api.post("/v1/notes", json=body)
+    answer = await api.post(path, json=body)
     assert answer.status == 400 and named in error_of(answer)
 
 

@@ -4,17 +4,14 @@ subscription filters; and the end-to-end test driver built on the simulator."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import contextlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
+from sim.webhook_support import Receiver, receiver
 from support.crm_drivers.pipedrive import start
 
 from crmsync.sim.pipedrive import PipedriveSim, PipedriveSimConfig, run_pipedrive_simulator
@@ -22,64 +19,6 @@ from crmsync.sim.quo.testing import SimApi
 
 KEY = "pipedrive-test-key"
 CREDENTIALS = ("crmsync", "s3cret-path-token")
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def credentials(self) -> tuple[str, str] | None:
-        scheme, _, value = self.headers.get("Authorization", "").partition(" ")
-        if scheme != "Basic":
-            return None
-        user, _, password = base64.b64decode(value).decode().partition(":")
-        return user, password
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint: queues what it gets, answers the next scripted statuses."""
-
-    url: str
-    inbox: asyncio.Queue[Received] = field(default_factory=asyncio.Queue)
-    statuses: list[int] = field(default_factory=list)
-
-    async def next(self) -> Received:
-        async with asyncio.timeout(5.0):
-            return await self.inbox.get()
-
-    def drained(self) -> list[Received]:
-        got = []
-        while not self.inbox.empty():
-            got.append(self.inbox.get_nowait())
-        return got
-
-
-@contextlib.asynccontextmanager
-async def receiver() -> AsyncIterator[Receiver]:
-    box = Receiver(url="")
-
-    async def handle(request: web.Request) -> web.Response:
-        box.inbox.put_nowait(Received(dict(request.headers), await request.read()))
-        return web.Response(status=box.statuses.pop(0) if box.statuses else 200)
-
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        box.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-        yield box
-    finally:
-        await runner.cleanup()
 
 
 @dataclass

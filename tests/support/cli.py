@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
@@ -174,3 +175,10 @@ def cli_runner(tmp_path: Path) -> Cli:
         )
 
     return cli
+
+
+def summary_value(output: str, label: str) -> str:
+    """A row's value in `crmsync demo`'s summary table."""
+    match = re.search(rf"│ {re.escape(label)}\s*│\s*(\S+(?: s)?)\s*│", output)
+    assert match, f"no '{label}' row in the summary:\n{output}"
+    return match.group(1)

@@ -6,69 +6,36 @@
             ...
 
 The CRM comes from `support.crm_drivers` (its simulator and what a person in its app
-would do), so the tests that use this run unchanged for every CRM. The daemon's
-listener is on a free loopback port that is also `http.public_url`; hand-configured
-CRM webhooks (HubSpot) are pointed at it, and their secret is the tenant's
-`crm_webhook_secret`.
+would do), so the tests that use this run unchanged for every CRM. The config is
+`support.e2e.write_config`'s with the listener of `support.live.add_listener`: a free
+loopback port that is also `http.public_url` (the daemons are `support.live`'s, reaped
+on exit); hand-configured CRM webhooks (HubSpot) are pointed at it, and their secret
+is the tenant's `crm_webhook_secret`.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from crmsync.sim.quo import QuoSim, QuoSimConfig, run_quo_simulator
 from support.cli import Result, cli_env, run_cli, spawn_cli
 from support.crm_drivers import CrmDriver, driver_start
-from support.live import Daemon, free_port
+from support.e2e import QUO_KEY, TENANT, WRITE_METHODS, write_config
+from support.live import DaemonHost, add_listener, free_port, reaping
 
-TENANT = "acme"
-QUO_KEY = "quo-world-SECRET-key"
+CRM_KEY_ENV = "ACME_CRM_KEY"
 WEBHOOK_SECRET_ENV = "ACME_CRM_WEBHOOK_SECRET"
-WRITE_METHODS = frozenset({"POST", "PATCH", "DELETE"})
-
-CONFIG = """\
-[daemon]
-state_path = "{state_path}"
-log_level = "info"
-shutdown_timeout = 5
-
-[http]
-host = "127.0.0.1"
-port = {port}
-{public_url}
-[quo]
-base_url = "{quo_url}"
-webhooks_base_url = "{quo_root}"
-requests_per_second = {rps}
-
-[[tenants]]
-id = "{tenant}"
-crm = "{crm}"
-quo_api_key = "env:ACME_QUO_KEY"
-crm_api_key = "env:ACME_CRM_KEY"
-crm_base_url = "{crm_url}"
-page_size = {page_size}
-poll_interval = {poll_interval}
-{extra}"""
 
 
 @dataclass
-class CrmWorld:
+class CrmWorld(DaemonHost):
     crm: CrmDriver
     quo: QuoSim
-    config_path: Path
-    env: dict[str, str]
-    port: int
     rps: int
-    daemons: list[Daemon] = field(default_factory=list)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def crm_webhook_url(self) -> str:
@@ -89,24 +56,6 @@ class CrmWorld:
     async def spawn_sync(self) -> Any:
         return await spawn_cli("sync", "--tenant", TENANT, "-c", str(self.config_path),
                                env=self.env, cwd=self.config_path.parent)
-
-    async def start(self, *, wait: bool = True) -> Daemon:
-        process = await spawn_cli("run", "-c", str(self.config_path), env=self.env,
-                                  cwd=self.config_path.parent)
-        daemon = Daemon(process, self.base_url)
-        self.daemons.append(daemon)
-        if wait:
-            await daemon.wait_ready()
-        return daemon
-
-    @contextlib.asynccontextmanager
-    async def daemon(self) -> AsyncIterator[Daemon]:
-        """A live daemon; on a clean exit of the block, SIGTERM must end it with 0."""
-        daemon = await self.start()
-        yield daemon
-        rc = await daemon.terminate()
-        assert rc == 0, f"daemon exited with {rc} after SIGTERM\n{daemon.output}"
-        assert "Traceback" not in daemon.output, daemon.output
 
     # -- what Quo holds ---------------------------------------------------------------
 
@@ -160,26 +109,19 @@ async def crm_world(
         run_quo_simulator(config=quo_config) as (quo, quo_url),
         driver_start(crm)(people, seed) as driver,
     ):
-        port = free_port()
-        state_path = tmp_path / "state" / "crmsync.db"
-        state_path.parent.mkdir()
         extra = dict(tenant_options or {})
-        environ = {"ACME_QUO_KEY": QUO_KEY, "ACME_CRM_KEY": driver.api_key}
+        environ = {"ACME_QUO_KEY": QUO_KEY, CRM_KEY_ENV: driver.api_key}
         if driver.webhook_secret is not None and webhook_secret:
             extra["crm_webhook_secret"] = f'"env:{WEBHOOK_SECRET_ENV}"'
             environ[WEBHOOK_SECRET_ENV] = driver.webhook_secret
-        config_path = tmp_path / "crmsync.toml"
-        config_path.write_text(CONFIG.format(
-            state_path=state_path, port=port, quo_url=quo_url,
-            public_url=f'public_url = "http://127.0.0.1:{port}"\n' if public_url else "",
-            quo_root=quo_url.removesuffix("/v1"), rps=rps, tenant=TENANT, crm=crm,
-            crm_url=driver.base_url, page_size=page_size, poll_interval=poll_interval,
-            extra="".join(f"{k} = {v}\n" for k, v in extra.items()),
-        ))
-        world = CrmWorld(driver, quo, config_path, cli_env(environ), port, rps)
+        config_path, _ = write_config(
+            tmp_path, quo_url=quo_url, rps=rps, crm=crm, crm_url=driver.base_url,
+            crm_key_env=CRM_KEY_ENV, page_size=page_size,
+            daemon_options={"shutdown_timeout": "5"}, tenant_options=extra,
+        )
+        port = free_port()
+        add_listener(config_path, port, poll_interval=poll_interval, public_url=public_url)
+        world = CrmWorld(config_path, cli_env(environ), port, crm=driver, quo=quo, rps=rps)
         driver.point_webhooks(world.crm_webhook_url)
-        try:
+        async with reaping(world):
             yield world
-        finally:
-            for daemon in world.daemons:
-                await daemon.close()

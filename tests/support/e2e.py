@@ -1,10 +1,11 @@
 """End-to-end harness: the real `crmsync` CLI in a subprocess against in-process simulators.
 
 `e2e_env(tmp_path, ...)` starts the Quo and Attio simulators in the test's own loop
-on free loopback ports, writes a `crmsync.toml` pointing at them (state database in
-`tmp_path`), and yields an `E2E` with both sims, the config path and the environment
-the CLI needs. The CLI always runs as `python -m crmsync` through `support.cli`
-(`asyncio.create_subprocess_exec`), so the simulators keep serving while it works.
+on free loopback ports, writes a `crmsync.toml` pointing at them (`write_config`, for
+any CRM; state database in `tmp_path`), and yields an `E2E` with both sims, the config
+path and the environment the CLI needs. The CLI always runs as `python -m crmsync`
+through `support.cli` (`asyncio.create_subprocess_exec`), so the simulators keep
+serving while it works.
 
 `expected_contact(attio, record_id)` computes what should land in Quo for an Attio
 person straight from the simulator's record (INTERFACE §5), independently of the
@@ -52,12 +53,12 @@ bulk_verify_deadline = {bulk_verify_deadline}
 
 [[tenants]]
 id = "{tenant}"
-crm = "attio"
+crm = "{crm}"
 quo_api_key = "env:ACME_QUO_KEY"
-crm_api_key = "env:ACME_ATTIO_KEY"
-crm_base_url = "{attio_url}"
+crm_api_key = "env:{crm_key_env}"
+crm_base_url = "{crm_url}"
 page_size = {page_size}
-"""
+{tenant_extra}"""
 
 
 @dataclass
@@ -147,6 +148,59 @@ class E2E:
         assert self.quo.rate_limited == 0, f"{self.quo.rate_limited} 429s from the Quo sim"
 
 
+def write_config(
+    directory: Path,
+    *,
+    quo_url: str,
+    rps: int,
+    crm: str,
+    crm_url: str,
+    crm_key_env: str,
+    page_size: int,
+    daemon_options: Mapping[str, str] | None = None,
+    quo_options: Mapping[str, str] | None = None,
+    tenant_options: Mapping[str, str] | None = None,
+    max_error_rate: float = 0.01,
+    quo_webhooks: str = "2026-03-30",
+    bulk_create: bool = False,
+    bulk_batch_size: int = 100,
+    bulk_verify_deadline: float = 60.0,
+) -> tuple[Path, Path]:
+    """`directory/crmsync.toml` for tenant `acme` (the CRM's key in the environment
+    variable `crm_key_env`), its database under `directory/state/`: both paths.
+
+    `*_options` add `[daemon]`, `[quo]` and tenant keys, given as TOML literals. The
+    file ends inside `[[tenants]]`, so more tenant keys can be appended to it.
+    """
+    state_path = directory / "state" / "crmsync.db"
+    state_path.parent.mkdir()
+    config_path = directory / "crmsync.toml"
+    config_path.write_text(CONFIG_TEMPLATE.format(
+        state_path=state_path,
+        max_error_rate=max_error_rate,
+        daemon_extra=_toml_keys(daemon_options),
+        quo_url=quo_url,
+        quo_root=quo_url.removesuffix("/v1"),
+        quo_webhooks=quo_webhooks,
+        rps=rps,
+        quo_extra=_toml_keys(quo_options),
+        bulk_create="true" if bulk_create else "false",
+        bulk_batch_size=bulk_batch_size,
+        bulk_verify_deadline=bulk_verify_deadline,
+        tenant=TENANT,
+        crm=crm,
+        crm_key_env=crm_key_env,
+        crm_url=crm_url,
+        page_size=page_size,
+        tenant_extra=_toml_keys(tenant_options),
+    ))
+    return config_path, state_path
+
+
+def _toml_keys(options: Mapping[str, str] | None) -> str:
+    return "".join(f"{k} = {v}\n" for k, v in (options or {}).items())
+
+
 @contextlib.asynccontextmanager
 async def e2e_env(
     tmp_path: Path,
@@ -190,25 +244,13 @@ async def e2e_env(
         run_quo_simulator(config=quo_config) as (quo, quo_url),
         run_attio_simulator(config=attio_config) as (attio, attio_url),
     ):
-        state_path = tmp_path / "state" / "crmsync.db"
-        state_path.parent.mkdir()
-        config_path = tmp_path / "crmsync.toml"
-        config_path.write_text(CONFIG_TEMPLATE.format(
-            state_path=state_path,
-            max_error_rate=max_error_rate,
-            daemon_extra="".join(f"{k} = {v}\n" for k, v in (daemon_options or {}).items()),
-            quo_url=quo_url,
-            quo_root=quo_url.removesuffix("/v1"),
-            quo_webhooks=quo_webhooks,
-            rps=rps,
-            quo_extra="".join(f"{k} = {v}\n" for k, v in (quo_options or {}).items()),
-            bulk_create="true" if bulk_create else "false",
-            bulk_batch_size=bulk_batch_size,
+        config_path, state_path = write_config(
+            tmp_path, quo_url=quo_url, rps=rps, crm="attio", crm_url=attio_url,
+            crm_key_env="ACME_ATTIO_KEY", page_size=page_size, daemon_options=daemon_options,
+            quo_options=quo_options, max_error_rate=max_error_rate, quo_webhooks=quo_webhooks,
+            bulk_create=bulk_create, bulk_batch_size=bulk_batch_size,
             bulk_verify_deadline=bulk_verify_deadline,
-            tenant=TENANT,
-            attio_url=attio_url,
-            page_size=page_size,
-        ))
+        )
         env = cli_env({"ACME_QUO_KEY": QUO_KEY, "ACME_ATTIO_KEY": ATTIO_KEY})
         yield E2E(
             quo=quo, attio=attio, quo_url=quo_url, attio_url=attio_url,
@@ -229,19 +271,26 @@ def _first_active(values: Any) -> dict[str, Any]:
     return active[0] if active else {}
 
 
-def e164_of(value: Mapping[str, Any]) -> str | None:
-    """Attio's E.164 `phone_number` if it has one, else the typed number in its country."""
-    normalised = value.get("phone_number")
-    if isinstance(normalised, str) and normalised:
-        return normalised
-    typed = value.get("original_phone_number") or ""
+def e164(typed: str | None, region: str | None) -> str | None:
+    """A typed number in E.164 (one without a leading + read in `region`), or None when
+    it is not a valid number. Every CRM driver reads the numbers it holds with this."""
+    if not typed:
+        return None
     try:
-        parsed = phonenumbers.parse(typed, value.get("country_code"))
+        parsed = phonenumbers.parse(typed, region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_valid_number(parsed):
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def e164_of(value: Mapping[str, Any]) -> str | None:
+    """Attio's E.164 `phone_number` if it has one, else the typed number in its country."""
+    normalised = value.get("phone_number")
+    if isinstance(normalised, str) and normalised:
+        return normalised
+    return e164(value.get("original_phone_number"), value.get("country_code"))
 
 
 def attio_record(attio: AttioSim, record_id: str) -> dict[str, Any]:
@@ -256,11 +305,15 @@ class ExpectedContact:
     first_name: str | None  # None: any non-empty value derived as `name_hint` says
     last_name: str | None
     full_name: str | None
-    email_locals: tuple[str, ...]
     company: str | None
     role: str | None
     emails: tuple[str, ...]
     phones: tuple[str, ...]
+
+    @property
+    def email_locals(self) -> tuple[str, ...]:
+        """What the emails have before the @ (a contact's name may come from them)."""
+        return tuple(e.split("@", 1)[0] for e in self.emails)
 
 
 def expected_contact(attio: AttioSim, record_id: str) -> ExpectedContact:
@@ -287,7 +340,6 @@ def expected_contact(attio: AttioSim, record_id: str) -> ExpectedContact:
         first_name=name.get("first_name") or None,
         last_name=name.get("last_name") or None,
         full_name=name.get("full_name") or None,
-        email_locals=tuple(e.split("@", 1)[0] for e in emails),
         company=company,
         role=_first_active(values.get("job_title")).get("value"),
         emails=emails,

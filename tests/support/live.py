@@ -21,7 +21,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -185,30 +185,22 @@ class Daemon:
 
 
 @dataclass
-class LiveEnv:
-    """`E2E` (sims, config, CLI helpers) plus the daemon's listener address."""
+class DaemonHost:
+    """`crmsync run -c config_path` with `env`, listening on `port`, as often as a test
+    starts it; every child is kept in `daemons` for `reaping` to reap."""
 
-    e2e: E2E
+    config_path: Path
+    env: dict[str, str]
     port: int
-    daemons: list[Daemon] = field(default_factory=list)
+    daemons: list[Daemon] = field(default_factory=list, kw_only=True)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def quo(self) -> QuoSim:
-        return self.e2e.quo
-
-    @property
-    def attio(self) -> AttioSim:
-        return self.e2e.attio
-
     async def start(self, *, wait: bool = True) -> Daemon:
-        process = await spawn_cli(
-            "run", "-c", str(self.e2e.config_path),
-            env=self.e2e.env, cwd=self.e2e.config_path.parent,
-        )
+        process = await spawn_cli("run", "-c", str(self.config_path), env=self.env,
+                                  cwd=self.config_path.parent)
         daemon = Daemon(process, self.base_url)
         self.daemons.append(daemon)
         if wait:
@@ -223,6 +215,46 @@ class LiveEnv:
         rc = await daemon.terminate()
         assert rc == 0, f"daemon exited with {rc} after SIGTERM\n{daemon.output}"
         assert "Traceback" not in daemon.output, daemon.output
+
+
+Host = TypeVar("Host", bound=DaemonHost)
+
+
+@contextlib.asynccontextmanager
+async def reaping(host: Host) -> AsyncIterator[Host]:
+    """`host`; on exit, whatever happened, its daemons are reaped (none leaks)."""
+    try:
+        yield host
+    finally:
+        for daemon in host.daemons:
+            await daemon.close()
+
+
+def add_listener(config_path: Path, port: int, *, poll_interval: float,
+                 public_url: bool = True) -> None:
+    """Append the tenant's `poll_interval` and an `[http]` listener on `port` (with
+    `public_url` pointing at it) to a config from `support.e2e.write_config`."""
+    # The file ends inside [[tenants]]: the tenant key goes first, then a new table
+    # (TOML allows tables in any order).
+    url = f"public_url = \"http://127.0.0.1:{port}\"\n" if public_url else ""
+    with config_path.open("a") as config:
+        config.write(f"poll_interval = {poll_interval}\n\n"
+                     f"[http]\nhost = \"127.0.0.1\"\nport = {port}\n{url}")
+
+
+@dataclass
+class LiveEnv(DaemonHost):
+    """`E2E` (sims, config, CLI helpers) plus the daemon's listener address."""
+
+    e2e: E2E
+
+    @property
+    def quo(self) -> QuoSim:
+        return self.e2e.quo
+
+    @property
+    def attio(self) -> AttioSim:
+        return self.e2e.attio
 
 
 @contextlib.asynccontextmanager
@@ -246,20 +278,9 @@ async def live_env(
                        daemon_options=daemon_options, quo_options=quo_options,
                        **e2e_options) as e2e:
         port = free_port()
-        # e2e_env's template ends inside [[tenants]]: the tenant key goes first, then a
-        # new table (TOML allows tables in any order).
-        with e2e.config_path.open("a") as config:
-            config.write(
-                f"poll_interval = {poll_interval}\n\n"
-                f"[http]\nhost = \"127.0.0.1\"\nport = {port}\n"
-                f"public_url = \"http://127.0.0.1:{port}\"\n"
-            )
-        env = LiveEnv(e2e, port)
-        try:
+        add_listener(e2e.config_path, port, poll_interval=poll_interval)
+        async with reaping(LiveEnv(e2e.config_path, e2e.env, port, e2e=e2e)) as env:
             yield env
-        finally:
-            for daemon in env.daemons:
-                await daemon.close()
 
 
 # -- what the simulators hold -------------------------------------------------------------

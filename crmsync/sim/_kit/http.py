@@ -1,8 +1,9 @@
-"""Small aiohttp helpers both simulators' routes and middlewares use.
+"""Small aiohttp helpers the simulators' routes and middlewares use.
 
 `json_response` encodes with msgspec, fast enough for benchmark traffic. `route_template`
 names a request by its route (`/v1/contacts/{id}`) rather than its concrete path, so
-request counters stay bounded however many ids a client touches.
+request counters stay bounded however many ids a client touches. `abort` cuts a
+request's connection (an injected dropped connection).
 """
 
 from __future__ import annotations
@@ -29,3 +30,10 @@ def route_template(request: web.Request, unmatched: str) -> str:
     """The matched route's template, or `unmatched` when no route matched."""
     resource = request.match_info.route.resource
     return unmatched if resource is None else resource.canonical
+
+
+def abort(request: web.Request) -> web.Response:
+    """Cut the connection; the response returned is never written."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=500)

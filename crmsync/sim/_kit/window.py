@@ -4,7 +4,8 @@ A window ending at `now` is the half-open interval `(now - window, now]`: an arr
 exactly `window` seconds old has left it. Times are whatever clock the caller passes
 (`time.monotonic()` in the simulators, a fake clock in tests).
 
-- `ArrivalWindow` keeps the arrival times still inside the window, nothing more.
+- `ArrivalWindow` keeps the arrival times still inside the window, nothing more;
+  `record` is how a limiter measures the most arrivals seen in any window.
 - `RateWindow` admits at most `rate` counted arrivals per window. Whether a rejected
   arrival is counted is the one policy difference between the simulated gateways: a
   strict gateway counts it (a client that ignores 429s stays locked out), an API that
@@ -36,6 +37,12 @@ class ArrivalWindow:
     def add(self, now: float) -> None:
         """Record an arrival at `now` (not before the last one recorded)."""
         self._times.append(now)
+
+    def record(self, now: float) -> int:
+        """Slide to `now` and add an arrival there; the arrivals now inside, it included."""
+        self.slide(now)
+        self._times.append(now)
+        return len(self._times)
 
     def clear(self) -> None:
         self._times.clear()

@@ -22,17 +22,17 @@ No authentication and no rate limit. Routes:
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 
-import msgspec
 from aiohttp import web
 
-from crmsync.sim.attio.errors import JSONObject, json_response
-from crmsync.sim.attio.faults import FaultUpdate, fault_settings
+from crmsync.sim._kit.admin import add_crm_fault_routes, only, read_change
+from crmsync.sim.attio.errors import json_response
+from crmsync.sim.attio.faults import FaultUpdate
 from crmsync.sim.attio.people import CHANGEABLE
-from crmsync.sim.attio.state import ATTIO_SIM_KEY, AttioSim
+from crmsync.sim.attio.state import ATTIO_SIM_KEY
 
 routes = web.RouteTableDef()
+add_crm_fault_routes(routes, ATTIO_SIM_KEY, FaultUpdate, lambda sim: (sim.faults, sim.deliverer))
 
 
 @routes.get("/_sim/stats")
@@ -48,16 +48,15 @@ async def stats(request: web.Request) -> web.Response:
         "webhooks": len(sim.webhooks),
         "deliveries": [asdict(a) for a in sim.deliverer.attempts],
         "dropped_deliveries": len(sim.deliverer.dropped),
-        "faults": _faults(sim),
+        "faults": sim.faults.settings(sim.deliverer),
     })
 
 
 @routes.post("/_sim/people")
 async def add_person(request: web.Request) -> web.Response:
     sim = request.app[ATTIO_SIM_KEY]
-    body = await _body(request)
-    notify = bool(body.pop("notify", True))
-    _only(body, CHANGEABLE)
+    body, notify = await read_change(request)
+    only(body, CHANGEABLE)
     try:
         record_id = sim.add_person(notify=notify, **body)
     except KeyError as exc:
@@ -69,9 +68,8 @@ async def add_person(request: web.Request) -> web.Response:
 async def update_person(request: web.Request) -> web.Response:
     sim = request.app[ATTIO_SIM_KEY]
     record_id = request.match_info["record_id"]
-    body = await _body(request)
-    notify = bool(body.pop("notify", True))
-    _only(body, CHANGEABLE)
+    body, notify = await read_change(request)
+    only(body, CHANGEABLE)
     if record_id not in sim.people:
         raise web.HTTPNotFound(reason="no such person")
     try:
@@ -90,26 +88,6 @@ async def delete_person(request: web.Request) -> web.Response:
     notify = request.query.get("notify", "true").lower() != "false"
     sim.delete_person(record_id, notify=notify)
     return json_response({})
-
-
-@routes.get("/_sim/faults")
-async def get_faults(request: web.Request) -> web.Response:
-    return json_response(_faults(request.app[ATTIO_SIM_KEY]))
-
-
-@routes.post("/_sim/faults")
-async def set_faults(request: web.Request) -> web.Response:
-    sim = request.app[ATTIO_SIM_KEY]
-    try:
-        update = msgspec.json.decode(await request.read(), type=FaultUpdate)
-    except msgspec.DecodeError as exc:  # ValidationError included
-        raise web.HTTPBadRequest(reason=str(exc).replace("\n", " ")) from None
-    update.apply(sim.faults)
-    if update.drop_webhooks is not None:
-        sim.deliverer.drop_next = update.drop_webhooks
-    if update.webhook_mode is not None:
-        sim.deliverer.mode = update.webhook_mode
-    return json_response(_faults(sim))
 
 
 @routes.post("/_sim/webhooks/deliver")
@@ -149,27 +127,3 @@ async def remove_webhook(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(reason="no such webhook")
     sim.remove_webhook(webhook_id)
     return json_response({})
-
-
-def _faults(sim: AttioSim) -> JSONObject:
-    return fault_settings(
-        sim.faults, drop_webhooks=sim.deliverer.drop_next, webhook_mode=sim.deliverer.mode
-    )
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(reason="body is not JSON") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(reason="body must be a JSON object")
-    return body
-
-
-def _only(body: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:
-    unknown = set(body) - allowed
-    if unknown:
-        raise web.HTTPBadRequest(reason=f"unknown fields: {', '.join(sorted(unknown))}")

@@ -1,11 +1,10 @@
 """Signed webhook delivery, with Attio's retry and idempotency behaviour scaled down.
 
-Lifecycle: `submit()` queues a message (or starts a tracked background task when
-auto-delivery is on) → each message is POSTed up to `max_attempts` times with
-exponential backoff, keeping the same body and `Idempotency-Key` → `close()` stops
-retry backoffs, gives in-flight requests a short grace, cancels the rest and closes the
-single lazily created `ClientSession` (that HTTP side is the shared
-`_kit.delivery.WebhookClient`).
+Lifecycle (the shared `_kit.delivery.QueuedDeliverer`): `submit()` queues a message (or
+starts a tracked background task when auto-delivery is on) → each message is POSTed up
+to `max_attempts` times with exponential backoff, keeping the same body and
+`Idempotency-Key` → `close()` stops retry backoffs, gives in-flight requests a short
+grace, cancels the rest and closes the single lazily created `ClientSession`.
 
 Signature (Attio's documented scheme): `Attio-Signature` and `X-Attio-Signature` both
 carry hex HMAC-SHA256 over the raw body, keyed with the webhook secret.
@@ -18,9 +17,8 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
-from crmsync.sim._kit.delivery import CLOSE_GRACE_SECONDS, WebhookClient, is_success
+from crmsync.sim._kit.delivery import QueuedDeliverer, is_success
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +56,7 @@ def sign(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class WebhookDeliverer:
+class WebhookDeliverer(QueuedDeliverer[Delivery, DeliveryAttempt]):
     """Sends deliveries and records every attempt; owns its tasks and HTTP session."""
 
     def __init__(
@@ -70,39 +68,19 @@ class WebhookDeliverer:
         timeout: float,
         on_exhausted: Callable[[str], None] | None = None,
     ) -> None:
-        self.auto = auto
+        super().__init__(auto=auto, timeout=timeout)
         self.max_attempts = max(1, max_attempts)
         self.retry_delay = retry_delay
-        self.mode: Literal["send", "drop"] = "send"
-        self.drop_next = 0
-        self.pending: list[Delivery] = []
-        self.dropped: list[Delivery] = []
-        self.sent: list[Delivery] = []
-        self.attempts: list[DeliveryAttempt] = []
         self._on_exhausted = on_exhausted
-        self._http = WebhookClient(timeout, grace=CLOSE_GRACE_SECONDS)
 
     @property
     def timeout(self) -> float:
         """Seconds one POST may take, connection included."""
         return self._http.timeout
 
-    def submit(self, delivery: Delivery) -> None:
-        """Queue or start one delivery; lost on purpose when dropping is switched on."""
-        if self.mode == "drop" or self.drop_next > 0:
-            self.drop_next = max(0, self.drop_next - 1)
-            self.dropped.append(delivery)
-        elif self.auto and not self._http.closing:
-            self._start(delivery)
-        else:
-            self.pending.append(delivery)
-
     async def deliver_pending(self) -> None:
         """Send everything queued and wait until every delivery (with retries) is done."""
-        pending, self.pending = self.pending, []
-        for delivery in pending:
-            self._start(delivery)
-        await self._http.drain()
+        await self.send_pending()
 
     async def redeliver_last(self) -> DeliveryAttempt | None:
         """POST the most recent sent message again, once (a duplicate delivery)."""
@@ -121,13 +99,8 @@ class WebhookDeliverer:
             self._attempt(d, attempt=1, redelivery=True) for d in self.unacknowledged()
         )))
 
-    async def close(self) -> None:
-        await self._http.close()
-
-    def _start(self, delivery: Delivery) -> None:
-        self._http.spawn(
-            self._deliver(delivery), name=f"attio-sim-webhook-{delivery.idempotency_key}"
-        )
+    def _task_name(self, delivery: Delivery) -> str:
+        return f"attio-sim-webhook-{delivery.idempotency_key}"
 
     async def _deliver(self, delivery: Delivery) -> None:
         self.sent.append(delivery)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
 
+from crmsync.sim._kit.entry import crm_entry
 from crmsync.sim.attio.config import AttioSimConfig
 from crmsync.sim.attio.server import run_attio_simulator, serve_attio_simulator_forever
 from crmsync.sim.attio.state import AttioSim
-from crmsync.sim.crms import CrmSimEntry, CrmSimulator, SimOptions, TryLine
+from crmsync.sim.crms import TryLine
 
 DEFAULT_KEY = "attio-test-key"
 
@@ -43,7 +42,6 @@ class AttioDemoView:
                               f"curl -s {auth} {crm_url}/objects/people/records/{record_id}"),
         }
 
-
     def requests_answered(self) -> int:
         return self.sim.stats.total()
 
@@ -51,26 +49,12 @@ class AttioDemoView:
         return self.sim.stats.rate_limited
 
 
-def _config(options: SimOptions) -> AttioSimConfig:
-    config = AttioSimConfig(
-        api_keys=options.api_keys or [DEFAULT_KEY], people=options.people, seed=options.seed,
-    )
-    if options.rate is not None:
-        config = dataclasses.replace(config, read_rate_per_second=options.rate)
-    return config
+def _with_rate(config: AttioSimConfig, rate: int) -> AttioSimConfig:
+    return dataclasses.replace(config, read_rate_per_second=rate)
 
 
-@contextlib.asynccontextmanager
-async def _run(options: SimOptions) -> AsyncIterator[tuple[CrmSimulator, str]]:
-    async with run_attio_simulator(config=_config(options)) as (sim, url):
-        yield AttioDemoView(sim), url
-
-
-async def _serve_forever(host: str, port: int, options: SimOptions) -> None:
-    await serve_attio_simulator_forever(host, port, _config(options))
-
-
-ENTRY = CrmSimEntry(
-    title="Attio", default_key=DEFAULT_KEY, webhook_secret=None, run=_run,
-    serve_forever=_serve_forever,
+ENTRY = crm_entry(
+    title="Attio", default_key=DEFAULT_KEY, webhook_secret=None,
+    config_type=AttioSimConfig, with_rate=_with_rate, run=run_attio_simulator,
+    serve_forever=serve_attio_simulator_forever, view=AttioDemoView,
 )

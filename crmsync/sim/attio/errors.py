@@ -13,12 +13,13 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from crmsync.sim._kit.errors import ApiError
 from crmsync.sim._kit.http import json_response as json_response  # re-exported for routes
 
 JSONObject = dict[str, Any]
 
 
-class AttioError(Exception):
+class AttioError(ApiError):
     """An Attio API error, rendered by the middleware."""
 
     def __init__(
@@ -29,12 +30,9 @@ class AttioError(Exception):
         message: str,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(status, message, headers=headers)
         self.error_type = error_type
         self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
 
     def body(self) -> JSONObject:
         return {
@@ -43,9 +41,6 @@ class AttioError(Exception):
             "code": self.code,
             "message": self.message,
         }
-
-    def response(self) -> web.Response:
-        return json_response(self.body(), status=self.status, headers=self.headers)
 
 
 def not_found(message: str) -> AttioError:

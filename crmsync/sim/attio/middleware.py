@@ -1,21 +1,21 @@
 """The policing every /v2 request passes: counting, auth, injected faults, rate limits.
 
-Order: dropped connection (nothing answered, not counted) → latency → authenticate
-(401; revoked keys too) → injected faults (500, forced 429) → rate limit (429) →
-handler → dropped connection after the handler applied the request (counted: it was
-answered, the answer was lost). Errors raised anywhere below become Attio's JSON error
-shape, including aiohttp's own 404 / 405 for unknown routes and methods. `/_sim/`
-admin routes skip all of it. The faults are `faults.py`'s.
+Order (the shared `_kit.gateway.police`): dropped connection (nothing answered, not
+counted) → latency → authenticate (401; revoked keys too) → injected faults (500,
+forced 429) → rate limit (429) → handler → dropped connection after the handler applied
+the request (counted: it was answered, the answer was lost). Errors raised anywhere
+below become Attio's JSON error shape, including aiohttp's own 404 / 405 for unknown
+routes and methods. `/_sim/` admin routes skip all of it. The faults are `faults.py`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from crmsync.sim._kit.gateway import ErrorShape, bearer_token, police
 from crmsync.sim._kit.http import route_template
 from crmsync.sim.attio.errors import AttioError
 from crmsync.sim.attio.ratelimit import next_second_date, request_kind
@@ -24,8 +24,6 @@ from crmsync.sim.attio.state import ATTIO_SIM_KEY, AttioSim
 logger = logging.getLogger(__name__)
 RATE_LIMITED_MESSAGE = "Rate limit exceeded, please try again later"
 UNMATCHED_ROUTE = "unmatched"  # the counter key of requests no route matched
-#: request key set once the route handler runs (the request may take effect)
-APPLIED = web.RequestKey("attio_sim_applied", bool)
 
 
 @web.middleware
@@ -33,35 +31,16 @@ async def attio_middleware(request: web.Request, handler: Handler) -> web.Stream
     if not request.path.startswith("/v2/"):
         return await handler(request)
     sim = request.app[ATTIO_SIM_KEY]
-    if sim.faults.take_drop():
-        return _abort(request)
-    delay = sim.faults.delay()
-    if delay > 0:
-        await asyncio.sleep(delay)
-    try:
-        response = await _policed(request, handler, sim)
-    except AttioError as exc:
-        response = exc.response()
-    except web.HTTPException as exc:
-        response = _from_http_exception(exc).response()
-    except Exception:  # a simulator bug: still answer in Attio's shape, and say so loudly
-        logger.exception("Attio simulator failed on %s %s", request.method, request.path)
-        response = AttioError(500, "internal_server_error", "internal_error",
-                              "The simulator crashed; see its log.").response()
-    sim.stats.count(request.method, route_template(request, UNMATCHED_ROUTE), response.status)
-    if request.get(APPLIED) and sim.faults.take_drop_after():
-        return _abort(request)
-    return response
+
+    def finish(response: web.StreamResponse) -> None:
+        sim.stats.count(request.method, route_template(request, UNMATCHED_ROUTE),
+                        response.status)
+
+    return await police(request, handler, sim.faults, ERRORS,
+                        admit=lambda: _admit(request, sim), finish=finish)
 
 
-def _abort(request: web.Request) -> web.Response:
-    """Cut the connection; the response returned is never written."""
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response(status=500)
-
-
-async def _policed(request: web.Request, handler: Handler, sim: AttioSim) -> web.StreamResponse:
+def _admit(request: web.Request, sim: AttioSim) -> None:
     api_key = _authenticate(request, sim)
     if sim.faults.take_failure():
         sim.stats.injected_failures += 1
@@ -75,18 +54,11 @@ async def _policed(request: web.Request, handler: Handler, sim: AttioSim) -> web
     retry_after = sim.limiter.check(api_key, request_kind(request.method, request.path))
     if retry_after is not None:
         raise _rate_limited(retry_after)
-    request[APPLIED] = True
-    return await handler(request)
 
 
 def _authenticate(request: web.Request, sim: AttioSim) -> str:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    if (
-        scheme.lower() != "bearer"
-        or token not in sim.config.api_keys
-        or token in sim.faults.revoked_keys
-    ):
+    token = bearer_token(request)
+    if token is None or token not in sim.config.api_keys or token in sim.faults.revoked_keys:
         raise AttioError(401, "auth_error", "unauthorized",
                          "Authentication failed: missing or invalid bearer token.")
     return token
@@ -108,3 +80,11 @@ def _from_http_exception(exc: web.HTTPException) -> AttioError:
     if exc.status == 413:
         return AttioError(413, "invalid_request_error", "payload_too_large", exc.reason)
     return AttioError(exc.status, "invalid_request_error", "http_error", exc.reason)
+
+
+ERRORS = ErrorShape(
+    "Attio", _from_http_exception,
+    lambda: AttioError(500, "internal_server_error", "internal_error",
+                       "The simulator crashed; see its log."),
+    logger,
+)

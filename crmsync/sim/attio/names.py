@@ -1,7 +1,11 @@
-"""Name, title and company pools for seeding; each name has an ASCII form for emails."""
+"""Name, title and company pools for seeding; each name has an ASCII form for emails.
+
+Every simulator seeds from these pools; `company_name` names the i-th seeded company.
+"""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 
@@ -95,3 +99,22 @@ COMPANY_STEMS = (
 )
 
 FREE_MAIL_DOMAINS = ("gmail.com", "outlook.com", "proton.me", "icloud.com", "siol.net")
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyName:
+    """A seeded company's name ("Alpina 2 S.L.") and web domain ("alpina2.es")."""
+
+    name: str
+    domain: str
+
+
+def company_name(rng: random.Random, index: int) -> CompanyName:
+    """The `index`-th company (from 0): the stems in turn, numbered from their second
+    round, each in a random locale (one draw of `rng`)."""
+    locale = rng.choice(LOCALES)
+    stem = COMPANY_STEMS[index % len(COMPANY_STEMS)]
+    round_no = index // len(COMPANY_STEMS)
+    label = stem if round_no == 0 else f"{stem} {round_no + 1}"
+    slug = "".join(c for c in label.lower() if c.isalnum())
+    return CompanyName(f"{label} {locale.company_suffix}", f"{slug}.{locale.tld}")

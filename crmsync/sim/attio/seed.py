@@ -21,11 +21,11 @@ value. `SeedFacts` lists the record ids of each case for tests.
 
 from __future__ import annotations
 
-import gc
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from crmsync.sim._kit.seed import ShapeFacts, gc_paused, shape_schedule
 from crmsync.sim.attio import model, names, phones
 from crmsync.sim.attio.model import JSONObject, StoredRecord, Workspace
 
@@ -40,18 +40,14 @@ COMPANY_EPOCH = datetime(2020, 6, 1, 9, 0, tzinfo=UTC)
 
 
 @dataclass(slots=True)
-class SeedFacts:
+class SeedFacts(ShapeFacts):
     """Record ids of each seeded case, so tests can assert on them."""
 
-    shapes: dict[str, list[str]] = field(default_factory=dict)
     shared_phones: dict[str, list[str]] = field(default_factory=dict)  # E.164 -> ids
     with_company: list[str] = field(default_factory=list)
     with_job_title: list[str] = field(default_factory=list)
     with_history: list[str] = field(default_factory=list)
     unicode_names: list[str] = field(default_factory=list)
-
-    def of(self, shape: str) -> list[str]:
-        return self.shapes.get(shape, [])
 
 
 @dataclass(slots=True)
@@ -69,48 +65,22 @@ def new_id(rng: random.Random) -> str:
 def seed_workspace(rng: random.Random, people: int, slug: str, name: str) -> SeedResult:
     """About 80 µs per person (10k people: under a second)."""
     workspace = Workspace(new_id(rng), slug, name, new_id(rng), COMPANY_EPOCH)
-    # Millions of small dicts, none of them garbage: cyclic GC passes would only
-    # double the time.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():  # millions of small dicts, none of them garbage
         companies = _companies(rng, workspace, max(1, people // 10) if people else 0)
         seeder = _PeopleSeeder(rng, workspace, companies)
         return SeedResult(workspace, seeder.seed(people), companies, seeder.facts)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
-def _shape_schedule(rng: random.Random, n: int) -> list[str]:
-    shapes: list[str] = []
-    for shape, share in SHAPE_MIX:
-        count = round(share * n)
-        if n >= 20:
-            count = max(count, 2 if shape == "shared_phone" else 1)
-        if shape == "shared_phone":
-            count -= count % 2
-        shapes += [shape] * count
-    shapes += ["normal"] * (n - len(shapes))
-    rng.shuffle(shapes)
-    return shapes[:n]
 
 
 def _companies(rng: random.Random, ws: Workspace, count: int) -> list[StoredRecord]:
     result: list[StoredRecord] = []
     moment = COMPANY_EPOCH
     for i in range(count):
-        locale = rng.choice(names.LOCALES)
-        stem = names.COMPANY_STEMS[i % len(names.COMPANY_STEMS)]
-        round_no = i // len(names.COMPANY_STEMS)
-        label = stem if round_no == 0 else f"{stem} {round_no + 1}"
+        company = names.company_name(rng, i)
         moment += timedelta(hours=rng.randint(1, 48), microseconds=rng.randrange(10**6))
         record = StoredRecord("companies", new_id(rng), moment)
         model.creation_values(record, actor=ws.member_actor())
-        slug = "".join(c for c in label.lower() if c.isalnum())
-        record.append("name", model.text(f"{label} {locale.company_suffix}"),
-                      at=moment, actor=ws.member_actor())
-        record.append("domains", model.domain(f"{slug}.{locale.tld}"),
+        record.append("name", model.text(company.name), at=moment, actor=ws.member_actor())
+        record.append("domains", model.domain(company.domain),
                       at=moment, actor=ws.member_actor())
         result.append(record)
     return result
@@ -127,7 +97,7 @@ class _PeopleSeeder:
         self.pending_shared: phones.GeneratedNumber | None = None
 
     def seed(self, n: int) -> list[StoredRecord]:
-        return [self.person(shape) for shape in _shape_schedule(self.rng, n)]
+        return [self.person(shape) for shape in shape_schedule(self.rng, n, SHAPE_MIX)]
 
     def person(self, shape: str) -> StoredRecord:
         rng = self.rng

@@ -16,25 +16,23 @@ No authentication and no rate limit. Routes:
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 
-import msgspec
 from aiohttp import web
 
+from crmsync.sim._kit.admin import add_crm_fault_routes, read_body, read_change
 from crmsync.sim.hubspot.errors import JSONObject, json_response
 from crmsync.sim.hubspot.faults import FaultUpdate
 from crmsync.sim.hubspot.state import HUBSPOT_SIM_KEY, EmailConflictError, HubSpotSim
 
 routes = web.RouteTableDef()
+add_crm_fault_routes(routes, HUBSPOT_SIM_KEY, FaultUpdate, lambda sim: (sim.faults, sim.hooks))
 
 
 @routes.get("/_sim/stats")
 async def stats(request: web.Request) -> web.Response:
     sim = request.app[HUBSPOT_SIM_KEY]
     return json_response({
-        "requests": sim.stats.by_route(),
-        "total_requests": sim.stats.total_requests,
-        "rate_limited": sim.stats.rate_limited,
+        **sim.stats.summary(),
         "injected_failures": sim.stats.injected_failures,
         "max_in_any_window": sim.stats.max_in_any_window,
         "max_search_in_any_second": sim.stats.max_search_in_any_second,
@@ -44,15 +42,14 @@ async def stats(request: web.Request) -> web.Response:
         "webhook_events": len(sim.hooks.events),
         "webhook_attempts": [asdict(a) for a in sim.hooks.attempts],
         "dropped_batches": len(sim.hooks.dropped),
-        "faults": _faults(sim),
+        "faults": sim.faults.settings(sim.hooks),
     })
 
 
 @routes.post("/_sim/contacts")
 async def add_contact(request: web.Request) -> web.Response:
     sim = request.app[HUBSPOT_SIM_KEY]
-    body = await _body(request)
-    notify = bool(body.pop("notify", True))
+    body, notify = await read_change(request)
     companies = body.pop("company_ids", [])
     try:
         record_id = sim.add_contact(notify=notify, company_ids=companies, **body)
@@ -65,8 +62,7 @@ async def add_contact(request: web.Request) -> web.Response:
 async def update_contact(request: web.Request) -> web.Response:
     sim = request.app[HUBSPOT_SIM_KEY]
     record_id = _known(sim, request)
-    body = await _body(request)
-    notify = bool(body.pop("notify", True))
+    body, notify = await read_change(request)
     try:
         changed = sim.update_contact(record_id, notify=notify, **body)
     except (KeyError, ValueError, EmailConflictError) as exc:
@@ -85,7 +81,7 @@ async def delete_contact(request: web.Request) -> web.Response:
 @routes.post("/_sim/contacts/merge")
 async def merge_contacts(request: web.Request) -> web.Response:
     sim = request.app[HUBSPOT_SIM_KEY]
-    body = await _body(request)
+    body = await read_body(request)
     try:
         kept = sim.merge_contacts(str(body["primary"]), str(body["merged"]))
     except (KeyError, ValueError) as exc:
@@ -104,26 +100,6 @@ async def restore_contact(request: web.Request) -> web.Response:
     return json_response({"id": record_id})
 
 
-@routes.get("/_sim/faults")
-async def get_faults(request: web.Request) -> web.Response:
-    return json_response(_faults(request.app[HUBSPOT_SIM_KEY]))
-
-
-@routes.post("/_sim/faults")
-async def set_faults(request: web.Request) -> web.Response:
-    sim = request.app[HUBSPOT_SIM_KEY]
-    try:
-        update = msgspec.json.decode(await request.read(), type=FaultUpdate)
-    except msgspec.DecodeError as exc:  # ValidationError included
-        raise web.HTTPBadRequest(reason=str(exc).replace("\n", " ")) from None
-    update.apply(sim.faults)
-    if update.drop_webhooks is not None:
-        sim.hooks.drop_next = update.drop_webhooks
-    if update.webhook_mode is not None:
-        sim.hooks.mode = "drop" if update.webhook_mode == "drop" else "send"
-    return json_response(_faults(sim))
-
-
 @routes.get("/_sim/webhooks")
 async def get_webhooks(request: web.Request) -> web.Response:
     return json_response(_webhooks(request.app[HUBSPOT_SIM_KEY]))
@@ -132,7 +108,7 @@ async def get_webhooks(request: web.Request) -> web.Response:
 @routes.put("/_sim/webhooks")
 async def put_webhooks(request: web.Request) -> web.Response:
     sim = request.app[HUBSPOT_SIM_KEY]
-    body = await _body(request)
+    body = await read_body(request)
     url = body.get("targetUrl")
     if url is not None and not (isinstance(url, str) and url.startswith(("http://",
                                                                            "https://"))):
@@ -154,25 +130,8 @@ def _webhooks(sim: HubSpotSim) -> JSONObject:
             "subscribedProperties": list(hooks.subscribed), "events": len(hooks.events)}
 
 
-def _faults(sim: HubSpotSim) -> JSONObject:
-    return {**sim.faults.settings(), "drop_webhooks": sim.hooks.drop_next,
-            "webhook_mode": sim.hooks.mode}
-
-
 def _known(sim: HubSpotSim, request: web.Request) -> str:
     record_id = request.match_info["record_id"]
     if not record_id.isdigit() or sim.contacts.live(int(record_id)) is None:
         raise web.HTTPNotFound(reason="no such live contact")
     return record_id
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(reason="body is not JSON") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(reason="body must be a JSON object")
-    return body

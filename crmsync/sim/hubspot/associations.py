@@ -9,9 +9,8 @@ as HubSpot reports them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from crmsync.sim.hubspot import links
 from crmsync.sim.hubspot.errors import (
@@ -26,7 +25,6 @@ from crmsync.sim.hubspot.errors import (
 from crmsync.sim.hubspot.model import CrmObject
 from crmsync.sim.hubspot.state import HUBSPOT_SIM_KEY, HubSpotSim
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PAIRS = (("contacts", "companies"), ("companies", "contacts"), ("contacts", "notes"),
          ("notes", "contacts"))
 MAX_LISTING = 500

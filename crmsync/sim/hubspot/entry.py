@@ -7,11 +7,10 @@ secret (the tenant's `crm_webhook_secret`) and `point_webhooks` sets its target 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
 
-from crmsync.sim.crms import CrmSimEntry, CrmSimulator, SimOptions, TryLine
+from crmsync.sim._kit.entry import crm_entry
+from crmsync.sim.crms import TryLine
 from crmsync.sim.hubspot.config import DEFAULT_APP_SECRET, HubSpotSimConfig
 from crmsync.sim.hubspot.server import run_hubspot_simulator, serve_hubspot_simulator_forever
 from crmsync.sim.hubspot.state import HubSpotSim
@@ -59,26 +58,12 @@ class HubSpotDemoView:
         return self.sim.stats.rate_limited
 
 
-def _config(options: SimOptions) -> HubSpotSimConfig:
-    config = HubSpotSimConfig(
-        api_keys=options.api_keys or [DEFAULT_KEY], people=options.people, seed=options.seed,
-    )
-    if options.rate is not None:
-        config = dataclasses.replace(config, requests_per_ten_seconds=options.rate * 10)
-    return config
+def _with_rate(config: HubSpotSimConfig, rate: int) -> HubSpotSimConfig:
+    return dataclasses.replace(config, requests_per_ten_seconds=rate * 10)
 
 
-@contextlib.asynccontextmanager
-async def _run(options: SimOptions) -> AsyncIterator[tuple[CrmSimulator, str]]:
-    async with run_hubspot_simulator(config=_config(options)) as (sim, url):
-        yield HubSpotDemoView(sim), url
-
-
-async def _serve_forever(host: str, port: int, options: SimOptions) -> None:
-    await serve_hubspot_simulator_forever(host, port, _config(options))
-
-
-ENTRY = CrmSimEntry(
-    title="HubSpot", default_key=DEFAULT_KEY, webhook_secret=DEFAULT_APP_SECRET, run=_run,
-    serve_forever=_serve_forever,
+ENTRY = crm_entry(
+    title="HubSpot", default_key=DEFAULT_KEY, webhook_secret=DEFAULT_APP_SECRET,
+    config_type=HubSpotSimConfig, with_rate=_with_rate, run=run_hubspot_simulator,
+    serve_forever=serve_hubspot_simulator_forever, view=HubSpotDemoView,
 )

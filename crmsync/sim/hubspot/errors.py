@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from crmsync.sim._kit.errors import ApiError
 from crmsync.sim._kit.http import json_response as json_response  # re-exported for routes
 
 JSONObject = dict[str, Any]
@@ -25,7 +26,7 @@ AUTH_MESSAGE = (
 )
 
 
-class HubSpotError(Exception):
+class HubSpotError(ApiError):
     """A HubSpot API error, rendered by the middleware."""
 
     def __init__(
@@ -38,13 +39,10 @@ class HubSpotError(Exception):
         extra: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(status, message, headers=headers)
         self.category = category
-        self.message = message
         self.errors = errors
         self.extra = dict(extra or {})
-        self.headers = dict(headers or {})
 
     def body(self) -> JSONObject:
         body: JSONObject = {"status": "error", "message": self.message,
@@ -55,9 +53,6 @@ class HubSpotError(Exception):
             body["errors"] = self.errors
         body.update(self.extra)
         return body
-
-    def response(self) -> web.Response:
-        return json_response(self.body(), status=self.status, headers=self.headers)
 
 
 def validation_error(message: str, errors: list[JSONObject] | None = None) -> HubSpotError:
@@ -78,6 +73,13 @@ def rate_limited(policy: str) -> HubSpotError:
                "DAILY": "daily"}[policy]
     return HubSpotError(429, None, f"You have reached your {wording} limit.",
                         extra={"errorType": "RATE_LIMIT", "policyName": policy})
+
+
+def only_fields(body: JSONObject, allowed: frozenset[str], where: str) -> None:
+    """HubSpot's 400 for fields of `body` not in `allowed` (`where`: "in create")."""
+    unknown = set(body) - allowed
+    if unknown:
+        raise validation_error(f"Unrecognized field(s) {sorted(unknown)} {where}.")
 
 
 async def read_json_object(request: web.Request) -> JSONObject:

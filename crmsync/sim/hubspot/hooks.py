@@ -20,11 +20,10 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Literal
 
 import msgspec
 
-from crmsync.sim._kit.delivery import WebhookClient, is_success
+from crmsync.sim._kit.delivery import DeliveryFaults, WebhookClient, is_success
 from crmsync.sim.hubspot.config import HubSpotSimConfig
 from crmsync.sim.hubspot.model import JSONObject, now_ms
 
@@ -73,10 +72,14 @@ class HookAttempt:
         return is_success(self.status)
 
 
-class HookDeliverer:
-    """Batches, signs and sends the app's events; keeps every event, batch and attempt."""
+class HookDeliverer(DeliveryFaults):
+    """Batches, signs and sends the app's events; keeps every event, batch and attempt.
+
+    Its webhook faults (`mode`, `drop_next`) lose whole batches.
+    """
 
     def __init__(self, config: HubSpotSimConfig) -> None:
+        super().__init__()
         self.portal_id, self.app_id = config.portal_id, config.app_id
         self.secret = config.app_secret
         self.target_url = config.webhook_target_url
@@ -84,8 +87,6 @@ class HookDeliverer:
         self.batch_seconds = config.webhook_batch_seconds
         self.max_batch = config.webhook_max_batch
         self.retry_schedule = tuple(config.webhook_retry_schedule)
-        self.mode: Literal["send", "drop"] = "send"
-        self.drop_next = 0  # batches to lose on purpose
         self.timestamp_skew_ms = 0  # added to X-HubSpot-Request-Timestamp (stale clocks)
         self.events: list[JSONObject] = []  # every event, delivered or not
         self.pending: list[JSONObject] = []
@@ -137,8 +138,7 @@ class HookDeliverer:
         while self.pending and url is not None:
             chunk, self.pending = self.pending[:self.max_batch], self.pending[self.max_batch:]
             batch = HookBatch(len(self.batches) + len(self.dropped) + 1, url, tuple(chunk))
-            if self.mode == "drop" or self.drop_next > 0:
-                self.drop_next = max(0, self.drop_next - 1)
+            if self.take_drop():
                 self.dropped.append(batch)
                 continue
             self.batches.append(batch)

@@ -1,30 +1,28 @@
 """The policing every API request passes: counting, auth, injected faults, rate limits.
 
-Order: dropped connection (nothing answered, not counted) → latency → authenticate
-(401; revoked tokens too) → injected faults (500, forced 429) → daily, search and
-10-second limits (429) → handler → dropped connection after the handler applied the
-request (counted: it was answered, the answer was lost). Non-search answers to a known
-token carry the `X-HubSpot-RateLimit-*` headers, 429s included. Errors raised anywhere
-below become HubSpot's JSON error shape, aiohttp's own 404 / 405 too. `/_sim/` admin
-routes skip all of it.
+Order (the shared `_kit.gateway.police`): dropped connection (nothing answered, not
+counted) → latency → authenticate (401; revoked tokens too) → injected faults (500,
+forced 429) → daily, search and 10-second limits (429) → handler → dropped connection
+after the handler applied the request (counted: it was answered, the answer was lost).
+Non-search answers to a known token carry the `X-HubSpot-RateLimit-*` headers, 429s
+included. Errors raised anywhere below become HubSpot's JSON error shape, aiohttp's
+own 404 / 405 too. `/_sim/` admin routes skip all of it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from crmsync.sim._kit.gateway import ErrorShape, bearer_token, police
 from crmsync.sim._kit.http import route_template
 from crmsync.sim.hubspot.errors import HubSpotError, rate_limited, unauthorized
 from crmsync.sim.hubspot.state import HUBSPOT_SIM_KEY, HubSpotSim
 
 logger = logging.getLogger(__name__)
 UNMATCHED_ROUTE = "unmatched"  # the counter key of requests no route matched
-#: request key set once the route handler runs (the request may take effect)
-APPLIED = web.RequestKey("hubspot_sim_applied", bool)
 
 
 @web.middleware
@@ -32,41 +30,24 @@ async def hubspot_middleware(request: web.Request, handler: Handler) -> web.Stre
     if request.path.startswith("/_sim/"):
         return await handler(request)
     sim = request.app[HUBSPOT_SIM_KEY]
-    if sim.faults.take_drop():
-        return _abort(request)
-    delay = sim.faults.delay()
-    if delay > 0:
-        await asyncio.sleep(delay)
     search = request.method == "POST" and request.path.endswith("/search")
-    token: str | None = None
-    try:
+    token: str | None = None  # once authenticated: its answers carry its limits
+
+    def admit() -> None:
+        nonlocal token
         token = _authenticate(request, sim)
-        response = await _policed(request, handler, sim, token, search=search)
-    except HubSpotError as exc:
-        response = exc.response()
-    except web.HTTPException as exc:
-        response = _from_http_exception(exc).response()
-    except Exception:  # a simulator bug: still answer in HubSpot's shape, and say so loudly
-        logger.exception("HubSpot simulator failed on %s %s", request.method, request.path)
-        response = HubSpotError(500, "INTERNAL_ERROR", "The simulator crashed; see its log.")\
-            .response()
-    if token is not None and not search and isinstance(response, web.Response):
-        response.headers.update(sim.limiter.headers(token))
-    sim.stats.record(request.method, route_template(request, UNMATCHED_ROUTE), response.status)
-    if request.get(APPLIED) and sim.faults.take_drop_after():
-        return _abort(request)
-    return response
+        _admit(sim, token, search=search)
+
+    def finish(response: web.StreamResponse) -> None:
+        if token is not None and not search and isinstance(response, web.Response):
+            response.headers.update(sim.limiter.headers(token))
+        sim.stats.record(request.method, route_template(request, UNMATCHED_ROUTE),
+                         response.status)
+
+    return await police(request, handler, sim.faults, ERRORS, admit=admit, finish=finish)
 
 
-def _abort(request: web.Request) -> web.Response:
-    """Cut the connection; the response returned is never written."""
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response(status=500)
-
-
-async def _policed(request: web.Request, handler: Handler, sim: HubSpotSim, token: str, *,
-                   search: bool) -> web.StreamResponse:
+def _admit(sim: HubSpotSim, token: str, *, search: bool) -> None:
     if sim.faults.take_failure():
         sim.stats.injected_failures += 1
         raise HubSpotError(500, "INTERNAL_ERROR",
@@ -78,18 +59,11 @@ async def _policed(request: web.Request, handler: Handler, sim: HubSpotSim, toke
     policy = sim.limiter.admit(token, search=search)
     if policy is not None:
         raise rate_limited(policy)
-    request[APPLIED] = True
-    return await handler(request)
 
 
 def _authenticate(request: web.Request, sim: HubSpotSim) -> str:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    if (
-        scheme.lower() != "bearer"
-        or token not in sim.config.api_keys
-        or token in sim.faults.revoked_keys
-    ):
+    token = bearer_token(request)
+    if token is None or token not in sim.config.api_keys or token in sim.faults.revoked_keys:
         raise unauthorized()
     return token
 
@@ -103,3 +77,10 @@ def _from_http_exception(exc: web.HTTPException) -> HubSpotError:
     if exc.status == 413:
         return HubSpotError(413, "VALIDATION_ERROR", "Request body too large.")
     return HubSpotError(exc.status, "VALIDATION_ERROR", exc.reason)
+
+
+ERRORS = ErrorShape(
+    "HubSpot", _from_http_exception,
+    lambda: HubSpotError(500, "INTERNAL_ERROR", "The simulator crashed; see its log."),
+    logger,
+)

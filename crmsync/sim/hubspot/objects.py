@@ -10,10 +10,11 @@ property names are ignored, as HubSpot does. Archived objects are 404 unless
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from yarl import URL
 
 from crmsync.sim.hubspot import links
@@ -24,6 +25,7 @@ from crmsync.sim.hubspot.errors import (
     json_response,
     not_found,
     object_id,
+    only_fields,
     read_json_object,
     validation_error,
 )
@@ -31,7 +33,6 @@ from crmsync.sim.hubspot.model import CrmObject, Schema
 from crmsync.sim.hubspot.search import parse_search, read_properties
 from crmsync.sim.hubspot.state import HUBSPOT_SIM_KEY, HubSpotSim
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_PAGE = 100
 ALIASES = {"contact": "contacts", "company": "companies", "note": "notes"}
 BATCH_READ_FIELDS = frozenset({"inputs", "properties", "propertiesWithHistory", "idProperty"})
@@ -143,9 +144,7 @@ def _batch_read(schema: Schema) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         sim = request.app[HUBSPOT_SIM_KEY]
         body = await read_json_object(request)
-        unknown = set(body) - BATCH_READ_FIELDS
-        if unknown:
-            raise validation_error(f"Unrecognized field(s) {sorted(unknown)} in batch read.")
+        only_fields(body, BATCH_READ_FIELDS, "in batch read")
         if body.get("idProperty", "hs_object_id") != "hs_object_id":
             raise validation_error("The simulator reads batches by hs_object_id only.")
         started = _now()

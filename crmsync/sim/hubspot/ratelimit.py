@@ -61,13 +61,9 @@ class RateLimiter:
         state = self._state(token)
         now = self.clock()
         if search:
-            state.seen_search.slide(now)
-            state.seen_search.add(now)
-            state.max_search = max(state.max_search, len(state.seen_search))
+            state.max_search = max(state.max_search, state.seen_search.record(now))
         else:
-            state.seen_burst.slide(now)
-            state.seen_burst.add(now)
-            state.max_burst = max(state.max_burst, len(state.seen_burst))
+            state.max_burst = max(state.max_burst, state.seen_burst.record(now))
         if state.daily >= self.daily_limit and not force_reject:
             return "DAILY"
         window = state.search if search else state.burst

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from crmsync.sim.hubspot.errors import JSONObject, int_param, validation_error
+from crmsync.sim.hubspot.errors import JSONObject, int_param, only_fields, validation_error
 from crmsync.sim.hubspot.model import CrmObject, Schema, parse_time
 from crmsync.sim.hubspot.store import ObjectStore
 
@@ -51,9 +51,7 @@ class SearchQuery:
 
 
 def parse_search(schema: Schema, body: JSONObject) -> SearchQuery:
-    unknown = set(body) - BODY_FIELDS
-    if unknown:
-        raise validation_error(f"Unrecognized field(s) {sorted(unknown)} in search request.")
+    only_fields(body, BODY_FIELDS, "in search request")
     groups = _groups(schema, body.get("filterGroups", []))
     sort_by, descending = _sort(schema, body.get("sorts", []))
     text = body.get("query")

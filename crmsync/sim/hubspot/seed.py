@@ -20,11 +20,11 @@ contacts with lower ids). `SeedFacts` lists the ids of each case for tests.
 
 from __future__ import annotations
 
-import gc
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from crmsync.sim._kit.seed import ShapeFacts, gc_paused, shape_schedule
 from crmsync.sim.attio import names, phones
 from crmsync.sim.hubspot.model import COMPANIES, CONTACTS, CrmObject
 from crmsync.sim.hubspot.store import ObjectStore
@@ -43,10 +43,9 @@ DAY_MS = 86_400_000
 
 
 @dataclass(slots=True)
-class SeedFacts:
+class SeedFacts(ShapeFacts):
     """Ids (as strings) of each seeded case, so tests can assert on them."""
 
-    shapes: dict[str, list[str]] = field(default_factory=dict)
     archived: list[str] = field(default_factory=list)
     one_company: list[str] = field(default_factory=list)
     two_companies: list[str] = field(default_factory=list)
@@ -57,48 +56,26 @@ class SeedFacts:
     tied: list[list[str]] = field(default_factory=list)  # groups sharing one createdate
     backdated: list[str] = field(default_factory=list)
 
-    def of(self, shape: str) -> list[str]:
-        return self.shapes.get(shape, [])
-
-
-def shape_schedule(rng: random.Random, n: int) -> list[str]:
-    shapes: list[str] = []
-    for shape, share in SHAPE_MIX:
-        count = round(share * n)
-        shapes += [shape] * (max(count, 1) if n >= 20 else count)
-    shapes += ["normal"] * (n - len(shapes))
-    rng.shuffle(shapes)
-    return shapes[:n]
-
 
 def seed_portal(rng: random.Random, people: int, contacts: ObjectStore,
                 companies: ObjectStore) -> SeedFacts:
     """Fill the stores; about 15 µs per contact (12k contacts: a fifth of a second)."""
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # many small dicts, none of them garbage: GC passes only cost time
-    try:
+    with gc_paused():  # many small dicts, none of them garbage
         seeded = _companies(rng, companies, max(1, people // 10) if people else 0)
         seeder = _ContactSeeder(rng, contacts, companies, seeded, people)
-        for shape in shape_schedule(rng, people):
+        for shape in shape_schedule(rng, people, SHAPE_MIX):
             seeder.contact(shape)
         return seeder.facts
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def _companies(rng: random.Random, store: ObjectStore, count: int) -> list[CrmObject]:
     result: list[CrmObject] = []
     moment = COMPANY_EPOCH_MS
     for i in range(count):
-        locale = rng.choice(names.LOCALES)
-        stem = names.COMPANY_STEMS[i % len(names.COMPANY_STEMS)]
-        rounds = i // len(names.COMPANY_STEMS)
-        label = stem if rounds == 0 else f"{stem} {rounds + 1}"
+        named = names.company_name(rng, i)
         moment += rng.randint(3_600_000, 48 * 3_600_000)
-        slug = "".join(c for c in label.lower() if c.isalnum())
         company = CrmObject(COMPANIES, store.new_id(gap=rng.randint(1, 40)), moment, moment, {
-            "name": f"{label} {locale.company_suffix}", "domain": f"{slug}.{locale.tld}"})
+            "name": named.name, "domain": named.domain})
         store.add(company, indexed=True)
         result.append(company)
     return result

@@ -6,22 +6,19 @@ The base URL is the server's root, as HubSpot's API paths carry their own versio
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 
-from crmsync.sim._kit.server import run_app, serve_forever
+from crmsync.sim._kit.server import key_line, run_sim, serve_forever
 from crmsync.sim.hubspot.app import create_hubspot_app
 from crmsync.sim.hubspot.config import HubSpotSimConfig
 from crmsync.sim.hubspot.state import HUBSPOT_SIM_KEY, HubSpotSim
 
 
-@contextlib.asynccontextmanager
-async def run_hubspot_simulator(
+def run_hubspot_simulator(
     host: str = "127.0.0.1", port: int = 0, config: HubSpotSimConfig | None = None
-) -> AsyncIterator[tuple[HubSpotSim, str]]:
+) -> AbstractAsyncContextManager[tuple[HubSpotSim, str]]:
     """Serve a simulator; yields `(sim, "http://HOST:PORT")`, stops it on exit."""
-    async with run_app(create_hubspot_app(config), host, port) as (app, base_url):
-        yield app[HUBSPOT_SIM_KEY], base_url
+    return run_sim(create_hubspot_app(config), HUBSPOT_SIM_KEY, host, port)
 
 
 def _banner(running: tuple[HubSpotSim, str]) -> list[str]:
@@ -29,7 +26,7 @@ def _banner(running: tuple[HubSpotSim, str]) -> list[str]:
     config = sim.config
     return [
         f"HubSpot simulator: {base_url}",
-        f"Private app token: {config.api_keys[0] if config.api_keys else '(none)'}",
+        key_line("Private app token", config.api_keys),
         f"App secret (webhook signatures): {config.app_secret}",
         f"{len(sim.record_ids())} contacts, {len(sim.companies)} companies "
         f"(seed {config.seed}, portal {config.portal_id}); admin routes under "

@@ -9,9 +9,8 @@ contact with 202), and their targets must exist.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from crmsync.sim.hubspot import links
 from crmsync.sim.hubspot.errors import (
@@ -19,6 +18,7 @@ from crmsync.sim.hubspot.errors import (
     json_response,
     not_found,
     object_id,
+    only_fields,
     read_json_object,
     validation_error,
 )
@@ -27,7 +27,6 @@ from crmsync.sim.hubspot.objects import rendered
 from crmsync.sim.hubspot.properties import clean_properties
 from crmsync.sim.hubspot.state import HUBSPOT_SIM_KEY, EmailConflictError, HubSpotSim
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_NOTE_BODY = 65_536
 CREATE_FIELDS = frozenset({"properties", "associations"})
 
@@ -46,9 +45,7 @@ def _create(schema: Schema) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         sim = request.app[HUBSPOT_SIM_KEY]
         body = await read_json_object(request)
-        unknown = set(body) - CREATE_FIELDS
-        if unknown:
-            raise validation_error(f"Unrecognized field(s) {sorted(unknown)} in create.")
+        only_fields(body, CREATE_FIELDS, "in create")
         values, created = clean_properties(schema, body.get("properties", {}), creating=True)
         targets = _associations(sim, schema, body.get("associations", []))
         if schema is NOTES:

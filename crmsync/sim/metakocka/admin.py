@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from crmsync.sim._kit.admin import add_fault_routes, only
 from crmsync.sim._kit.http import json_response
 from crmsync.sim.metakocka.company import Company
 from crmsync.sim.metakocka.model import timestamp
@@ -35,6 +36,11 @@ routes = web.RouteTableDef()
 APP_PARTNER_FIELDS = frozenset(inspect.signature(MetakockaSim.add_partner).parameters) - {
     "self", "company_id",
 }
+add_fault_routes(
+    routes, METAKOCKA_SIM_KEY, FaultUpdate,
+    shown=lambda sim: fault_settings(sim.faults),
+    apply=lambda sim, update: update.apply(sim.faults),
+)
 
 
 @routes.get("/_sim/stats")
@@ -49,22 +55,6 @@ async def reset_stats(request: web.Request) -> web.Response:
     return json_response({})
 
 
-@routes.get("/_sim/faults")
-async def get_faults(request: web.Request) -> web.Response:
-    return json_response(fault_settings(request.app[METAKOCKA_SIM_KEY].faults))
-
-
-@routes.post("/_sim/faults")
-async def set_faults(request: web.Request) -> web.Response:
-    sim = request.app[METAKOCKA_SIM_KEY]
-    try:
-        update = msgspec.json.decode(await request.read(), type=FaultUpdate)
-    except msgspec.DecodeError as exc:  # ValidationError included
-        raise web.HTTPBadRequest(reason=str(exc).replace("\n", " ")) from None
-    update.apply(sim.faults)
-    return json_response(fault_settings(sim.faults))
-
-
 @routes.get("/_sim/companies/{company_id}/partners")
 async def list_partners(request: web.Request) -> web.Response:
     company = _company(request)
@@ -75,7 +65,7 @@ async def list_partners(request: web.Request) -> web.Response:
 async def add_partner(request: web.Request) -> web.Response:
     company = _company(request)
     body = await _body(request)
-    _only(body, APP_PARTNER_FIELDS)
+    only(body, APP_PARTNER_FIELDS)
     if not isinstance(body.get("customer"), str):
         raise web.HTTPBadRequest(reason="customer is required")
     try:
@@ -103,7 +93,7 @@ async def edit_partner(request: web.Request) -> web.Response:
 async def add_document(request: web.Request) -> web.Response:
     company = _company(request)
     body = await _body(request)
-    _only(body, frozenset({"partner_mk_id", "doc_type"}))
+    only(body, frozenset({"partner_mk_id", "doc_type"}))
     sim = request.app[METAKOCKA_SIM_KEY]
     doc_type = body.get("doc_type", "sales_order")
     if doc_type not in sim.config.document_types:
@@ -132,9 +122,3 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(reason="body must be a JSON object")
     return body
-
-
-def _only(body: dict[str, Any], allowed: frozenset[str]) -> None:
-    unknown = set(body) - allowed
-    if unknown:
-        raise web.HTTPBadRequest(reason=f"unknown fields: {', '.join(sorted(unknown))}")

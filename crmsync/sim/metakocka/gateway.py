@@ -30,7 +30,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from crmsync.sim._kit.http import route_template
+from crmsync.sim._kit.http import abort, route_template
 from crmsync.sim.metakocka import wire
 from crmsync.sim.metakocka.state import (
     BODY_KEY,
@@ -66,7 +66,7 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[STARTED_KEY] = time.monotonic()
     template = route_template(request, UNMATCHED)
     if sim.faults.take_drop(request.method, request.path, template):
-        return _abort(request)
+        return abort(request)
     delay = sim.faults.delay(sim.latency_rng, request.method, request.path, template)
     if delay > 0:
         await asyncio.sleep(delay)
@@ -86,7 +86,7 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
         response, code = MkError(wire.INTERNAL, "Internal error").response(), wire.INTERNAL
     sim.stats.record(endpoint, outcome.company_id, code)
     if outcome.applied and sim.faults.take_drop_after(request.method, request.path, template):
-        return _abort(request)
+        return abort(request)
     return response
 
 
@@ -151,10 +151,3 @@ def _admit(
         raise MkError(wire.QUOTE, QUOTE_EXCEEDS)
     request[BODY_KEY] = body
     request[COMPANY_KEY] = company
-
-
-def _abort(request: web.Request) -> web.Response:
-    """Cut the connection; the response returned is never written."""
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response(status=500)

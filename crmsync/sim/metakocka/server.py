@@ -6,24 +6,20 @@ are Metakocka's own.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 
-from crmsync.sim._kit.server import run_app, serve_forever
+from crmsync.sim._kit.server import run_sim, serve_forever
 from crmsync.sim.metakocka.app import create_metakocka_app
 from crmsync.sim.metakocka.config import MetakockaSimConfig
 from crmsync.sim.metakocka.partners import API_PATH
 from crmsync.sim.metakocka.state import METAKOCKA_SIM_KEY, MetakockaSim
 
 
-@contextlib.asynccontextmanager
-async def run_metakocka_simulator(
+def run_metakocka_simulator(
     host: str = "127.0.0.1", port: int = 0, config: MetakockaSimConfig | None = None
-) -> AsyncIterator[tuple[MetakockaSim, str]]:
+) -> AbstractAsyncContextManager[tuple[MetakockaSim, str]]:
     """Serve a simulator; yields `(sim, "http://HOST:PORT/rest/eshop/v1")`, stops it on exit."""
-    app = create_metakocka_app(config)
-    async with run_app(app, host, port, path=API_PATH) as (_, base_url):
-        yield app[METAKOCKA_SIM_KEY], base_url
+    return run_sim(create_metakocka_app(config), METAKOCKA_SIM_KEY, host, port, path=API_PATH)
 
 
 def _banner(running: tuple[MetakockaSim, str]) -> list[str]:

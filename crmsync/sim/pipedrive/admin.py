@@ -23,21 +23,32 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from crmsync.sim._kit.admin import add_crm_fault_routes, read_body, read_change
 from crmsync.sim._kit.http import json_response
 from crmsync.sim.pipedrive.faults import FaultUpdate
-from crmsync.sim.pipedrive.model import JSONObject
 from crmsync.sim.pipedrive.state import PIPEDRIVE_SIM_KEY, PipedriveSim
 
+
+def _fail(kind: type[web.HTTPException], message: str) -> web.HTTPException:
+    """An admin error with a JSON body `{"error": message}` (tests decode every answer)."""
+    return kind(text=msgspec.json.encode({"error": message}).decode(),
+                content_type="application/json")
+
+
+def _bad_request(message: str) -> web.HTTPException:
+    return _fail(web.HTTPBadRequest, message)
+
+
 routes = web.RouteTableDef()
+add_crm_fault_routes(routes, PIPEDRIVE_SIM_KEY, FaultUpdate, lambda sim: (sim.faults, sim.hooks),
+                     fail=_bad_request)
 
 
 @routes.get("/_sim/stats")
 async def stats(request: web.Request) -> web.Response:
     sim = request.app[PIPEDRIVE_SIM_KEY]
     return json_response({
-        "requests": sim.stats.by_route(),
-        "total_requests": sim.stats.total_requests,
-        "rate_limited": sim.stats.rate_limited,
+        **sim.stats.summary(),
         "budget_refused": sim.stats.budget_refused,
         "injected_failures": sim.stats.injected_failures,
         "max_in_any_window": sim.stats.max_in_any_window,
@@ -61,8 +72,7 @@ async def reset_stats(request: web.Request) -> web.Response:
 @routes.post("/_sim/persons")
 async def add_person(request: web.Request) -> web.Response:
     sim = request.app[PIPEDRIVE_SIM_KEY]
-    body = await _body(request)
-    notify = bool(body.pop("notify", True))
+    body, notify = await read_change(request, _bad_request)
     try:
         changes = sim.app_fields(body, creating=True)
     except ValueError as exc:
@@ -75,8 +85,7 @@ async def add_person(request: web.Request) -> web.Response:
 async def update_person(request: web.Request) -> web.Response:
     sim = request.app[PIPEDRIVE_SIM_KEY]
     person_id = _live_id(sim, request)
-    body = await _body(request)
-    notify = bool(body.pop("notify", True))
+    body, notify = await read_change(request, _bad_request)
     try:
         changed = sim.update_person(person_id, notify=notify, **body)
     except ValueError as exc:
@@ -101,28 +110,6 @@ async def merge_person(request: web.Request) -> web.Response:
         raise _fail(web.HTTPBadRequest, "into: another live person's id")
     sim.merge_persons(loser, into)
     return json_response({})
-
-
-@routes.get("/_sim/faults")
-async def get_faults(request: web.Request) -> web.Response:
-    return json_response(_faults(request.app[PIPEDRIVE_SIM_KEY]))
-
-
-@routes.post("/_sim/faults")
-async def set_faults(request: web.Request) -> web.Response:
-    sim = request.app[PIPEDRIVE_SIM_KEY]
-    try:
-        update = msgspec.json.decode(await request.read(), type=FaultUpdate)
-    except msgspec.DecodeError as exc:  # ValidationError included
-        raise _fail(web.HTTPBadRequest, str(exc).replace("\n", " ")) from None
-    update.apply(sim.faults)
-    if update.drop_webhooks is not None:
-        sim.hooks.drop_next = update.drop_webhooks
-    if update.webhook_mode == "send":
-        sim.hooks.mode = "send"
-    elif update.webhook_mode == "drop":
-        sim.hooks.mode = "drop"
-    return json_response(_faults(sim))
 
 
 @routes.post("/_sim/budget")
@@ -152,18 +139,6 @@ async def deactivate(request: web.Request) -> web.Response:
     return json_response({})
 
 
-def _fail(kind: type[web.HTTPException], message: str) -> web.HTTPException:
-    """An admin error with a JSON body `{"error": message}` (tests decode every answer)."""
-    return kind(text=msgspec.json.encode({"error": message}).decode(),
-                content_type="application/json")
-
-
-def _faults(sim: PipedriveSim) -> JSONObject:
-    shown = sim.faults.settings()
-    shown.update(drop_webhooks=sim.hooks.drop_next, webhook_mode=sim.hooks.mode)
-    return shown
-
-
 def _live_id(sim: PipedriveSim, request: web.Request) -> str:
     raw = request.match_info["id"]
     if not raw.isdigit() or sim.persons.live(int(raw)) is None:
@@ -172,12 +147,4 @@ def _live_id(sim: PipedriveSim, request: web.Request) -> str:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except ValueError:
-        raise _fail(web.HTTPBadRequest, "body is not JSON") from None
-    if not isinstance(body, dict):
-        raise _fail(web.HTTPBadRequest, "body must be a JSON object")
-    return body
+    return await read_body(request, _bad_request)

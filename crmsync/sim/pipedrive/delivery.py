@@ -1,12 +1,12 @@
 """Webhook delivery as Pipedrive does it: v2 bodies, HTTP Basic auth, retries.
 
-Lifecycle: `submit()` starts a tracked background task (or queues the message when
-auto-delivery is off) → each message is POSTed until a 2xx, pausing
-`retry_delays[i]` before retry i+1; every attempt carries the same `meta.id` and
-`meta.attempt` counts up → `close()` stops retry pauses, gives in-flight POSTs a short
-grace, cancels the rest and closes the one `ClientSession` (the shared
-`_kit.delivery.WebhookClient`). There is no signature: a receiver authenticates the
-`Authorization: Basic` header of the webhook's `http_auth_user` / `http_auth_password`.
+Lifecycle (the shared `_kit.delivery.QueuedDeliverer`): `submit()` starts a tracked
+background task (or queues the message when auto-delivery is off) → each message is
+POSTed until a 2xx, pausing `retry_delays[i]` before retry i+1; every attempt carries
+the same `meta.id` and `meta.attempt` counts up → `close()` stops retry pauses, gives
+in-flight POSTs a short grace, cancels the rest and closes the one `ClientSession`.
+There is no signature: a receiver authenticates the `Authorization: Basic` header of
+the webhook's `http_auth_user` / `http_auth_password`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import base64
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
-from crmsync.sim._kit.delivery import CLOSE_GRACE_SECONDS, WebhookClient, is_success
+from crmsync.sim._kit.delivery import QueuedDeliverer, is_success
 
 
 def basic_auth(user: str, password: str) -> str:
@@ -62,7 +62,7 @@ class DeliveryAttempt:
         return is_success(self.status)
 
 
-class PipedriveHooks:
+class PipedriveHooks(QueuedDeliverer[Delivery, DeliveryAttempt]):
     """Sends deliveries and records every attempt; owns its tasks and HTTP session."""
 
     def __init__(
@@ -73,45 +73,19 @@ class PipedriveHooks:
         timeout: float,
         on_attempt: Callable[[DeliveryAttempt], None] | None = None,
     ) -> None:
-        self.auto = auto
+        super().__init__(auto=auto, timeout=timeout)
         self.retry_delays = retry_delays
-        self.mode: Literal["send", "drop"] = "send"
-        self.drop_next = 0
-        self.pending: list[Delivery] = []
-        self.dropped: list[Delivery] = []
-        self.sent: list[Delivery] = []
-        self.attempts: list[DeliveryAttempt] = []
         self._on_attempt = on_attempt
-        self._http = WebhookClient(timeout, grace=CLOSE_GRACE_SECONDS)
-
-    def submit(self, delivery: Delivery) -> None:
-        """Start (or queue) one delivery; lost on purpose when dropping is switched on."""
-        if self.mode == "drop" or self.drop_next > 0:
-            self.drop_next = max(0, self.drop_next - 1)
-            self.dropped.append(delivery)
-        elif self.auto and not self._http.closing:
-            self._start(delivery)
-        else:
-            self.pending.append(delivery)
 
     async def drain(self) -> None:
         """Send everything queued and wait until every delivery (with retries) is done."""
-        pending, self.pending = self.pending, []
-        for delivery in pending:
-            self._start(delivery)
-        await self._http.drain()
+        await self.send_pending()
 
     def acknowledged(self) -> list[DeliveryAttempt]:
         return [a for a in self.attempts if a.ok]
 
-    async def close(self) -> None:
-        await self._http.close()
-
-    def _start(self, delivery: Delivery) -> None:
-        self._http.spawn(
-            self._deliver(delivery),
-            name=f"pipedrive-sim-webhook-{delivery.webhook_id}-{delivery.event_id}",
-        )
+    def _task_name(self, delivery: Delivery) -> str:
+        return f"pipedrive-sim-webhook-{delivery.webhook_id}-{delivery.event_id}"
 
     async def _deliver(self, delivery: Delivery) -> None:
         self.sent.append(delivery)

@@ -6,40 +6,25 @@ simulator admits twice that per window.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
-from crmsync.sim.crms import CrmSimEntry, CrmSimulator, SimOptions
+from crmsync.sim._kit.entry import crm_entry
 from crmsync.sim.pipedrive.config import PipedriveSimConfig
 from crmsync.sim.pipedrive.server import run_pipedrive_simulator, serve_pipedrive_simulator_forever
+from crmsync.sim.pipedrive.state import PipedriveSim
 
 DEFAULT_KEY = "pipedrive-test-key"
 
 
-def config_of(options: SimOptions) -> PipedriveSimConfig:
-    config = PipedriveSimConfig(
-        api_keys=list(options.api_keys) or [DEFAULT_KEY],
-        people=options.people, seed=options.seed,
-    )
-    if options.rate is not None:
-        config.burst_limit = max(1, round(options.rate * config.burst_window_seconds))
+def _with_rate(config: PipedriveSimConfig, rate: int) -> PipedriveSimConfig:
+    config.burst_limit = max(1, round(rate * config.burst_window_seconds))
     return config
 
 
-@contextlib.asynccontextmanager
-async def run(options: SimOptions) -> AsyncIterator[tuple[CrmSimulator, str]]:
-    async with run_pipedrive_simulator(config=config_of(options)) as (sim, url):
-        yield sim, url
+def _view(sim: PipedriveSim) -> PipedriveSim:
+    return sim  # the simulator is its own `CrmSimulator` view
 
 
-async def serve_forever(host: str, port: int, options: SimOptions) -> None:
-    await serve_pipedrive_simulator_forever(host, port, config_of(options))
-
-
-ENTRY = CrmSimEntry(
-    title="Pipedrive",
-    default_key=DEFAULT_KEY,
-    webhook_secret=None,
-    run=run,
-    serve_forever=serve_forever,
+ENTRY = crm_entry(
+    title="Pipedrive", default_key=DEFAULT_KEY, webhook_secret=None,
+    config_type=PipedriveSimConfig, with_rate=_with_rate, run=run_pipedrive_simulator,
+    serve_forever=serve_pipedrive_simulator_forever, view=_view,
 )

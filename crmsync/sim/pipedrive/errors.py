@@ -14,13 +14,14 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from crmsync.sim._kit.errors import ApiError
 from crmsync.sim._kit.http import json_response
 
 JSONObject = dict[str, Any]
 ERROR_INFO = "Please check developers.pipedrive.com"
 
 
-class PipedriveError(Exception):
+class PipedriveError(ApiError):
     """An API error answer, rendered by the gateway middleware."""
 
     def __init__(
@@ -31,11 +32,9 @@ class PipedriveError(Exception):
         info: str = ERROR_INFO,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(error)
-        self.status = status
+        super().__init__(status, error, headers=headers)
         self.error = error
         self.info = info
-        self.headers = dict(headers or {})
 
     def body(self) -> JSONObject:
         if self.status == 401:
@@ -47,9 +46,6 @@ class PipedriveError(Exception):
         body.update({"error_info": self.info, "data": None, "additional_data": None})
         return body
 
-    def response(self) -> web.Response:
-        return json_response(self.body(), status=self.status, headers=self.headers)
-
 
 def unauthorized() -> PipedriveError:
     return PipedriveError(401, "unauthorized access")
@@ -58,6 +54,14 @@ def unauthorized() -> PipedriveError:
 def invalid(name: str, detail: str) -> PipedriveError:
     """400 naming the parameter or field."""
     return PipedriveError(400, f"Validation failed: {name}: {detail}")
+
+
+def path_id(request: web.Request) -> int:
+    """The route's `{id}`, an integer (a 400 naming `id` otherwise)."""
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        raise invalid("id", "must be an integer")
+    return int(raw)
 
 
 def not_found(what: str) -> PipedriveError:

@@ -1,172 +1,50 @@
 """Failures injected into the simulated API, set on `sim.faults` or `POST /_sim/faults`.
 
-Counted faults hit the next N API requests; rate faults hit each request with a
-probability drawn from `rng` (seeded from the simulator's seed, so a run replays):
-
-* `fail_next` / `fail_rate`: 500 in Pipedrive's error shape, nothing applied;
-* `rate_limit_next` / `rate_limit_for(seconds)`: 429 even under the limit (a burst),
-  with the rate-limit headers unless `rate_limit_headers` is False (then it looks like
-  a spent daily budget);
-* `drop_rate`: the connection is aborted before the request is looked at;
-* `drop_after_rate`: the request is applied (a note exists), then the connection is
-  aborted before the answer;
-* `latency` (seconds, or a (min, max) range) and `spike_rate` / `spike_seconds`;
-* `revoked_keys`: those API tokens get 401, as after the token was regenerated.
-
-Counters (`dropped_connections`, `dropped_after_apply`, `latency_spikes`,
-`forced_429s`, `forced_500s`) survive `clear()`.
+The shared faults of `_kit.faults` (500s in Pipedrive's error shape, dropped
+connections before and after applying, latency and spikes, tokens revoked as after
+they were regenerated), with Pipedrive's own reading of a forced 429: a burst 429
+with the rate-limit headers unless `rate_limit_headers` is False (then it looks like a
+spent daily budget). `forced_500s` counts the injected 500s; every counter survives
+`clear()`.
 """
 
 from __future__ import annotations
 
-import random
-import time
-from dataclasses import dataclass, field
-from typing import Annotated, Any
+from dataclasses import dataclass
 
-import msgspec
-
-Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
-Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=600.0)]
-SETTINGS = ("fail_next", "rate_limit_next", "fail_rate", "drop_rate", "drop_after_rate",
-            "spike_rate", "spike_seconds")
+from crmsync.sim._kit import faults as kit
 
 
 @dataclass(slots=True)
-class Faults:
+class Faults(kit.Faults):
     """Current fault settings of one simulated company, and how often they fired."""
 
-    fail_next: int = 0
-    rate_limit_next: int = 0
-    rate_limit_until: float = 0.0  # monotonic time: every request 429 until then
-    rate_limit_headers: bool = True
-    fail_rate: float = 0.0
-    drop_rate: float = 0.0
-    drop_after_rate: float = 0.0
-    latency: tuple[float, float] | None = None
-    spike_rate: float = 0.0
-    spike_seconds: float = 0.0
-    revoked_keys: set[str] = field(default_factory=set)
-    rng: random.Random = field(default_factory=random.Random)
-    dropped_connections: int = 0
-    dropped_after_apply: int = 0
-    latency_spikes: int = 0
-    forced_429s: int = 0
-    forced_500s: int = 0
+    SHOWN = (
+        *kit.COPIED, "rate_limit_active", "rate_limit_headers", "latency", "revoked_keys",
+        *kit.COUNTERS, "forced_500s", *kit.WEBHOOKS,
+    )
+
+    rate_limit_headers: bool = True  # forced 429s carry the rate-limit headers
 
     def clear(self) -> None:
         """Remove every fault setting (revoked keys included); keep the counters."""
-        self.fail_next = self.rate_limit_next = 0
-        self.rate_limit_until = 0.0
+        kit.Faults.clear(self)  # (no zero-argument super() in a slots dataclass)
         self.rate_limit_headers = True
-        self.fail_rate = self.drop_rate = self.drop_after_rate = 0.0
-        self.latency = None
-        self.spike_rate = self.spike_seconds = 0.0
-        self.revoked_keys = set()
 
     def rate_limit_for(self, seconds: float, *, headers: bool = True) -> None:
         """429 every request for the next `seconds`."""
-        self.rate_limit_until = time.monotonic() + seconds
+        kit.Faults.rate_limit_for(self, seconds)
         self.rate_limit_headers = headers
 
-    def chance(self, rate: float) -> bool:
-        """True with probability `rate` (no draw at all when the rate is 0)."""
-        return rate > 0.0 and self.rng.random() < rate
 
-    def take_drop(self) -> bool:
-        if self.chance(self.drop_rate):
-            self.dropped_connections += 1
-            return True
-        return False
-
-    def take_drop_after(self) -> bool:
-        if self.chance(self.drop_after_rate):
-            self.dropped_after_apply += 1
-            return True
-        return False
-
-    def take_failure(self) -> bool:
-        if self.fail_next > 0:
-            self.fail_next -= 1
-        elif not self.chance(self.fail_rate):
-            return False
-        self.forced_500s += 1
-        return True
-
-    def take_forced_429(self) -> bool:
-        if self.rate_limit_next > 0:
-            self.rate_limit_next -= 1
-        elif time.monotonic() >= self.rate_limit_until:
-            return False
-        self.forced_429s += 1
-        return True
-
-    def delay(self) -> float:
-        seconds = 0.0
-        if self.latency is not None:
-            low, high = self.latency
-            seconds = low if high <= low else self.rng.uniform(low, high)
-        if self.chance(self.spike_rate):
-            self.latency_spikes += 1
-            seconds += self.spike_seconds
-        return seconds
-
-    def settings(self) -> dict[str, Any]:
-        """Settings and counters (API keys are never shown, only how many)."""
-        shown: dict[str, Any] = {name: getattr(self, name) for name in SETTINGS}
-        shown.update({
-            "rate_limit_active": self.rate_limit_until > time.monotonic(),
-            "rate_limit_headers": self.rate_limit_headers,
-            "latency": list(self.latency) if self.latency else None,
-            "revoked_keys": len(self.revoked_keys),
-            "dropped_connections": self.dropped_connections,
-            "dropped_after_apply": self.dropped_after_apply,
-            "latency_spikes": self.latency_spikes,
-            "forced_429s": self.forced_429s,
-            "forced_500s": self.forced_500s,
-        })
-        return shown
-
-
-class FaultUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class FaultUpdate(kit.FaultUpdate[Faults], kw_only=True):
     """Body of `POST /_sim/faults`; absent fields leave their setting unchanged."""
 
-    clear: bool = False
-    seed: int | None = None
-    fail_next: Count | None = None
-    rate_limit_next: Count | None = None
-    rate_limit_seconds: Seconds | None = None
+    WEBHOOK_MODE_ERROR = "webhook_mode must be send or drop"
+
     rate_limit_headers: bool | None = None
-    fail_rate: Rate | None = None
-    drop_rate: Rate | None = None
-    drop_after_rate: Rate | None = None
-    latency: float | tuple[float, float] | msgspec.UnsetType | None = msgspec.UNSET
-    spike_rate: Rate | None = None
-    spike_seconds: Seconds | None = None
-    revoke_keys: list[str] | None = None
-    restore_keys: list[str] | None = None
-    # the webhook deliverer's (`PipedriveHooks.drop_next` and `.mode`)
-    drop_webhooks: Count | None = None
-    webhook_mode: str | None = None
 
-    def __post_init__(self) -> None:
-        latency = self.latency
-        low, high = latency if isinstance(latency, tuple) else (latency, latency)
-        if isinstance(low, float) and isinstance(high, float) and not 0 <= low <= high <= 600:
-            raise ValueError("latency must be seconds (0-600) or [min, max] with min <= max")
-        if self.webhook_mode not in (None, "send", "drop"):
-            raise ValueError("webhook_mode must be send or drop")
-
-    def apply(self, faults: Faults) -> None:
-        if self.clear:
-            faults.clear()
-        if self.seed is not None:
-            faults.rng.seed(self.seed)
-        for name in SETTINGS:
-            value = getattr(self, name)
-            if value is not None:
-                setattr(faults, name, value)
+    def apply_rate_limit(self, faults: Faults) -> None:
         if self.rate_limit_seconds is not None:
             faults.rate_limit_for(
                 self.rate_limit_seconds,
@@ -174,8 +52,3 @@ class FaultUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             )
         elif self.rate_limit_headers is not None:
             faults.rate_limit_headers = self.rate_limit_headers
-        if self.latency is not msgspec.UNSET:
-            latency = self.latency
-            faults.latency = (latency, latency) if isinstance(latency, float) else latency
-        faults.revoked_keys |= set(self.revoke_keys or ())
-        faults.revoked_keys -= set(self.restore_keys or ())

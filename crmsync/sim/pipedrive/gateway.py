@@ -1,23 +1,23 @@
 """The policing every API request (`/api/v2/...`, `/v1/...`) passes.
 
-Order: dropped connection (nothing answered, not counted) → latency → authenticate
-(`x-api-token`; 401, revoked keys too) → daily budget (429 without any rate-limit
-header) → injected 500 → burst windows (a forced 429 is a burst 429 with headers, or
-without them when the fault says so) → the token cost is charged → handler → every
-answer of an admitted request carries the window's `x-ratelimit-*` headers → dropped
-connection after the handler applied the request. Errors anywhere below become
-Pipedrive's JSON error body, aiohttp's own 404 / 405 for unknown routes included.
-`/_sim/` admin routes skip all of it.
+Order (the shared `_kit.gateway.police`): dropped connection (nothing answered, not
+counted) → latency → authenticate (`x-api-token`; 401, revoked keys too) → daily budget
+(429 without any rate-limit header) → injected 500 → burst windows (a forced 429 is a
+burst 429 with headers, or without them when the fault says so) → the token cost is
+charged → handler → every answer of an admitted request carries the window's
+`x-ratelimit-*` headers → dropped connection after the handler applied the request.
+Errors anywhere below become Pipedrive's JSON error body, aiohttp's own 404 / 405 for
+unknown routes included. `/_sim/` admin routes skip all of it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from crmsync.sim._kit.gateway import ErrorShape, police
 from crmsync.sim._kit.http import route_template
 from crmsync.sim.pipedrive.errors import PipedriveError, unauthorized
 from crmsync.sim.pipedrive.limits import is_search, token_cost
@@ -28,7 +28,6 @@ API_PREFIXES = ("/api/v2/", "/v1/")
 UNMATCHED_ROUTE = "unmatched"
 OVER_LIMIT = "Request over limit"
 BUDGET_INFO = "The company's daily API token budget is spent; it resets at midnight."
-APPLIED = web.RequestKey("pipedrive_sim_applied", bool)
 
 
 @web.middleware
@@ -36,41 +35,23 @@ async def pipedrive_gateway(request: web.Request, handler: Handler) -> web.Strea
     if not request.path.startswith(API_PREFIXES):
         return await handler(request)
     sim = request.app[PIPEDRIVE_SIM_KEY]
-    if sim.faults.take_drop():
-        return _abort(request)
-    delay = sim.faults.delay()
-    if delay > 0:
-        await asyncio.sleep(delay)
     route = route_template(request, UNMATCHED_ROUTE)
-    window_headers: dict[str, str] = {}
-    try:
-        response = await _policed(request, handler, sim, route, window_headers)
-    except PipedriveError as exc:
-        response = exc.response()
-    except web.HTTPException as exc:
-        response = _from_http_exception(exc).response()
-    except Exception:  # a simulator bug: still answer in Pipedrive's shape, and say so
-        logger.exception("Pipedrive simulator failed on %s %s", request.method, request.path)
-        response = PipedriveError(500, "The simulator crashed; see its log.").response()
-    for name, value in window_headers.items():
-        response.headers.setdefault(name, value)
-    sim.stats.record(request.method, route, response.status)
-    if request.get(APPLIED) and sim.faults.take_drop_after():
-        return _abort(request)
-    return response
+    window_headers: dict[str, str] = {}  # set once admitted: every answer carries them
+
+    def finish(response: web.StreamResponse) -> None:
+        for name, value in window_headers.items():
+            response.headers.setdefault(name, value)
+        sim.stats.record(request.method, route, response.status)
+
+    return await police(
+        request, handler, sim.faults, ERRORS,
+        admit=lambda: _admit(request, sim, route, window_headers), finish=finish,
+    )
 
 
-def _abort(request: web.Request) -> web.Response:
-    """Cut the connection; the response returned is never written."""
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response(status=500)
-
-
-async def _policed(
-    request: web.Request, handler: Handler, sim: PipedriveSim, route: str,
-    window_headers: dict[str, str],
-) -> web.StreamResponse:
+def _admit(
+    request: web.Request, sim: PipedriveSim, route: str, window_headers: dict[str, str],
+) -> None:
     token = request.headers.get("x-api-token", "")
     if token not in sim.config.api_keys or token in sim.faults.revoked_keys:
         raise unauthorized()
@@ -92,8 +73,6 @@ async def _policed(
         raise PipedriveError(429, OVER_LIMIT, headers=verdict.headers)
     window_headers.update(verdict.headers)
     sim.budget.charge(token_cost(request.method, route))
-    request[APPLIED] = True
-    return await handler(request)
 
 
 def _from_http_exception(exc: web.HTTPException) -> PipedriveError:
@@ -105,3 +84,10 @@ def _from_http_exception(exc: web.HTTPException) -> PipedriveError:
     if exc.status == 413:
         return PipedriveError(413, "Request body too large")
     return PipedriveError(exc.status, exc.reason)
+
+
+ERRORS = ErrorShape(
+    "Pipedrive", _from_http_exception,
+    lambda: PipedriveError(500, "The simulator crashed; see its log."),
+    logger,
+)

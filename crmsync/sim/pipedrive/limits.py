@@ -84,14 +84,10 @@ class BurstLimiter:
         """Measure one request of `token`, whatever becomes of it (budget, faults, 429)."""
         now = self._clock()
         state = self._state(token)
-        state.observed.slide(now)
-        state.observed.add(now)
-        state.max_in_any_window = max(state.max_in_any_window, len(state.observed))
+        state.max_in_any_window = max(state.max_in_any_window, state.observed.record(now))
         if search:
-            state.observed_search.slide(now)
-            state.observed_search.add(now)
             state.max_search_in_any_window = max(
-                state.max_search_in_any_window, len(state.observed_search))
+                state.max_search_in_any_window, state.observed_search.record(now))
 
     def admit(self, token: str, *, search: bool, force_reject: bool = False) -> Verdict:
         """Whether the windows admit the request, and the headers describing them."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from crmsync.sim.pipedrive import query
-from crmsync.sim.pipedrive.errors import invalid, not_found, ok, only, read_object
+from crmsync.sim.pipedrive.errors import invalid, not_found, ok, only, path_id, read_object
 from crmsync.sim.pipedrive.model import Organization
 from crmsync.sim.pipedrive.state import PIPEDRIVE_SIM_KEY
 
@@ -53,10 +53,7 @@ async def list_orgs(request: web.Request) -> web.Response:
 @routes.get("/api/v2/organizations/{id}")
 async def get_org(request: web.Request) -> web.Response:
     sim = request.app[PIPEDRIVE_SIM_KEY]
-    raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise invalid("id", "must be an integer")
-    org = sim.orgs.get(int(raw))
+    org = sim.orgs.get(path_id(request))
     if org is None:
         raise not_found("Organization")
     return ok(org.render())

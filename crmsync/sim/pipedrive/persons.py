@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from crmsync.sim.pipedrive import query
-from crmsync.sim.pipedrive.errors import invalid, not_found, ok, read_object
+from crmsync.sim.pipedrive.errors import invalid, not_found, ok, path_id, read_object
 from crmsync.sim.pipedrive.model import Person
 from crmsync.sim.pipedrive.people import parse_fields
 from crmsync.sim.pipedrive.state import PIPEDRIVE_SIM_KEY, PipedriveSim
@@ -105,10 +105,7 @@ async def delete_person(request: web.Request) -> web.Response:
 
 
 def _person(sim: PipedriveSim, request: web.Request) -> Person:
-    raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise invalid("id", "must be an integer")
-    person = sim.persons.live(int(raw))
+    person = sim.persons.live(path_id(request))
     if person is None:
         raise not_found("Person")
     return person

@@ -27,6 +27,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from crmsync.sim._kit.seed import ShapeFacts, shape_schedule
 from crmsync.sim.attio import names
 from crmsync.sim.attio.phones import INVALID_ORIGINALS, PLANS, random_number
 from crmsync.sim.pipedrive.model import JSONObject, Organization, Person
@@ -43,10 +44,9 @@ SPAN_MINUTES = 3 * 365 * 24 * 60  # seeded add_times stay within three years of 
 
 
 @dataclass(slots=True)
-class SeedFacts:
+class SeedFacts(ShapeFacts):
     """Ids (as strings) of each seeded case, so tests can assert on them."""
 
-    shapes: dict[str, list[str]] = field(default_factory=dict)
     shared_phones: dict[str, list[str]] = field(default_factory=dict)  # E.164 -> ids
     with_org: list[str] = field(default_factory=list)
     with_job_title: list[str] = field(default_factory=list)
@@ -54,9 +54,6 @@ class SeedFacts:
     no_email: list[str] = field(default_factory=list)
     imported: list[str] = field(default_factory=list)
     unicode_names: list[str] = field(default_factory=list)
-
-    def of(self, shape: str) -> list[str]:
-        return self.shapes.get(shape, [])
 
 
 @dataclass(slots=True)
@@ -69,38 +66,19 @@ class SeedResult:
 def seed_company(rng: random.Random, people: int, *, country: str, owner_id: int) -> SeedResult:
     orgs = _orgs(rng, max(1, people // 8) if people else 0, owner_id)
     seeder = _Seeder(rng, orgs, country.upper(), owner_id, people)
-    persons = [seeder.person(i + 1, shape) for i, shape in enumerate(_schedule(rng, people))]
+    shapes = shape_schedule(rng, people, SHAPE_MIX)
+    persons = [seeder.person(i + 1, shape) for i, shape in enumerate(shapes)]
     return SeedResult(persons, orgs, seeder.facts)
-
-
-def _schedule(rng: random.Random, n: int) -> list[str]:
-    shapes: list[str] = []
-    for shape, share in SHAPE_MIX:
-        count = round(share * n)
-        if n >= 20:
-            count = max(count, 2 if shape == "shared_phone" else 1)
-        if shape == "shared_phone":
-            count -= count % 2
-        shapes += [shape] * count
-    shapes += ["normal"] * (n - len(shapes))
-    rng.shuffle(shapes)
-    return shapes[:n]
 
 
 def _orgs(rng: random.Random, count: int, owner_id: int) -> list[Organization]:
     result: list[Organization] = []
     moment = EPOCH - timedelta(days=200)
     for i in range(count):
-        locale = rng.choice(names.LOCALES)
-        stem = names.COMPANY_STEMS[i % len(names.COMPANY_STEMS)]
-        round_no = i // len(names.COMPANY_STEMS)
-        label = stem if round_no == 0 else f"{stem} {round_no + 1}"
+        company = names.company_name(rng, i)
         moment += timedelta(hours=rng.randint(1, 48))
-        slug = "".join(c for c in label.lower() if c.isalnum())
-        result.append(Organization(
-            i + 1, f"{label} {locale.company_suffix}", moment, owner_id,
-            domain=f"{slug}.{locale.tld}",
-        ))
+        result.append(Organization(i + 1, company.name, moment, owner_id,
+                                   domain=company.domain))
     return result
 
 

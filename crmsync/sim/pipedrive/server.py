@@ -3,23 +3,20 @@ CLI (`serve_pipedrive_simulator_forever`), through the shared `_kit.server` harn
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 
-from crmsync.sim._kit.server import run_app, serve_forever
+from crmsync.sim._kit.server import key_line, run_sim, serve_forever
 from crmsync.sim.pipedrive.app import create_pipedrive_app
 from crmsync.sim.pipedrive.config import PipedriveSimConfig
 from crmsync.sim.pipedrive.state import PIPEDRIVE_SIM_KEY, PipedriveSim
 
 
-@contextlib.asynccontextmanager
-async def run_pipedrive_simulator(
+def run_pipedrive_simulator(
     host: str = "127.0.0.1", port: int = 0, config: PipedriveSimConfig | None = None
-) -> AsyncIterator[tuple[PipedriveSim, str]]:
+) -> AbstractAsyncContextManager[tuple[PipedriveSim, str]]:
     """Serve a simulator; yields `(sim, "http://HOST:PORT")` (the API root: paths like
     `/api/v2/persons` and `/v1/notes` go after it), stops it on exit."""
-    async with run_app(create_pipedrive_app(config), host, port) as (app, base_url):
-        yield app[PIPEDRIVE_SIM_KEY], base_url
+    return run_sim(create_pipedrive_app(config), PIPEDRIVE_SIM_KEY, host, port)
 
 
 def _banner(running: tuple[PipedriveSim, str]) -> list[str]:
@@ -27,7 +24,7 @@ def _banner(running: tuple[PipedriveSim, str]) -> list[str]:
     config = sim.config
     return [
         f"Pipedrive simulator: {base_url}",
-        f"API key: {config.api_keys[0] if config.api_keys else '(none)'}",
+        key_line("API key", config.api_keys),
         f"{len(sim.record_ids())} persons, {len(sim.orgs)} organizations "
         f"(seed {config.seed}); admin routes under {base_url}/_sim/",
     ]

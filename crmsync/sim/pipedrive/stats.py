@@ -1,61 +1,29 @@
 """`PipedriveStats`: what the simulator's gateway has seen, for tests, benchmarks, the demo.
 
-Counts every API answer by (method, route template, status), the 429s among them
-(burst, budget and injected alike), budget refusals on their own, and exposes the
-limiter's exact per-token `max_in_any_window` (and the search window's).
+The shared counters of `_kit.stats` (every API answer by method, route template and
+status; the 429s among them, burst, budget and injected alike; the limiter's exact
+per-token `max_in_any_window`), plus budget refusals on their own, injected failures
+and the search window's maxima.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-
+from crmsync.sim._kit.stats import RequestStats
 from crmsync.sim.pipedrive.limits import BurstLimiter
 
 
-class PipedriveStats:
+class PipedriveStats(RequestStats[BurstLimiter]):
     """Request counters of one simulator; `reset()` zeroes them (data stays)."""
 
     def __init__(self, limiter: BurstLimiter) -> None:
-        self._limiter = limiter
-        self.requests: Counter[tuple[str, str, int]] = Counter()
-        self.rate_limited = 0
+        super().__init__(limiter)
         self.budget_refused = 0
         self.injected_failures = 0
-
-    def record(self, method: str, route: str, status: int) -> None:
-        self.requests[(method, route, status)] += 1
-        if status == 429:
-            self.rate_limited += 1
-
-    @property
-    def total_requests(self) -> int:
-        """Every API request answered (401s and 429s included, dropped ones not)."""
-        return sum(self.requests.values())
-
-    @property
-    def max_in_any_window(self) -> dict[str, int]:
-        """Per token: most requests (admitted or not) seen in any rolling window."""
-        return self._limiter.max_in_any_window()
 
     @property
     def max_search_in_any_window(self) -> dict[str, int]:
         return self._limiter.max_search_in_any_window()
 
-    def count(self, method: str, route: str, status: int | None = None) -> int:
-        """Requests for a route template, e.g. `count("GET", "/api/v2/persons", 200)`."""
-        return sum(
-            n for (m, r, s), n in self.requests.items()
-            if m == method and r == route and (status is None or s == status)
-        )
-
-    def by_route(self) -> dict[str, dict[str, int]]:
-        """`{"GET /api/v2/persons": {"200": 3, "429": 1}, ...}`."""
-        result: dict[str, dict[str, int]] = {}
-        for (method, route, status), n in sorted(self.requests.items()):
-            result.setdefault(f"{method} {route}", {})[str(status)] = n
-        return result
-
     def reset(self) -> None:
-        self.requests.clear()
-        self.rate_limited = self.budget_refused = self.injected_failures = 0
-        self._limiter.reset_stats()
+        super().reset()
+        self.budget_refused = self.injected_failures = 0

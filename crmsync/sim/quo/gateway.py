@@ -29,7 +29,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from crmsync.sim._kit.http import route_template
+from crmsync.sim._kit.http import abort, route_template
 from crmsync.sim.quo import wire_v2
 from crmsync.sim.quo.state import QUO_SIM_KEY, QuoSim
 from crmsync.sim.quo.wire import (
@@ -100,12 +100,6 @@ async def _handle_versioned(request: web.Request, handler: Handler) -> web.Strea
         return wire_v2.ApiError(404, "Not Found").response()
 
 
-def _abort(request: web.Request) -> web.Response:
-    """Cut the connection; the response returned is never written."""
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response(status=500)
-
 
 @web.middleware
 async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -116,7 +110,7 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     sim = request.app[QUO_SIM_KEY]
     template = route_template(request, UNMATCHED_ROUTE)
     if sim.faults.take_drop(request.method, request.path, template):
-        return _abort(request)
+        return abort(request)
     delay = sim.faults.delay(sim.rng, request.method, request.path, template)
     if delay > 0:
         await asyncio.sleep(delay)
@@ -125,5 +119,5 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     )
     sim.stats.record(request.method, template, response.status)
     if applied and sim.faults.take_drop_after(request.method, request.path, template):
-        return _abort(request)
+        return abort(request)
     return response

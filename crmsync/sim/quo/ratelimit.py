@@ -63,10 +63,8 @@ class SlidingWindowGate:
                 RateWindow(self.rate, self.window, count_rejected=self.count_rejected),
                 ArrivalWindow(self.window),
             )
-        state.observed.slide(now)
-        state.observed.add(now)
         state.arrivals += 1
-        state.max_in_any_window = max(state.max_in_any_window, len(state.observed))
+        state.max_in_any_window = max(state.max_in_any_window, state.observed.record(now))
         admitted = state.counted.arrive(now, force_reject=force_reject)
         if not admitted:
             state.rejected += 1

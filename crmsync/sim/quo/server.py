@@ -6,10 +6,9 @@ yields the sim and its `/v1` base URL, and cleans everything up on exit.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 
-from crmsync.sim._kit.server import run_app, serve_forever
+from crmsync.sim._kit.server import run_sim, serve_forever
 from crmsync.sim.quo.app import create_quo_app
 from crmsync.sim.quo.config import QuoSimConfig
 from crmsync.sim.quo.state import QUO_SIM_KEY, QuoSim
@@ -19,16 +18,14 @@ from crmsync.sim.quo.state import QUO_SIM_KEY, QuoSim
 SHUTDOWN_TIMEOUT_SECONDS = 1.0
 
 
-@contextlib.asynccontextmanager
-async def run_quo_simulator(
+def run_quo_simulator(
     host: str = "127.0.0.1", port: int = 0, config: QuoSimConfig | None = None
-) -> AsyncIterator[tuple[QuoSim, str]]:
+) -> AbstractAsyncContextManager[tuple[QuoSim, str]]:
     """Serve a fresh simulator; yield `(sim, "http://host:port/v1")`."""
-    async with run_app(
-        create_quo_app(config), host, port, path="/v1",
+    return run_sim(
+        create_quo_app(config), QUO_SIM_KEY, host, port, path="/v1",
         shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, url_host=host,
-    ) as (app, base_url):
-        yield app[QUO_SIM_KEY], base_url
+    )
 
 
 def _banner(running: tuple[QuoSim, str]) -> list[str]:

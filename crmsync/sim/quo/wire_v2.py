@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from crmsync.sim._kit import errors as kit_errors
 from crmsync.sim._kit.http import json_response
 
 API_VERSION = "2026-03-30"
@@ -36,7 +37,7 @@ TITLES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(kit_errors.ApiError):
     """An error answer of the 2026-03-30 surface; the gateway renders it."""
 
     def __init__(
@@ -47,9 +48,7 @@ class ApiError(Exception):
         errors: list[JsonObject] | None = None,
         code: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(status, message)
         self.errors = errors
         self.code = code
 
@@ -62,9 +61,6 @@ class ApiError(Exception):
         if self.errors is not None:
             body["errors"] = self.errors
         return body
-
-    def response(self) -> web.Response:
-        return json_response(self.body(), self.status)
 
 
 def invalid(path: str, message: str, value: Any, schema: JsonObject) -> ApiError:

@@ -3,8 +3,9 @@
 A driver starts its CRM's simulator (`start(people, seed)`, an async context) and
 acts on it the way a person in the CRM's app would (add, edit, delete a person: the
 CRM then sends its webhooks), and reads what the CRM holds, computed from the
-simulator's own records, never through the product's adapter. `DRIVERS` names the
-module of each; adding a CRM adds its driver module and one line here.
+simulator's own records, never through the product's adapter. There is one driver
+module per CRM in the product's registry (`ADAPTERS`), named after it: adding a CRM
+adds its driver module here, and the suite fails until it does.
 """
 
 from __future__ import annotations
@@ -15,14 +16,11 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from crmsync.adapters.registry import ADAPTERS
 from support.e2e import ExpectedContact
 
 #: CRM name -> module with `start(people: int, seed: int)` -> async context of a driver
-DRIVERS: dict[str, str] = {
-    "attio": "support.crm_drivers.attio",
-    "pipedrive": "support.crm_drivers.pipedrive",
-    "hubspot": "support.crm_drivers.hubspot",
-}
+DRIVERS: dict[str, str] = {crm: f"{__name__}.{crm}" for crm in ADAPTERS}
 
 
 @dataclass(frozen=True)

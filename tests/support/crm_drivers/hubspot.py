@@ -18,45 +18,24 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import phonenumbers
-
 from crmsync.sim.hubspot import CrmObject, HubSpotSim, HubSpotSimConfig, run_hubspot_simulator
 from crmsync.sim.hubspot.hooks import sign_v3
 from support.crm_drivers import PersonView
-from support.e2e import ExpectedContact
+from support.crm_drivers.common import SimDriver
+from support.e2e import ExpectedContact, e164
 
 API_KEY = "hubspot-e2e-SECRET-token"
 APP_SECRET = "hubspot-e2e-app-secret"
 WRONG_SECRET = "not-the-app-secret"
 
 
-def _e164(raw: str | None, region: str | None) -> str | None:
-    if not raw:
-        return None
-    try:
-        parsed = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
 @dataclass
-class HubSpotDriver:
-    sim: HubSpotSim
-    base_url: str
+class HubSpotDriver(SimDriver[HubSpotSim]):
     name: str = "hubspot"
     api_key: str = API_KEY
     webhook_secret: str | None = APP_SECRET
     #: search filters on `lastmodifieddate`: a poll reads only what changed
     lists_changes: bool = True
-
-    def record_ids(self) -> list[str]:
-        return self.sim.record_ids()
-
-    def newest_first(self) -> list[str]:
-        return self.sim.newest_first()
 
     def add_person(
         self, *, first_name: str, last_name: str, emails: list[str], phones: list[str],
@@ -89,7 +68,6 @@ class HubSpotDriver:
             first_name=props.get("firstname") or None,
             last_name=props.get("lastname") or None,
             full_name=None,
-            email_locals=tuple(e.split("@", 1)[0] for e in emails),
             company=self._company(contact),
             role=props.get("jobtitle") or None,
             emails=emails,
@@ -151,7 +129,7 @@ class HubSpotDriver:
     def _phones(contact: CrmObject) -> tuple[str, ...]:
         props = contact.properties
         region = props.get("hs_country_region_code") or None
-        found = (_e164(props.get(name), region) for name in ("phone", "mobilephone"))
+        found = (e164(props.get(name), region) for name in ("phone", "mobilephone"))
         return tuple(dict.fromkeys(p for p in found if p))
 
     def _company(self, contact: CrmObject) -> str | None:

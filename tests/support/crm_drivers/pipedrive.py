@@ -12,9 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
-
-import phonenumbers
 
 from crmsync.sim.pipedrive import (
     PipedriveSim,
@@ -23,41 +22,22 @@ from crmsync.sim.pipedrive import (
     run_pipedrive_simulator,
 )
 from support.crm_drivers import CrmDriver, PersonView
-from support.e2e import ExpectedContact
+from support.crm_drivers.common import SimDriver
+from support.e2e import ExpectedContact, e164
 
 API_KEY = "pipedrive-e2e-SECRET-key"
 #: short retries: a test that refuses a delivery should not wait long for the next one
 RETRY_DELAYS = (0.05, 0.2, 0.5)
 
 
-def e164_of(typed: str, country: str) -> str | None:
-    region = None if typed.strip().startswith("+") else country
-    try:
-        parsed = phonenumbers.parse(typed, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
-class PipedriveDriver:
+@dataclass
+class PipedriveDriver(SimDriver[PipedriveSim]):
     """Acts on the simulator as a person in the Pipedrive app would."""
 
-    name = "pipedrive"
+    name: str = "pipedrive"
+    api_key: str = API_KEY
     webhook_secret: str | None = None
-    lists_changes = True
-
-    def __init__(self, sim: PipedriveSim, base_url: str) -> None:
-        self.sim = sim
-        self.api_key = API_KEY
-        self.base_url = base_url
-
-    def record_ids(self) -> list[str]:
-        return self.sim.record_ids()
-
-    def newest_first(self) -> list[str]:
-        return self.sim.newest_first()
+    lists_changes: bool = True
 
     def add_person(
         self, *, first_name: str, last_name: str, emails: list[str], phones: list[str],
@@ -78,7 +58,7 @@ class PipedriveDriver:
     def _phones(self, raw: dict[str, Any]) -> tuple[str, ...]:
         country = self.sim.config.company_country
         return tuple(dict.fromkeys(
-            p for p in (e164_of(str(v["value"]), country) for v in raw["phones"]) if p
+            p for p in (e164(str(v["value"]), country) for v in raw["phones"]) if p
         ))
 
     def _emails(self, raw: dict[str, Any]) -> tuple[str, ...]:
@@ -100,7 +80,6 @@ class PipedriveDriver:
             first_name=raw["first_name"] or None,
             last_name=raw["last_name"] or None,
             full_name=raw["name"] or None,
-            email_locals=tuple(e.split("@", 1)[0] for e in emails),
             company=self._company(raw),
             role=raw["job_title"] or None,
             emails=emails,
