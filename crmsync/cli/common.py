@@ -1,21 +1,20 @@
 """Helpers shared by the read-mostly commands (`status`, `mappings`, `errors`, `retry`).
 
 They load the config, check `--tenant` against it, and open the state database without
-ever creating it: a read command on a fresh install sees "no state yet", not a new file.
+ever creating it: a read command on a fresh install sees "no state yet", not a new file
+(or, on PostgreSQL, a database without crmsync's tables yet).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from crmsync.config import Config, TenantConfig
 from crmsync.domain.status import rfc3339
 from crmsync.errors import UsageError
-from crmsync.store import Store, open_store
+from crmsync.store import Store, open_store, state_exists
 
 __all__ = ["add_tenant_argument", "open_state", "require_tenant", "rfc3339"]
 
@@ -45,9 +44,9 @@ async def open_state(
     2) while the daemon or another writer runs; it runs no tenant, so `crmsync status`
     beside it still reports a stale `running` row as stopped.
     """
-    path = Path(config.daemon.state_path)
-    if not await asyncio.to_thread(path.is_file):
+    location = config.daemon.state_location
+    if not await state_exists(location):
         yield None
         return
-    async with open_store(path, readonly=readonly, command=command, tenants=()) as store:
+    async with open_store(location, readonly=readonly, command=command, tenants=()) as store:
         yield store

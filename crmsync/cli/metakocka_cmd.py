@@ -105,13 +105,13 @@ async def write(config: Config, tenant: TenantConfig, action: Write,
                 ids: Sequence[str]) -> MkReport:
     """Push or pull `ids`: through the daemon when it holds the state, else here."""
     ids = list(dict.fromkeys(ids))
-    holder = await lock_holder(config.daemon.state_path)
+    holder = await lock_holder(config.daemon.state_location)
     if holder is not None and holder.is_daemon:
         return await through_daemon(config, tenant, action, ids)
     command = f"crmsync metakocka {action} --tenant {tenant.id}"
     try:
         async with (
-            open_store(config.daemon.state_path, command=command,
+            open_store(config.daemon.state_location, command=command,
                        tenants=[tenant.id]) as store,
             open_resources(config) as resources,
         ):

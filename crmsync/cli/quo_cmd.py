@@ -94,7 +94,7 @@ async def _migrate(args: argparse.Namespace) -> int:
     public_url = _check(config, tenant)
     command = f"crmsync quo migrate-webhooks --tenant {tenant.id}"
     try:
-        async with open_store(config.daemon.state_path, command=command,
+        async with open_store(config.daemon.state_location, command=command,
                               tenants=[tenant.id]) as store:
             return await _with_store(config, tenant, store, public_url, args.within)
     except StateLockedError as exc:

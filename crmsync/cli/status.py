@@ -40,7 +40,7 @@ async def _status(args: argparse.Namespace) -> StatusReport:
     # Reads the state only: the API keys need not be at hand.
     config = load_config(args.config, resolve_secrets=False)
     async with open_state(config) as store:
-        holder = None if store is None else await lock_holder(config.daemon.state_path)
+        holder = None if store is None else await lock_holder(config.daemon.state_location)
         return await build_status(
             config, store, live=lambda tenant: holder is not None and holder.runs(tenant)
         )

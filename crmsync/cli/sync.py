@@ -151,7 +151,7 @@ async def _sync(args: argparse.Namespace) -> int:
     tenant = require_tenant(config, args.tenant)
     async with (
         open_resources(config) as resources,
-        open_store(config.daemon.state_path, command=f"crmsync sync --tenant {tenant.id}",
+        open_store(config.daemon.state_location, command=f"crmsync sync --tenant {tenant.id}",
                    tenants=[tenant.id]) as store,
     ):
         estimate = await _estimate(store, tenant.id)

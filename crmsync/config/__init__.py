@@ -15,6 +15,7 @@ from crmsync.config.model import (
 )
 from crmsync.config.render import render_config
 from crmsync.config.secret import Secret, UnresolvedSecretError
+from crmsync.config.state_url import StateUrl
 
 __all__ = [
     "Config",
@@ -23,6 +24,7 @@ __all__ = [
     "MetakockaConfig",
     "QuoConfig",
     "Secret",
+    "StateUrl",
     "TenantConfig",
     "UnresolvedSecretError",
     "load_config",

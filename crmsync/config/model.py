@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import msgspec
 
 from crmsync.config.secret import Secret
+from crmsync.config.state_url import StateUrl
 
 #: the CRMs a tenant may name; `crmsync.adapters.registry` has an adapter for each it
 #: supports (config sits below the adapters, so the names live here)
@@ -59,7 +60,11 @@ else:
 class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """`[daemon]`: process-wide settings."""
 
+    # The SQLite file of the state (the embedded default) ...
     state_path: str = "./crmsync.db"
+    # ... or, instead (never both), a PostgreSQL database shared by replicas
+    # (INTERFACE §10): a URL without a password, or env:NAME / file:PATH holding one
+    state_url: StateUrl | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "text"
     shutdown_timeout: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 30.0
@@ -71,6 +76,12 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     # deleted after this many days. At least 1: the stored event ids also recognise a
     # sender's redeliveries.
     inbox_retention_days: Annotated[float, msgspec.Meta(ge=1, le=3650)] = 30.0
+
+    @property
+    def state_location(self) -> str:
+        """What `open_store` opens: the PostgreSQL URL (password included: never print
+        it; `crmsync.store.redact` masks it) when `state_url` is set, else `state_path`."""
+        return self.state_url.reveal() if self.state_url is not None else self.state_path
 
 
 class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

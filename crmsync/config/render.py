@@ -10,12 +10,14 @@ import json
 
 import msgspec
 
-from crmsync.config.model import Config
+from crmsync.config.model import Config, DaemonConfig
 from crmsync.config.secret import Secret
+from crmsync.config.state_url import StateUrl
 
 
 def render_config(config: Config) -> str:
-    """Render `config` as TOML; a secret shows its reference and length, never its value."""
+    """Render `config` as TOML; a secret shows its reference and length, never its value,
+    and `state_url` its reference and the URL with the password masked."""
     lines = ["# crmsync config, normalised: defaults filled in, secrets masked"]
     for name in ("daemon", "http", "quo"):
         lines += ["", f"[{name}]", *_table(getattr(config, name))]
@@ -34,7 +36,16 @@ def _table(section: msgspec.Struct) -> list[str]:
         value = getattr(section, field.name)
         if isinstance(value, msgspec.Struct):
             continue  # a sub-table: rendered by the caller after this table's keys
-        if value is None:
+        if isinstance(section, DaemonConfig) and field.name == "state_path" and (
+            section.state_url is not None
+        ):
+            # Both keys would not parse back; state_path is unused anyway.
+            lines.append("# state_path is not used: state_url is set")
+        elif isinstance(value, StateUrl) and value.reference is not None:
+            lines.append(f"{field.name} = {_value(value.reference)}  # {value.masked()}")
+        elif isinstance(value, StateUrl):
+            lines.append(f"{field.name} = {_value(value.masked())}")
+        elif value is None:
             # TOML has no null: an unset optional key is simply absent.
             lines.append(f"# {field.name} is not set")
         elif isinstance(value, Secret) and not value.resolved:

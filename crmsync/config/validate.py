@@ -4,7 +4,8 @@ msgspec stops at the first error, but someone fixing a config wants the whole
 list at once. So the walker follows `msgspec.inspect.type_info(Config)` through
 the raw `tomllib` data, checking keys, types, ranges, patterns and choices from
 the same `Meta` constraints msgspec enforces, and resolving secrets on the way (or,
-for a read-only command, only checking their form: see `secret.py`). Only when nothing
+for a read-only command, only checking their form: see `secret.py`; `daemon.state_url`
+is resolved always, `state_url.py`). Only when nothing
 is wrong is the result handed to `msgspec.convert`.
 """
 
@@ -20,6 +21,7 @@ import msgspec.inspect as mi
 
 from crmsync.config.model import Config
 from crmsync.config.secret import Secret, SecretError, resolve_secret, unresolved_secret
+from crmsync.config.state_url import StateUrl, parse_state_url
 
 Problem = tuple[str, str]  # (key path, message)
 
@@ -40,6 +42,12 @@ def validate(
     tenants = raw.get("tenants")
     if isinstance(tenants, list):
         walker.unique_ids(tenants)
+    daemon = raw.get("daemon")
+    if isinstance(daemon, dict) and "state_path" in daemon and "state_url" in daemon:
+        walker.report(
+            "daemon.state_url",
+            "set either state_path (a SQLite file) or state_url (PostgreSQL), not both",
+        )
     return data, walker.problems
 
 
@@ -111,6 +119,8 @@ class _Walker:
                 return self.array(raw, item_type, min_length, path)
             case mi.CustomType(cls=cls) if cls is Secret:
                 return self.secret(raw, path)
+            case mi.CustomType(cls=cls) if cls is StateUrl:
+                return self.state_url(raw, path)
             case _:
                 self.scalar(raw, t, path, error)
                 return raw
@@ -150,6 +160,17 @@ class _Walker:
             if not self.resolve_secrets:
                 return unresolved_secret(raw)
             return resolve_secret(raw, self.environ)
+        except SecretError as exc:
+            self.report(path, str(exc))
+            return None
+
+    def state_url(self, raw: object, path: str) -> object:
+        # Resolved even when secrets are not: every command that reads the state needs it.
+        if not isinstance(raw, str):
+            self.report(path, f"expected a string, got {_kind(raw)}")
+            return raw
+        try:
+            return parse_state_url(raw, self.environ)
         except SecretError as exc:
             self.report(path, str(exc))
             return None

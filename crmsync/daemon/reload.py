@@ -8,9 +8,9 @@ keeps its running config. `plan_reload(old, new)` is pure: it diffs the tenants 
 - applied live: log level and format, shutdown timeout, the management API's token;
 - shared by every tenant (`[quo]`, `daemon.max_error_rate`, `http.public_url`): a
   change restarts all tenants, which are built from them;
-- fixed at start (`daemon.state_path`, `http.host`, `http.port`, `http.max_body_bytes`):
-  reported as needing a restart and not applied; `effective` keeps the old values, so
-  the next reload reports them again.
+- fixed at start (`daemon.state_path`/`state_url`, `http.host`, `http.port`,
+  `http.max_body_bytes`): reported as needing a restart and not applied; `effective`
+  keeps the old values, so the next reload reports them again.
 
 A tenant is restarted only if its `TenantConfig` differs (a rotated secret behind the
 same reference counts: `Secret` equality includes the value). Only field *names* are
@@ -30,7 +30,7 @@ from crmsync.config import Config, TenantConfig, load_config
 
 #: settings bound when the process starts (the listening socket, the database file)
 NEEDS_RESTART = frozenset({
-    "daemon.state_path", "http.host", "http.port", "http.max_body_bytes",
+    "daemon.state_path", "daemon.state_url", "http.host", "http.port", "http.max_body_bytes",
 })
 #: settings the running daemon picks up as they are
 LIVE = frozenset({
@@ -122,7 +122,9 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
             unchanged.append(tenant_id)
     effective = msgspec.structs.replace(
         new,
-        daemon=msgspec.structs.replace(new.daemon, state_path=old.daemon.state_path),
+        daemon=msgspec.structs.replace(
+            new.daemon, state_path=old.daemon.state_path, state_url=old.daemon.state_url
+        ),
         http=msgspec.structs.replace(
             new.http, host=old.http.host, port=old.http.port,
             max_body_bytes=old.http.max_body_bytes,

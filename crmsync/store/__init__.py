@@ -1,6 +1,7 @@
-"""crmsync.store: the SQLite state database (aiosqlite, WAL) of every tenant.
+"""crmsync.store: the state database of every tenant: SQLite (aiosqlite, WAL; the
+embedded default) or PostgreSQL (asyncpg; `daemon.state_url`, shared by replicas).
 
-    async with open_store(config.daemon.state_path) as store:
+    async with open_store(config.daemon.state_location) as store:
         await store.tenants.upsert("acme", "attio")
         async with store.transaction():
             await store.mappings.upsert(mapping)
@@ -8,16 +9,22 @@
 
 Write discipline
 ----------------
-* **One writer process.** A read-write `open_store` holds the state lock
-  (`<state_path>.lock`, `lock.py`) while it is open: the daemon for its whole life,
+The repositories' SQL is shared by both engines (`database.py` says how); what differs
+lives in `connection.py` / `migrations.py` (SQLite) and `postgres.py` /
+`pg_migrations.py` (PostgreSQL).
+
+* **One writer process** (SQLite; PostgreSQL's replicas share the database). A
+  read-write `open_store` holds the state lock (`<state_path>.lock`, `lock.py`) while
+  it is open: the daemon for its whole life,
   `crmsync sync` / `retry` / `inbox replay` while they run; any other writer is refused
   (`StateLockedError`, exit 2). `lock_holder()` tells readers whether one is alive.
 * **One writer connection.** The daemon opens the file once, read-write, and shares that
   `Store` between all tenants and actors. aiosqlite runs each connection on its own
   thread, so its statements are serialised; a lock keeps other tasks' statements out
-  of an open transaction (see `database.py`).
+  of an open transaction (see `connection.py`). PostgreSQL: a pool, reads concurrent,
+  writes serialised the same way within the process (`postgres.py`).
 * **Writes commit immediately** (autocommit) unless made inside
-  `async with store.transaction():`, which is `BEGIN IMMEDIATE … COMMIT`, or `ROLLBACK`
+  `async with store.transaction():`, which is `BEGIN [IMMEDIATE] … COMMIT`, or `ROLLBACK`
   if the block raises. Use it for every multi-statement write that must be atomic. A
   nested `transaction()` in the same task is a savepoint.
 * **Transactions are short.** Never await network I/O (Quo, a CRM, a queue that may
@@ -31,17 +38,22 @@ Write discipline
 * **Every method is scoped by tenant**: it takes `tenant_id` first (row-based upserts
   take it from the row) and filters on it. The one exception is `tenants.list_all()`:
   `status` reports all tenants. An id of another tenant's row behaves as unknown.
-* **Times** are stored as REAL unix seconds (UTC) and returned as `float`.
+* **Times** are stored as REAL (PostgreSQL: double precision) unix seconds (UTC) and
+  returned as `float`.
+* **A refused write** (unique key, foreign key, CHECK) raises `IntegrityError` on either
+  engine (a `sqlite3.IntegrityError`).
 """
 
 from crmsync.store.activities import Activity, ActivityKind
 from crmsync.store.checkpoints import Checkpoint
 from crmsync.store.dead_letters import CATEGORIES, DeadLetter
-from crmsync.store.errors import IllegalTransitionError, StoreError
+from crmsync.store.errors import IllegalTransitionError, IntegrityError, StoreError
 from crmsync.store.inbox import InboxEvent, InboxState, Source
 from crmsync.store.intents import Operation, WriteIntent
+from crmsync.store.location import is_database_url, redact
 from crmsync.store.lock import (
     DAEMON_COMMAND,
+    SHARED_STATE,
     LockHolder,
     StateLockedError,
     hold_state_lock,
@@ -51,7 +63,7 @@ from crmsync.store.lock import (
 from crmsync.store.mappings import Action, Mapping, SyncMethod
 from crmsync.store.migrations import LATEST_VERSION
 from crmsync.store.runs import INTERRUPTED, Counts, RunKind, RunState, SyncRun
-from crmsync.store.store import Store, open_store
+from crmsync.store.store import Store, open_store, state_exists
 from crmsync.store.tenants import Tenant, TenantPhase, TenantState
 
 __all__ = [
@@ -59,6 +71,7 @@ __all__ = [
     "DAEMON_COMMAND",
     "INTERRUPTED",
     "LATEST_VERSION",
+    "SHARED_STATE",
     "Action",
     "Activity",
     "ActivityKind",
@@ -68,6 +81,7 @@ __all__ = [
     "IllegalTransitionError",
     "InboxEvent",
     "InboxState",
+    "IntegrityError",
     "LockHolder",
     "Mapping",
     "Operation",
@@ -84,7 +98,10 @@ __all__ = [
     "TenantState",
     "WriteIntent",
     "hold_state_lock",
+    "is_database_url",
     "lock_holder",
     "lock_path",
     "open_store",
+    "redact",
+    "state_exists",
 ]

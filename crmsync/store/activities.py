@@ -13,12 +13,11 @@ for it there before writing again.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Final, Literal
 
 import msgspec
 
-from crmsync.store.connection import Database, columns
+from crmsync.store.database import Database, Row, columns, marks
 
 ActivityKind = Literal["message", "call"]
 
@@ -40,7 +39,7 @@ class Activity(msgspec.Struct, frozen=True, kw_only=True):
 _COLUMNS: Final = columns(Activity)
 _UPSERT: Final = (
     f"INSERT INTO activities ({_COLUMNS})"  # noqa: S608 (fixed names)
-    f" VALUES ({', '.join('?' * len(Activity.__struct_fields__))})"
+    f" VALUES ({marks(len(Activity.__struct_fields__))})"
     " ON CONFLICT (tenant_id, quo_object_id, crm_person_id) DO UPDATE SET"
     " kind = excluded.kind, crm_note_id = excluded.crm_note_id,"
     " has_summary = excluded.has_summary, has_transcript = excluded.has_transcript,"
@@ -49,7 +48,7 @@ _UPSERT: Final = (
 )
 
 
-def _activity(row: sqlite3.Row) -> Activity:
+def _activity(row: Row) -> Activity:
     return Activity(
         tenant_id=row["tenant_id"],
         quo_object_id=row["quo_object_id"],
@@ -105,7 +104,7 @@ class Activities:
         await self._db.execute(
             "INSERT INTO activities (tenant_id, quo_object_id, crm_person_id, kind,"
             " crm_note_id, has_summary, has_transcript, content_hash, created_at,"
-            " updated_at, pending_hash) VALUES (?, ?, ?, ?, NULL, 0, 0, '', ?, ?, ?)"
+            " updated_at, pending_hash) VALUES (?, ?, ?, ?, NULL, FALSE, FALSE, '', ?, ?, ?)"
             " ON CONFLICT (tenant_id, quo_object_id, crm_person_id) DO UPDATE SET"
             " pending_hash = excluded.pending_hash, updated_at = excluded.updated_at",
             (tenant_id, quo_object_id, crm_person_id, kind, now, now, pending_hash),

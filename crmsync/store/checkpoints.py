@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from crmsync.store.connection import Database, columns, to_struct
+from crmsync.store.database import Database, columns, to_struct
 
 #: where a pass's paging stands, per CRM object (committed by the mapping verifier)
 CURSOR = "cursor"

@@ -1,4 +1,5 @@
-"""`Database`: the one aiosqlite connection of a store, its lock and its transactions.
+"""`SqliteDatabase`: the one aiosqlite connection of a SQLite store, its lock and its
+transactions (the `Database` interface: `database.py`).
 
 aiosqlite runs every statement of a connection on that connection's own thread, one at
 a time, so statements never interleave. Transactions still could: while one task is
@@ -20,23 +21,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final
 
 import aiosqlite
-import msgspec
 
-from crmsync.store.errors import StoreError
+from crmsync.store.database import Database, Params, Row
+from crmsync.store.errors import IntegrityError
 
-Params = Sequence[Any]
 #: the writer's usual `PRAGMA synchronous` (set by `open_store`; see `_insert_durably`)
 SYNCHRONOUS: Final = "NORMAL"
-RowT = TypeVar("RowT", bound=msgspec.Struct)
 
 
-class Database:
+@contextlib.contextmanager
+def _integrity() -> Iterator[None]:
+    """A refused write as the store's `IntegrityError` (the same on either engine)."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except sqlite3.IntegrityError as exc:
+        raise IntegrityError(*exc.args) from exc
+
+
+class SqliteDatabase(Database):
     """One connection; `readonly` ones refuse writes and transactions."""
+
+    backend = "sqlite"
 
     def __init__(
         self,
@@ -46,18 +58,12 @@ class Database:
         readonly: bool,
         clock: Callable[[], float],
     ) -> None:
+        super().__init__(location=str(path), readonly=readonly, clock=clock)
         self.path = path
-        self.readonly = readonly
-        self.now = clock
         self._conn = conn
         self._lock = asyncio.Lock()
-        self._owner: asyncio.Task[Any] | None = None
         self._savepoints = 0
         self._closed = False
-
-    def in_transaction(self) -> bool:
-        """Whether the current task is inside `transaction()`."""
-        return self._owner is not None and self._owner is asyncio.current_task()
 
     @contextlib.asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
@@ -67,19 +73,16 @@ class Database:
             async with self._lock:
                 yield
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         async with self._turn():
             return list(await self._conn.execute_fetchall(sql, params))
-
-    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        rows = await self.fetchall(sql, params)
-        return rows[0] if rows else None
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one write; returns the number of rows it changed."""
         self._check_writable()
-        async with self._turn(), self._conn.execute(sql, params) as cursor:
-            return cursor.rowcount
+        with _integrity():
+            async with self._turn(), self._conn.execute(sql, params) as cursor:
+                return cursor.rowcount
 
     async def insert(self, sql: str, params: Params = (), *, durable: bool = False) -> int | None:
         """Run one INSERT; returns the new rowid, or None when it inserted nothing.
@@ -88,10 +91,11 @@ class Database:
         `synchronous = FULL`, so it survives power loss once this returns.
         """
         self._check_writable()
-        if durable:
-            return await self._insert_durably(sql, params)
-        async with self._turn(), self._conn.execute(sql, params) as cursor:
-            return cursor.lastrowid if cursor.rowcount > 0 else None
+        with _integrity():
+            if durable:
+                return await self._insert_durably(sql, params)
+            async with self._turn(), self._conn.execute(sql, params) as cursor:
+                return cursor.lastrowid if cursor.rowcount > 0 else None
 
     async def _insert_durably(self, sql: str, params: Params) -> int | None:
         # Why per commit and not the connection: in WAL mode, NORMAL syncs the WAL only
@@ -115,10 +119,6 @@ class Database:
                 # statement another task queues after this lock is released, even if
                 # we are cancelled now.
                 await asyncio.shield(self._raw(f"PRAGMA synchronous = {SYNCHRONOUS}"))
-
-    def _check_writable(self) -> None:
-        if self.readonly:
-            raise StoreError(f"state database {self.path} is open read-only")
 
     @contextlib.asynccontextmanager
     async def transaction(self, *, durable: bool = False) -> AsyncIterator[None]:
@@ -204,12 +204,3 @@ class Database:
                     await self._raw("PRAGMA optimize")
             await self._conn.close()
 
-
-def columns(cls: type[msgspec.Struct]) -> str:
-    """The SELECT list for a row Struct: its fields, in order (column names match)."""
-    return ", ".join(cls.__struct_fields__)
-
-
-def to_struct(cls: type[RowT], row: sqlite3.Row) -> RowT:
-    """Build `cls` from the columns named like its fields (others in `row` are ignored)."""
-    return cls(**{name: row[name] for name in cls.__struct_fields__})

@@ -29,7 +29,7 @@ from typing import Final
 
 import msgspec
 
-from crmsync.store.connection import Database, columns, to_struct
+from crmsync.store.database import Database, columns, to_struct
 
 CATEGORIES: Final = (
     "validation",  # the record cannot be a Quo contact (e.g. an over-long record id)

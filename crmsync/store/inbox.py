@@ -24,13 +24,12 @@ after the retention period and delivery ids after 28 h, in small batches.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from typing import Final, Literal
 
 import msgspec
 
-from crmsync.store.connection import Database
+from crmsync.store.database import Database, Row, marks
 
 Source = Literal["crm", "quo"]
 InboxState = Literal["pending", "processing", "processed", "failed", "ignored"]
@@ -70,7 +69,7 @@ DELIVERY_ID_RETENTION_SECONDS: Final = 28 * 3600.0
 _headers = msgspec.json.Decoder(dict[str, str])
 
 
-def _event(row: sqlite3.Row) -> InboxEvent:
+def _event(row: Row) -> InboxEvent:
     return InboxEvent(
         id=row["id"],
         tenant_id=row["tenant_id"],
@@ -133,12 +132,12 @@ class Inbox:
         if delivery_id is None:  # one statement: no transaction needed
             return await self._db.insert(_INSERT, row, durable=True)
         async with self._db.transaction(durable=True):
-            first = await self._db.insert(
+            first = await self._db.execute(
                 "INSERT INTO webhook_deliveries (tenant_id, source, delivery_id, received_at)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (tenant_id, source, delivery_id, now),
             )
-            if first is None:
+            if not first:
                 return None
             return await self._db.insert(_INSERT, row)
 
@@ -272,7 +271,7 @@ class Inbox:
             reset += await self._db.execute(
                 "UPDATE webhook_inbox SET state = 'pending', processed_at = NULL,"  # noqa: S608
                 " last_error = NULL, next_attempt_at = ?, queued_at = ?"
-                f" WHERE tenant_id = ? AND id IN ({', '.join('?' * len(chunk))})",
+                f" WHERE tenant_id = ? AND id IN ({marks(len(chunk))})",
                 (now, now, tenant_id, *chunk),
             )
         return reset
@@ -304,11 +303,11 @@ class Inbox:
         """When the newest event of `source` arrived (only those received before
         `before` when given); None if there is none. For Quo's delivery catch-up
         (`services/catch_up.py`): what failed after it was never received."""
-        row = await self._db.fetchone(
-            "SELECT max(received_at) FROM webhook_inbox WHERE tenant_id = ? AND source = ?"
-            " AND (? IS NULL OR received_at < ?)",
-            (tenant_id, source, before, before),
-        )
+        sql = "SELECT max(received_at) FROM webhook_inbox WHERE tenant_id = ? AND source = ?"
+        if before is None:
+            row = await self._db.fetchone(sql, (tenant_id, source))
+        else:
+            row = await self._db.fetchone(f"{sql} AND received_at < ?", (tenant_id, source, before))
         return None if row is None or row[0] is None else float(row[0])
 
     # Last in the class: below it, `list[...]` in annotations would mean this method.
@@ -316,9 +315,13 @@ class Inbox:
         self, tenant_id: str, since: float | None = None, limit: int = 100
     ) -> list[InboxEvent]:
         """Newest first; only events received at or after `since` when given."""
-        rows = await self._db.fetchall(
-            f"{_SELECT} WHERE tenant_id = ? AND (? IS NULL OR received_at >= ?)"
-            " ORDER BY id DESC LIMIT ?",
-            (tenant_id, since, since, limit),
-        )
+        if since is None:
+            rows = await self._db.fetchall(
+                f"{_SELECT} WHERE tenant_id = ? ORDER BY id DESC LIMIT ?", (tenant_id, limit)
+            )
+        else:
+            rows = await self._db.fetchall(
+                f"{_SELECT} WHERE tenant_id = ? AND received_at >= ? ORDER BY id DESC LIMIT ?",
+                (tenant_id, since, limit),
+            )
         return [_event(row) for row in rows]

@@ -13,7 +13,7 @@ from typing import ClassVar, Generic, Literal, TypeVar
 
 import msgspec
 
-from crmsync.store.connection import Database, columns, to_struct
+from crmsync.store.database import Database, columns, to_struct
 
 Operation = Literal["create", "update", "delete", "bulk_create"]
 

@@ -15,6 +15,10 @@ that message. Readers (`status`, `mappings`, …) never take the lock; they may 
 The kernel releases an flock when its process dies, SIGKILL included, so there is no
 stale lock to clean up; the file itself stays (removing it would race a new holder).
 
+A PostgreSQL state (`daemon.state_url`) has no such lock: replicas share it, so
+`open_store` takes none, and `lock_holder` answers `SHARED_STATE` (its rows are shown
+as they are, as for a live holder).
+
 `lock_holder()` probes with a shared lock for an instant. A writer starting at that
 very instant would see the lock taken, so acquiring retries for a moment
 (`ACQUIRE_PATIENCE`) before it gives up: a probe holds the lock for microseconds, a
@@ -37,6 +41,7 @@ import msgspec
 
 from crmsync.errors import UsageError
 from crmsync.store.errors import StoreError
+from crmsync.store.location import is_database_url
 
 LOCK_SUFFIX: Final = ".lock"
 #: how long acquiring retries when the lock is taken (outlasts any `lock_holder` probe)
@@ -70,6 +75,9 @@ class LockHolder(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 #: a holder whose lock file could not be read (it is writing it this very moment)
 UNKNOWN_HOLDER: Final = LockHolder(pid=0, started_at=0.0, command="another crmsync process")
+#: the holder of a PostgreSQL state: no process lock exists (replicas share the
+#: database), so a reader takes every stored row as live
+SHARED_STATE: Final = LockHolder(pid=0, started_at=0.0, command="the crmsync replicas")
 
 
 class StateLockedError(UsageError):
@@ -143,6 +151,8 @@ async def acquire_state_lock(
     tenants: Sequence[str] | None = None,
 ) -> StateLock:
     """Take the state lock (see `hold_state_lock`); the caller releases it."""
+    if is_database_url(state_path):
+        raise ValueError("the state lock guards a SQLite file; a PostgreSQL state has none")
     holder = LockHolder(
         pid=os.getpid(), started_at=time.time(), command=command,
         tenants=None if tenants is None else list(tenants),
@@ -210,8 +220,11 @@ async def lock_holder(state_path: str | os.PathLike[str]) -> LockHolder | None:
 
     Never creates anything and never waits: a reader's question. If the lock file
     cannot be opened (another user's state), the holder is unknown and taken to be
-    alive, so a status shows what is stored rather than guessing it stale.
+    alive, so a status shows what is stored rather than guessing it stale. For a
+    PostgreSQL URL: `SHARED_STATE` (module docstring).
     """
+    if is_database_url(state_path):
+        return SHARED_STATE
     return await asyncio.to_thread(_probe, lock_path(state_path))
 
 

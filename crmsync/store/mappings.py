@@ -22,7 +22,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from crmsync.store.connection import columns, to_struct
+from crmsync.store.database import columns, to_struct
 from crmsync.store.record_rows import RecordRows
 
 SyncMethod = Literal["initial", "webhook", "poll", "bulk", "manual"]

@@ -28,7 +28,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from crmsync.store.connection import Database, columns, to_struct
+from crmsync.store.database import Database, columns, to_struct
 from crmsync.store.intents import IntentLog
 from crmsync.store.record_rows import RecordRows
 
@@ -123,7 +123,7 @@ class MkLinks(RecordRows[MkLink]):
         never-read ones first, then the longest unread."""
         rows = await self._db.fetchall(
             "SELECT mk_id, min(coalesce(last_checked_at, -1)) AS checked FROM mk_links"
-            " WHERE tenant_id = ? GROUP BY mk_id HAVING checked < ?"
+            " WHERE tenant_id = ? GROUP BY mk_id HAVING min(coalesce(last_checked_at, -1)) < ?"
             " ORDER BY checked, mk_id LIMIT ?",
             (tenant_id, checked_before, limit),
         )
@@ -171,9 +171,10 @@ class MkUnsynced:
             "INSERT INTO mk_unsynced (tenant_id, mk_id, name, email, phone, doc_type,"
             " discovered_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (tenant_id, mk_id) DO UPDATE SET"
-            " name = coalesce(excluded.name, name), email = coalesce(excluded.email, email),"
-            " phone = coalesce(excluded.phone, phone),"
-            " doc_type = coalesce(excluded.doc_type, doc_type),"
+            " name = coalesce(excluded.name, mk_unsynced.name),"
+            " email = coalesce(excluded.email, mk_unsynced.email),"
+            " phone = coalesce(excluded.phone, mk_unsynced.phone),"
+            " doc_type = coalesce(excluded.doc_type, mk_unsynced.doc_type),"
             " last_seen_at = excluded.last_seen_at",
             (tenant_id, mk_id, name, email, phone, doc_type, now, now),
         )

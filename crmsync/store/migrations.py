@@ -3,7 +3,8 @@
 `MIGRATIONS[i]` takes the schema from version i to i + 1. Each runs in its own
 `BEGIN IMMEDIATE` transaction together with the `user_version` bump, and the version is
 read again under that write lock, so two processes opening the same file at once
-migrate it once. Never edit a released migration; append a new one.
+migrate it once. Never edit a released migration; append a new one, and its twin to
+`pg_migrations.py` (the PostgreSQL schema has the same versions; a test compares them).
 
 Conventions: every table carries `tenant_id` (referencing `tenants`, so deleting a
 tenant row removes all of its state); times are REAL unix seconds (UTC); ids shown to
@@ -16,7 +17,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-from crmsync.store.connection import Database
+from crmsync.store.connection import SqliteDatabase
+from crmsync.store.database import Database
 from crmsync.store.errors import StoreError
 
 _V1: Final = """
@@ -346,7 +348,7 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
-async def schema_version(db: Database) -> int:
+async def schema_version(db: SqliteDatabase) -> int:
     row = await db.fetchone("PRAGMA user_version")
     return int(row[0]) if row is not None else 0
 
@@ -355,12 +357,12 @@ def check_version(db: Database, version: int) -> None:
     """Refuse a file written by a newer crmsync (its schema may mean other things)."""
     if version > LATEST_VERSION:
         raise StoreError(
-            f"state database {db.path} is version {version}, this crmsync knows up to "
+            f"state database {db.location} is version {version}, this crmsync knows up to "
             f"{LATEST_VERSION}; upgrade crmsync"
         )
 
 
-async def migrate(db: Database) -> tuple[int, ...]:
+async def migrate(db: SqliteDatabase) -> tuple[int, ...]:
     """Bring the schema to `LATEST_VERSION`; returns the versions applied (often none)."""
     version = await schema_version(db)
     check_version(db, version)

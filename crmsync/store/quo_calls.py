@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from crmsync.store.connection import Database
+from crmsync.store.database import Database
 
 PRUNE_BATCH: Final = 1000
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import msgspec
 
-from crmsync.store.connection import Database, columns, to_struct
+from crmsync.store.database import Database, columns, marks, to_struct
 
 RowT = TypeVar("RowT", bound=msgspec.Struct)
 
@@ -29,7 +29,7 @@ def upsert_sql(table: str, row: type[msgspec.Struct]) -> str:
     fields = row.__struct_fields__
     return (
         f"INSERT INTO {table} ({columns(row)})"  # noqa: S608 (fixed names)
-        f" VALUES ({', '.join('?' * len(fields))})"
+        f" VALUES ({marks(len(fields))})"
         f" ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET "
         + ", ".join(f"{name} = excluded.{name}" for name in fields if name not in KEY)
     )
@@ -72,7 +72,7 @@ class RecordRows(Generic[RowT]):
             chunk = ids[start : start + ID_CHUNK]
             rows = await self._db.fetchall(
                 f"{self.select} WHERE tenant_id = ? AND crm_object = ?"
-                f" AND crm_record_id IN ({', '.join('?' * len(chunk))})",
+                f" AND crm_record_id IN ({marks(len(chunk))})",
                 (tenant_id, crm_object, *chunk),
             )
             found.update((row["crm_record_id"], to_struct(self.row, row)) for row in rows)

@@ -15,14 +15,13 @@ runtime writes it.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Final, Literal
 
 import msgspec
 
 from crmsync.store.checkpoints import CURSOR
-from crmsync.store.connection import Database, to_struct
+from crmsync.store.database import Database, Row, marks, to_struct
 from crmsync.store.errors import IllegalTransitionError
 
 RunKind = Literal["initial", "incremental", "full"]
@@ -83,7 +82,7 @@ _RUN_COLUMNS = "id, tenant_id, kind, state, created_at, started_at, finished_at,
 _SELECT = f"SELECT {_RUN_COLUMNS}, {_COUNTS} FROM sync_runs"  # noqa: S608 (fixed names)
 
 
-def _run(row: sqlite3.Row) -> SyncRun:
+def _run(row: Row) -> SyncRun:
     return SyncRun(
         id=row["id"],
         tenant_id=row["tenant_id"],
@@ -118,9 +117,9 @@ class Runs:
         """Move a run on; raises `IllegalTransitionError` (or `KeyError` if unknown)."""
         sources = [old for old, targets in TRANSITIONS.items() if new_state in targets]
         stamp = "started_at" if new_state == "running" else "finished_at"
-        changed = await self._db.execute(
+        changed = sources and await self._db.execute(  # no state leads to `pending`
             f"UPDATE sync_runs SET state = ?, {stamp} = ?, error = coalesce(?, error)"  # noqa: S608
-            f" WHERE tenant_id = ? AND id = ? AND state IN ({_marks(len(sources))})",
+            f" WHERE tenant_id = ? AND id = ? AND state IN ({marks(len(sources))})",
             (new_state, self._db.now(), error, tenant_id, run_id, *sources),
         )
         if not changed:
@@ -194,10 +193,9 @@ class Runs:
 
     async def _forget_cursors(self, tenant_id: str, crm_objects: Sequence[str]) -> None:
         if crm_objects:
-            marks = _marks(len(crm_objects))
             await self._db.execute(
                 "DELETE FROM checkpoints WHERE tenant_id = ? AND name = ?"  # noqa: S608
-                f" AND crm_object IN ({marks})",
+                f" AND crm_object IN ({marks(len(crm_objects))})",
                 (tenant_id, CURSOR, *crm_objects),
             )
 
@@ -225,10 +223,15 @@ class Runs:
 
     async def latest(self, tenant_id: str, kind: RunKind | None = None) -> SyncRun | None:
         """The most recently created run (of `kind`, if given)."""
-        row = await self._db.fetchone(
-            f"{_SELECT} WHERE tenant_id = ? AND (? IS NULL OR kind = ?) ORDER BY id DESC LIMIT 1",
-            (tenant_id, kind, kind),
-        )
+        if kind is None:
+            row = await self._db.fetchone(
+                f"{_SELECT} WHERE tenant_id = ? ORDER BY id DESC LIMIT 1", (tenant_id,)
+            )
+        else:
+            row = await self._db.fetchone(
+                f"{_SELECT} WHERE tenant_id = ? AND kind = ? ORDER BY id DESC LIMIT 1",
+                (tenant_id, kind),
+            )
         return None if row is None else _run(row)
 
     async def totals(self, tenant_id: str) -> Counts:
@@ -240,6 +243,3 @@ class Runs:
         )
         return Counts() if row is None else to_struct(Counts, row)
 
-
-def _marks(n: int) -> str:
-    return ", ".join("?" * n)

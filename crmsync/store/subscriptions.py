@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from crmsync.store.connection import Database, columns, to_struct
+from crmsync.store.database import Database, columns, to_struct
 
 Source = Literal["crm", "quo"]
 
@@ -59,10 +59,14 @@ class Subscriptions:
         )
 
     async def list(self, tenant_id: str, source: Source | None = None) -> list[Subscription]:
-        rows = await self._db.fetchall(
-            f"{_SELECT} WHERE tenant_id = ? AND (? IS NULL OR source = ?) ORDER BY name",
-            (tenant_id, source, source),
-        )
+        if source is None:
+            rows = await self._db.fetchall(
+                f"{_SELECT} WHERE tenant_id = ? ORDER BY name", (tenant_id,)
+            )
+        else:
+            rows = await self._db.fetchall(
+                f"{_SELECT} WHERE tenant_id = ? AND source = ? ORDER BY name", (tenant_id, source)
+            )
         return [to_struct(Subscription, row) for row in rows]
 
     async def secrets(self, tenant_id: str, source: Source) -> builtins.list[str]:

@@ -11,7 +11,7 @@ from typing import Literal
 
 import msgspec
 
-from crmsync.store.connection import Database, columns, to_struct
+from crmsync.store.database import Database, columns, to_struct
 
 TenantState = Literal["starting", "running", "parked", "failed", "stopped"]
 TenantPhase = Literal["setup", "initial_sync", "live"]

@@ -33,7 +33,7 @@ import pytest
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
-from crmsync.config import Config, Secret, load_config, parse_config, render_config
+from crmsync.config import Config, Secret, StateUrl, load_config, parse_config, render_config
 from crmsync.config.secret import MAX_SECRET_FILE_BYTES
 from crmsync.errors import ConfigError
 
@@ -46,12 +46,17 @@ assert isinstance(SCHEMA, mi.StructType)
 QUO_SECRET = "quo-S3CRET-4f1d9a0c"
 CRM_SECRET = "crm-S3CRET-77b2e514"
 FILE_SECRET = "file-S3CRET-0c3aa9d2"
-SECRETS = (QUO_SECRET, CRM_SECRET, FILE_SECRET)
+DB_PASSWORD = "db-S3CRET-5e6f7a8b"  # in the state URLs below: never shown either
+SECRETS = (QUO_SECRET, CRM_SECRET, FILE_SECRET, DB_PASSWORD)
 
 #: stands for the module's secrets directory in generated references (the directory
 #: only exists once the module fixture made it; examples must be plain values)
 DIR = "@SECRETS@"
-BASE_ENV = {"QUO_KEY": QUO_SECRET, "CRM_KEY": CRM_SECRET, "BLANK_KEY": " \t"}
+BASE_ENV = {
+    "QUO_KEY": QUO_SECRET, "CRM_KEY": CRM_SECRET, "BLANK_KEY": " \t",
+    "STATE_URL": f"postgresql://crmsync:{DB_PASSWORD}@db.internal:5432/crmsync",
+    "BAD_STATE_URL": f"mysql://crmsync:{DB_PASSWORD}@db.internal/crmsync",
+}
 
 # A key TOML can write without quotes; any other key is shown quoted in a problem.
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -105,6 +110,29 @@ def secret_references() -> st.SearchStrategy[str]:
     )
 
 
+GOOD_STATE_URLS = st.sampled_from([
+    "postgresql://crmsync@db.internal/crmsync", "postgres://db:5433/x?sslmode=require",
+    "postgresql:///crmsync?host=/run/postgresql", "env:STATE_URL", f"file:{DIR}/state-url",
+])
+
+
+def state_urls() -> st.SearchStrategy[str]:
+    """`daemon.state_url` values: good ones, and every way one can fail (or leak)."""
+    return st.one_of(
+        GOOD_STATE_URLS,
+        st.sampled_from([
+            f"postgresql://crmsync:{DB_PASSWORD}@db/crmsync",  # a password inline
+            f"postgresql://crmsync@db/crmsync?password={DB_PASSWORD}",
+            f"mysql://crmsync:{DB_PASSWORD}@db/crmsync", DB_PASSWORD, f"env:{DB_PASSWORD}",
+            "env:BAD_STATE_URL", "env:UNSET_KEY", "env:BLANK_KEY", f"file:{DIR}/key",
+            f"file:{DIR}/missing", "postgresql://db:port/x", "postgresql://db:0/x",
+            "postgresql://d b/x", "file:%d/state-url",
+        ]),
+        TEXT,
+        TEXT.map(lambda s: "postgresql://" + s),
+    )
+
+
 def valid_value(t: mi.Type, wild: bool) -> st.SearchStrategy[Any]:
     """Values the schema type `t` accepts; for a secret a reference, which may fail
     unless not `wild`; a table's values are valid and unknown keys absent unless `wild`."""
@@ -131,6 +159,8 @@ def valid_value(t: mi.Type, wild: bool) -> st.SearchStrategy[Any]:
             return st.lists(valid_value(item, wild), min_size=min_length or 0, max_size=3)
         case mi.CustomType(cls=cls) if cls is Secret:
             return secret_references() if wild else RESOLVABLE
+        case mi.CustomType(cls=cls) if cls is StateUrl:
+            return state_urls() if wild else GOOD_STATE_URLS
         case mi.StructType(fields=fields):
             return table(fields, wild)
     raise AssertionError(f"the config schema grew a type this test cannot fuzz: {t!r}")
@@ -163,8 +193,8 @@ def table(draw: st.DrawFn, fields: tuple[mi.Field, ...], wild: bool) -> dict[str
 
 def documents(wild: bool) -> st.SearchStrategy[dict[str, Any]]:
     """Whole documents: known tables (when `wild`: or something else in their place, and
-    unknown keys). Tame ones are mostly valid: duplicate tenant ids and `file:%d`
-    without CREDENTIALS_DIRECTORY are their only problems."""
+    unknown keys). Tame ones are mostly valid: duplicate tenant ids, `file:%d` without
+    CREDENTIALS_DIRECTORY and `state_path` beside `state_url` are their only problems."""
     assert isinstance(SCHEMA, mi.StructType)
     top = {f.name: field_value(f.type, wild) for f in SCHEMA.fields}
     return st.builds(
@@ -330,6 +360,7 @@ def secret_files(tmp_path_factory: pytest.TempPathFactory) -> SecretFiles:
     """One readable key file and one of every unreadable kind, for the whole module."""
     directory = tmp_path_factory.mktemp("secrets")
     (directory / "key").write_text(f"{FILE_SECRET}\n")
+    (directory / "state-url").write_text(f"postgresql://crmsync:{DB_PASSWORD}@db/crmsync\n")
     (directory / "empty").write_text("\n")
     (directory / "binary").write_bytes(b"\xff\xfe" + FILE_SECRET.encode())
     (directory / "huge").write_text(FILE_SECRET * (MAX_SECRET_FILE_BYTES // len(FILE_SECRET) + 1))

@@ -1,15 +1,76 @@
-"""A state store in a temp dir on a clock the test moves, with tenants `acme` and
-`other` (scoping: a query must never see the other tenant's rows)."""
+"""The store suite runs on both engines: every test that takes `state` (or `store`)
+runs once on SQLite and once on PostgreSQL (`[sqlite]` / `[postgresql]` in its id).
+
+`state(name)` gives a fresh, empty state location: a SQLite file `name` in tmp_path, or
+a fresh schema on the session's throwaway PostgreSQL cluster (`support/postgres.py`);
+`store` is one opened on a clock the test moves, with tenants `acme` and `other`
+(scoping: a query must never see the other tenant's rows). Without the PostgreSQL
+binaries the `[postgresql]` cases skip with one message.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from support.clock import FakeClock
+from support.postgres import (
+    MISSING,
+    REQUIRE_ENV,
+    PostgresCluster,
+    StateFactory,
+    find_binaries,
+)
 
 from crmsync.store import Store, open_store
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway cluster for the session (skips when the binaries are missing)."""
+    bin_dir = find_binaries()
+    if bin_dir is None:
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(f"{REQUIRE_ENV} is set but {MISSING}")
+        pytest.skip(MISSING)
+    cluster = PostgresCluster(bin_dir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres_cluster")
+    return str(request.param)
+
+
+@pytest.fixture
+async def state(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[StateFactory]:
+    made: list[str] = []
+
+    async def new(name: str) -> str | Path:
+        if backend == "sqlite":
+            return tmp_path / name
+        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        url = await cluster.new_url()
+        made.append(url)
+        return url
+
+    yield new
+    if made:
+        cluster = request.getfixturevalue("postgres_cluster")
+        for url in made:
+            await cluster.drop(url)
 
 
 @pytest.fixture
@@ -18,8 +79,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    async with open_store(tmp_path / "crmsync.db", clock=clock) as store:
+async def store(state: StateFactory, clock: FakeClock) -> AsyncIterator[Store]:
+    async with open_store(await state("crmsync.db"), clock=clock) as store:
         await store.tenants.upsert("acme", "attio")
         await store.tenants.upsert("other", "attio")
         yield store

@@ -1,6 +1,8 @@
 """`webhook_inbox`: durable inserts, selection by next-attempt time, re-queueing, pruning.
 
-Real SQLite in tmp_path with a fake clock, so every time stamped on a row is known.
+On both engines (SQLite in tmp_path, PostgreSQL on the session's cluster) with a fake
+clock, so every time stamped on a row is known; the durability tests watch SQLite's own
+statements (PostgreSQL's durable commit: `test_postgres.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from contextlib import closing
 from pathlib import Path
 
 from support.clock import FakeClock
+from support.postgres import sqlite_only
 
 from crmsync.store import Store, open_store
 
@@ -28,6 +31,7 @@ async def _insert(store: Store, event_id: str, tenant: str = T) -> int:
 # -- durability -------------------------------------------------------------------------
 
 
+@sqlite_only
 async def test_the_insert_before_the_ack_commits_with_synchronous_full(store: Store) -> None:
     """1. the statements the store's one connection runs are traced
     2. five inbox inserts run concurrently with other writes (checkpoints, an inbox
@@ -59,6 +63,7 @@ async def test_the_insert_before_the_ack_commits_with_synchronous_full(store: St
     assert (await store._db.fetchone("PRAGMA synchronous"))[0] == 1  # type: ignore[index]
 
 
+@sqlite_only
 async def test_a_cancelled_durable_insert_restores_normal(store: Store) -> None:
     """An insert cancelled once its `PRAGMA synchronous = FULL` ran (a shutdown while
     a webhook is being stored) leaves the connection at NORMAL for everything after."""

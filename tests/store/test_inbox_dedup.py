@@ -1,9 +1,10 @@
 """`webhook_inbox` de-duplication for Quo's two webhook systems (migration v4).
 
-Real SQLite in tmp_path with a fake clock. A Quo delivery may repeat three ways: the
-same delivery again (same `webhook-id`, Quo's retry), the same event through another
-webhook (same event id, another `webhook-id`), the same occurrence through the legacy
-and the new system (another event id, the same business key). Each is stored once.
+On both engines with a fake clock (the durability tests watch SQLite's statements). A
+Quo delivery may repeat three ways: the same delivery again (same `webhook-id`, Quo's
+retry), the same event through another webhook (same event id, another `webhook-id`),
+the same occurrence through the legacy and the new system (another event id, the same
+business key). Each is stored once.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import asyncpg
 import pytest
 from support.clock import FakeClock
+from support.postgres import sqlite_only
 
 from crmsync.store import Store, open_store
 from crmsync.store import migrations as migrations_module
@@ -122,6 +125,7 @@ async def test_keys_are_per_tenant_and_per_source(store: Store) -> None:
     assert not await store.inbox.has_delivery(T, "crm", "msg_unknown")
 
 
+@sqlite_only
 async def test_a_delivery_insert_is_one_durable_transaction(store: Store) -> None:
     """The delivery id and the inbox row commit together, with `synchronous = FULL`,
     and the connection is back at NORMAL afterwards; a duplicate delivery inserts no
@@ -151,7 +155,7 @@ async def test_a_failed_inbox_insert_rolls_the_delivery_id_back(
     import crmsync.store.inbox as inbox_module
 
     monkeypatch.setattr(inbox_module, "_INSERT", "INSERT INTO no_such_table VALUES (1)")
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises((sqlite3.OperationalError, asyncpg.UndefinedTableError)):
         await insert(store, "EV1", delivery="msg_1")
     monkeypatch.undo()
     assert not await store.inbox.has_delivery(T, "quo", "msg_1")
@@ -188,6 +192,7 @@ async def test_v4_upgrades_a_v3_file_keeping_its_events(
     assert {"webhook_deliveries", "webhook_inbox_business_key"} <= tables
 
 
+@sqlite_only
 async def test_a_cancelled_delivery_insert_restores_normal(store: Store) -> None:
     """A delivery insert cancelled once its `PRAGMA synchronous = FULL` ran (a shutdown
     while a webhook is stored) leaves the connection at NORMAL, outside any transaction,
@@ -208,6 +213,26 @@ async def test_a_cancelled_delivery_insert_restores_normal(store: Store) -> None
     await store._db._conn.set_trace_callback(None)
     assert (await store._db.fetchone("PRAGMA synchronous"))[0] == 1  # type: ignore[index]
     assert not store._db.in_transaction()
+    stored = len(await store.inbox.list(T))
+    assert stored == int(await store.inbox.has_delivery(T, "quo", "msg_1"))
+    assert await insert(store, "EV2", delivery="msg_2") is not None
+
+
+@pytest.mark.parametrize("ticks", range(8))
+async def test_a_delivery_insert_cancelled_at_any_point_is_all_or_nothing(
+    store: Store, ticks: int
+) -> None:
+    """1. a delivery insert (delivery id + inbox row, one durable transaction) starts
+    2. it is cancelled after `ticks` loop iterations (BEGIN, an INSERT or the COMMIT in
+    flight)  Result: no transaction is left open, the delivery is stored whole or not at
+    all, and the next insert works."""
+    task = asyncio.ensure_future(insert(store, "EV1", delivery="msg_1", key=KEY))
+    for _ in range(ticks):
+        await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert not store.in_transaction()
     stored = len(await store.inbox.list(T))
     assert stored == int(await store.inbox.has_delivery(T, "quo", "msg_1"))
     assert await insert(store, "EV2", delivery="msg_2") is not None

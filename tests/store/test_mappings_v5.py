@@ -13,6 +13,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from support.postgres import StateFactory
 
 from crmsync.store import Mapping, open_store
 from crmsync.store.mappings import ContactSnapshot
@@ -71,8 +72,8 @@ async def test_upgrade_from_v4_keeps_rows_ids_and_constraints(tmp_path: Path) ->
             conn.execute("UPDATE mappings SET action = 'exploded' WHERE id = 7")
 
 
-async def test_unlink_and_snapshots(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "state.db") as store:
+async def test_unlink_and_snapshots(state: StateFactory) -> None:
+    async with open_store(await state("state.db")) as store:
         await store.tenants.upsert(T, "attio")
         await store.mappings.upsert(mapping())
         snap = ContactSnapshot(content_hash="h", fields='{"first_name":"Ada"}',

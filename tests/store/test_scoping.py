@@ -1,9 +1,9 @@
-"""Tenant scoping, checked systematically for every repository method.
+"""Tenant scoping, checked systematically for every repository method, on both engines.
 
-Reads: for each read method, tenant T's answer from a file holding T and O equals its
-answer from a file holding only T (T's rows are written first, so their ids and times
-match). Writes: applying a write to O (with O's own keys, or with T's row ids, which
-O must treat as unknown) leaves every read of T unchanged. A last test fails when a
+Reads: for each read method, tenant T's answer from a database holding T and O equals
+its answer from one holding only T (T's rows are written first, so their ids and times
+match). Writes: applying a write to O (with O's own keys, or with T's row ids, which O
+must treat as unknown) leaves every read of T unchanged. A last test fails when a
 repository grows a method that neither list covers.
 """
 
@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from support.postgres import StateFactory
 
 from crmsync.store import Activity, Mapping, Store, open_store
 from crmsync.store.activities import Activities
@@ -329,11 +329,13 @@ async def snapshot(store: Store, t: str, ids: Ids) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("t", "o"), PAIRS)
 @pytest.mark.parametrize("read", sorted(READS))
-async def test_reads_see_only_their_tenant(tmp_path: Path, read: str, t: str, o: str) -> None:
-    async with open_store(tmp_path / "alone.db", clock=FakeClock()) as store:
+async def test_reads_see_only_their_tenant(
+    state: StateFactory, read: str, t: str, o: str
+) -> None:
+    async with open_store(await state("alone.db"), clock=FakeClock()) as store:
         ids = await populate(store, t)
         alone = await READS[read](store, t, ids)
-    async with open_store(tmp_path / "shared.db", clock=FakeClock()) as store:
+    async with open_store(await state("shared.db"), clock=FakeClock()) as store:
         assert await populate(store, t) == ids
         await populate(store, o)
         shared = await READS[read](store, t, ids)
@@ -344,8 +346,10 @@ async def test_reads_see_only_their_tenant(tmp_path: Path, read: str, t: str, o:
 
 @pytest.mark.parametrize(("t", "o"), PAIRS)
 @pytest.mark.parametrize("write", sorted(WRITES))
-async def test_writes_touch_only_their_tenant(tmp_path: Path, write: str, t: str, o: str) -> None:
-    async with open_store(tmp_path / "state.db", clock=FakeClock()) as store:
+async def test_writes_touch_only_their_tenant(
+    state: StateFactory, write: str, t: str, o: str
+) -> None:
+    async with open_store(await state("state.db"), clock=FakeClock()) as store:
         t_ids = await populate(store, t)
         o_ids = await populate(store, o)
         t_before = await snapshot(store, t, t_ids)
@@ -377,8 +381,8 @@ REPOSITORIES: dict[str, type] = {
 }
 
 
-async def test_every_repository_method_is_covered(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "state.db") as store:
+async def test_every_repository_method_is_covered(state: StateFactory) -> None:
+    async with open_store(await state("state.db")) as store:
         # Every attribute holding the connection is a repository, listed or not.
         repos = {name for name, value in vars(store).items() if hasattr(value, "_db")}
     assert repos == set(REPOSITORIES)

@@ -1,4 +1,5 @@
-"""Transactions, the single-writer lock, read-only readers and durability across reopen."""
+"""Transactions, the single-writer lock, read-only readers and durability across reopen,
+on both engines (`path` is the SQLite file or the PostgreSQL URL)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support.postgres import StateFactory
 
 from crmsync.store import Store, StoreError, open_store
 
@@ -19,12 +21,12 @@ class BoomError(Exception):
 
 
 @pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "crmsync.db"
+async def path(state: StateFactory) -> str | Path:
+    return await state("state/crmsync.db")
 
 
 @pytest.fixture
-async def store(path: Path) -> AsyncIterator[Store]:
+async def store(path: str | Path) -> AsyncIterator[Store]:
     async with open_store(path) as store:
         await store.tenants.upsert(T, "attio")
         yield store
@@ -125,7 +127,9 @@ async def test_inbox_insert_refuses_to_run_inside_a_transaction(store: Store) ->
             await store.inbox.insert(T, "crm", "evt", "t", b"", {})
 
 
-async def test_readonly_reader_reads_while_the_writer_writes(store: Store, path: Path) -> None:
+async def test_readonly_reader_reads_while_the_writer_writes(
+    store: Store, path: str | Path
+) -> None:
     await store.checkpoints.set(T, "people", "watermark", "v1")
     async with open_store(path, readonly=True) as reader:
         async with store.transaction():
@@ -138,7 +142,7 @@ async def test_readonly_reader_reads_while_the_writer_writes(store: Store, path:
         assert reader.applied_migrations == ()
 
 
-async def test_readonly_store_refuses_writes(store: Store, path: Path) -> None:
+async def test_readonly_store_refuses_writes(store: Store, path: str | Path) -> None:
     async with open_store(path, readonly=True) as reader:
         with pytest.raises(StoreError, match="read-only"):
             await reader.checkpoints.set(T, "people", "cursor", "x")
@@ -148,14 +152,14 @@ async def test_readonly_store_refuses_writes(store: Store, path: Path) -> None:
     assert await store.checkpoints.get(T, "people", "cursor") is None
 
 
-async def test_readonly_opens_after_the_writer_closed(path: Path) -> None:
+async def test_readonly_opens_after_the_writer_closed(path: str | Path) -> None:
     async with open_store(path) as store:
         await store.tenants.upsert(T, "attio")
     async with open_store(path, readonly=True) as reader:
         assert await reader.tenants.get(T) is not None
 
 
-async def test_data_survives_close_and_reopen(path: Path) -> None:
+async def test_data_survives_close_and_reopen(path: str | Path) -> None:
     async with open_store(path) as store:
         await store.tenants.upsert(T, "attio")
         event = await store.inbox.insert(T, "quo", "evt-1", "call.completed", b"{}", {"h": "v"})
@@ -172,7 +176,7 @@ async def test_data_survives_close_and_reopen(path: Path) -> None:
 
 @pytest.mark.parametrize("ticks", range(6))
 async def test_cancelled_at_any_point_leaves_no_open_transaction(
-    store: Store, path: Path, ticks: int
+    store: Store, path: str | Path, ticks: int
 ) -> None:
     """1. a task enters transaction() and writes  2. it is cancelled after `ticks` loop
     iterations (while BEGIN, the write or the COMMIT is in flight)  3. we write outside.
