@@ -2,6 +2,12 @@
 
 Pure CPU work; a record that cannot be transformed becomes a `RecordFailed` with a
 category (dead-lettered downstream) and the page goes on.
+
+A page is transformed `SLICE` records at a time, with a turn for the rest of the loop
+between slices: a record costs ~0.1 ms (phone parsing), so a whole page of 100 held
+the loop ~10 ms, and with 200 tenants such pages came several times a second, each
+delaying every key's next limiter grant (a key whose grant fires late loses that time
+for good).
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from crmsync.adapters.base import CrmAdapter, CrmRecord
 from crmsync.domain.contact import TransformError, build_contact
 
 log = logging.getLogger(__name__)
+
+#: records transformed between two turns of the loop (about a millisecond of work)
+SLICE = 10
 
 
 class Transformer(Actor[RawMessage]):
@@ -80,7 +89,9 @@ class Transformer(Actor[RawMessage]):
             message = await self.receive()
             match message:
                 case RecordBatch(page=page, records=records):
-                    for record in records:
+                    for index, record in enumerate(records):
+                        if index and not index % SLICE:
+                            await asyncio.sleep(0)  # a turn for other tenants' work
                         await self._out.put(self._transform(page, record))
                 case PageEnd():
                     await self._out.put(message)

@@ -9,7 +9,8 @@
     run     signal handlers only set requests (`signals.py`); `_control` acts on them:
             HUP → reload (`reload.py`), USR1 → log every task's stack. The monitor task
             ticks: STATUS= when the summary changes, stall checks (`stall.py`), and the
-            heartbeat the systemd watchdog pings on (`systemd.py`).
+            heartbeat the systemd watchdog pings on (`systemd.py`). The lag probe
+            (`lag.py`) times the loop itself.
     stop    TERM/INT → STOPPING=1; intake answers 503 (senders retry later) → drain: no
             new page is fetched, fetched pages run to their committed checkpoint, up to
             `daemon.shutdown_timeout` → tenants cancelled with a reason → resources
@@ -34,6 +35,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from crmsync.config import Config
+from crmsync.daemon.collector import tune_collector
+from crmsync.daemon.lag import probe_lag
 from crmsync.daemon.logs import configure_logging
 from crmsync.daemon.reload import plan_reload, read_config
 from crmsync.daemon.signals import SignalRequests, task_stacks
@@ -93,7 +96,7 @@ class Daemon:
                 # file), so a second daemon, or one started beside `crmsync sync`, stops
                 # here with one line naming the holder, before it binds or calls anything.
                 self._store = await stack.enter_async_context(
-                    open_store(self.config.daemon.state_path, command=DAEMON_COMMAND)
+                    open_store(self.config.daemon.state_location, command=DAEMON_COMMAND)
                 )
                 self._resources = await stack.enter_async_context(open_resources(self.config))
                 tenants = self._tenants = TenantSet(
@@ -122,9 +125,12 @@ class Daemon:
                 if tenant.enabled:
                     tenants.launch(tenants.build(self._resources, tenant))
             self.launched.set()
+            # What startup built lives as long as the process: no collection walks it.
+            tune_collector()
             helpers = [
                 group.create_task(self._monitor(), name="daemon:monitor"),
                 group.create_task(self._announce_ready(), name="daemon:ready"),
+                group.create_task(probe_lag(), name="daemon:lag"),
             ]
             if self._watchdog is not None:
                 log.info("systemd watchdog: WATCHDOG=1 every %.2fs", self._watchdog)

@@ -24,7 +24,7 @@ from crmsync.actors.messages import (
     WriteItem,
     WriteMessage,
 )
-from crmsync.actors.transformer import Transformer
+from crmsync.actors.transformer import SLICE, Transformer
 from crmsync.adapters.base import CrmRecord, Person
 from crmsync.domain.contact import content_hash
 from crmsync.quo.models import LabeledValue
@@ -186,3 +186,32 @@ async def test_pages_stream_through_in_order_and_the_transformer_stops_at_end_of
     assert actor.inbox is not None
     assert actor.inbox.qsize() == 1
     assert actor.inbox.get_nowait() == stray
+
+
+async def test_a_page_is_transformed_in_slices_that_let_the_loop_turn(attio: Attio) -> None:
+    """1. a page of 3 slices' worth of records (the same good record repeated)
+    2. while the transformer works through it, another task watches its output queue
+       at every turn of the loop.
+    Result: every record comes out, in order, and the watcher saw the page partly done
+    (it ran between the slices), at 1 and 2 slices' worth of records, then all of it."""
+    (record,) = await attio.records(attio.sim.add_person(first_name="Ada", notify=False))
+    count = 3 * SLICE
+    actor, out = transformer(attio)
+    seen: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(0)
+            if out.qsize() and (not seen or seen[-1] != out.qsize()):
+                seen.append(out.qsize())
+
+    watcher = asyncio.create_task(watch())
+    try:
+        async with run_actor(actor) as running:
+            await running.feed(RecordBatch(0, [record] * count),
+                               PageEnd(0, "people", count, None), EndOfStream())
+    finally:
+        watcher.cancel()
+    items = drain(out)
+    assert [type(m) for m in items] == [WriteItem] * count + [PageEnd, EndOfStream]
+    assert seen == [SLICE, 2 * SLICE, 3 * SLICE + 2]  # the last slice, PageEnd, EndOfStream

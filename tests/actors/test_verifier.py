@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from actors.harness import TENANT, IdleQueue, Quo, quo_env, run_actor, state_store
+from prometheus_client import REGISTRY
 
 from crmsync.actors.base import EndOfStream
 from crmsync.actors.messages import (
@@ -150,6 +151,25 @@ async def test_a_record_failure_is_dead_lettered_with_its_category(env: Env) -> 
     assert env.settled == ["failed"]
     assert await env.cursor() == CURSOR_DONE
     assert (await env.counts()).failed == 1
+
+
+def store_writes(write: str) -> float:
+    return REGISTRY.get_sample_value(
+        "crmsync_store_write_seconds_count", {"tenant": TENANT, "write": write}) or 0.0
+
+
+async def test_every_store_write_is_timed(env: Env) -> None:
+    """1. page 0 holds two created records, page 1 one failure (the last page)
+    2. the verifier runs to the end.
+    Result: `crmsync_store_write_seconds` counted two mapping writes, one dead letter
+    and two checkpoints (one per page) for the tenant."""
+    before = {write: store_writes(write) for write in ("mapping", "dead_letter", "checkpoint")}
+    async with run_actor(env.verifier()) as running:
+        await running.feed(created(0, "a"), created(0, "b"), PageEnd(0, "people", 2, "2"),
+                           RecordFailed(1, "people", "c", "empty_person", "no name"),
+                           PageEnd(1, "people", 1, None), EndOfStream())
+    after = {write: store_writes(write) - before[write] for write in before}
+    assert after == {"mapping": 2, "dead_letter": 1, "checkpoint": 2}
 
 
 def new_item(record_id: str) -> WriteItem:

@@ -409,3 +409,40 @@ async def test_quo_answers_teach_the_floor_and_a_429_widens_the_key() -> None:
 
 def test_quo_uses_the_adaptive_basis_by_default() -> None:
     assert QuoConfig().rate_limit_basis == "adaptive"
+
+
+def test_recent_round_trip_extremes_match_a_full_rescan() -> None:
+    """The monotonic queues give the min and max of exactly the last `RTT_SAMPLES`."""
+    limiter = SlidingWindowLimiter(10, window=1.02, basis="adaptive")
+    rng = random.Random(3)
+    seen: list[float] = []
+    for _ in range(3 * RTT_SAMPLES):
+        # Trends, plateaus and repeats: the cases a monotonic queue gets wrong.
+        rtt = round(rng.choice([rng.uniform(0.05, 0.5), seen[-1] if seen else 0.1]), 3)
+        _learn(limiter, rtt)
+        seen.append(rtt)
+        recent = seen[-RTT_SAMPLES:]
+        floor = min(recent) if len(seen) >= MIN_RTT_SAMPLES else 0.0
+        assert limiter.rtt_floor() == floor
+        assert limiter.rtt_spread() == pytest.approx(max(recent) - min(recent))
+
+
+async def test_windows_that_end_out_of_grant_order_free_the_key_in_end_order() -> None:
+    """1. two slots granted (rate 2), the second's window starts first 2. a third waits
+    Result: it is granted when the earliest window ends, not the first granted one's."""
+    limiter = SlidingWindowLimiter(2, window=0.3, basis="send")
+    loop = asyncio.get_running_loop()
+    first, second = await limiter.acquire(), await limiter.acquire()
+    second.sent()
+    early_end = loop.time() + 0.3
+    await asyncio.sleep(0.1)
+    first.sent()
+    third = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(0)
+    assert not third.done() and limiter.occupied() == 2 and limiter.in_flight == 0
+    granted = await third
+    assert early_end <= loop.time() < early_end + 0.08  # first's window ends 0.1 s later
+    assert limiter.in_flight == 1
+    for slot in (first, second, granted):
+        slot.done()
+    assert limiter.in_flight == 0

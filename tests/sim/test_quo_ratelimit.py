@@ -77,6 +77,22 @@ def test_forced_rejections_are_counted_as_arrivals() -> None:
     assert gate.keys["k"].rejected == 2
 
 
+
+def test_each_key_keeps_its_first_and_last_arrival() -> None:
+    clock = FakeClock()
+    gate = SlidingWindowGate(10, 1.0, clock=clock)
+    assert "k" not in gate.keys
+    for t in (0.0, 0.1, 0.25, 2.0):
+        clock.now = 100.0 + t
+        gate.arrive("k")
+    state = gate.keys["k"]
+    assert (state.first_arrival, state.last_arrival) == (100.0, 102.0)
+    # From the first arrival to the end of the last one's window.
+    assert gate.active_seconds("k") == pytest.approx(3.0)
+    assert gate.active_seconds("never") == 0.0
+    gate.reset_stats()
+    assert state.first_arrival is None and gate.active_seconds("k") == 0.0
+
 # -- over HTTP ----------------------------------------------------------------------------
 
 

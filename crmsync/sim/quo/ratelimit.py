@@ -11,6 +11,9 @@ Each key keeps two windows of arrival times (`time.monotonic()`, see `_kit.windo
   The maximum over all windows is always reached by a window ending at an arrival,
   so updating it on each arrival is exact.
 
+Each key also keeps its first and last arrival time, so a benchmark can tell how long
+the key was in use (`SlidingWindowGate.active_seconds`) and how much of its limit it used.
+
 A window `(t - window, t]` excludes an arrival exactly `window` seconds old.
 """
 
@@ -32,6 +35,10 @@ class KeyWindow:
     max_in_any_window: int = 0
     arrivals: int = 0
     rejected: int = 0
+    #: clock time of the first and the last arrival (None before the first)
+    first_arrival: float | None = None
+    last_arrival: float | None = None
+
 
 
 class SlidingWindowGate:
@@ -64,11 +71,24 @@ class SlidingWindowGate:
                 ArrivalWindow(self.window),
             )
         state.arrivals += 1
+        if state.first_arrival is None:
+            state.first_arrival = now
+        state.last_arrival = now
         state.max_in_any_window = max(state.max_in_any_window, state.observed.record(now))
         admitted = state.counted.arrive(now, force_reject=force_reject)
         if not admitted:
             state.rejected += 1
         return admitted
+
+    def active_seconds(self, key: str) -> float:
+        """How long `key` was in use: from its first arrival to one window after its last
+        (the last window it occupied), 0 before its first. A key kept at its limit sends
+        `rate` requests per such second, evenly or in bursts of `rate` alike (up to one
+        window's worth short over the whole span)."""
+        state = self.keys.get(key)
+        if state is None or state.first_arrival is None or state.last_arrival is None:
+            return 0.0
+        return state.last_arrival - state.first_arrival + self.window
 
     def max_in_any_window(self) -> dict[str, int]:
         return {key: state.max_in_any_window for key, state in self.keys.items()}
@@ -80,3 +100,4 @@ class SlidingWindowGate:
             state.max_in_any_window = 0
             state.arrivals = 0
             state.rejected = 0
+            state.first_arrival = state.last_arrival = None
