@@ -29,6 +29,8 @@ Prints one line of figures (and, with `--py-spy`, the daemon's hottest functions
                            (the event loop), the rest is SQLite's thread; quo_cpu,
                            attio_cpu: the simulators'; machine_cpu: every process's,
                            other work on the machine included (of os.cpu_count() cores)
+    cpu_ms_per_contact     the daemon's CPU from its start until every tenant was live ÷
+                           mapped contacts (less sensitive to other load than rates)
     peak_rss_mib           the daemon's VmHWM
     idle_rss_mib idle_cpu  its RSS `--idle` seconds after the syncs, and its CPU share
                            meanwhile (every tenant live, nothing to do: its timers)
@@ -190,6 +192,11 @@ async def sampler(pid: int, quo_pid: int, samples: list[Sample]) -> None:
                 cpu_seconds(quo_pid), time.process_time(), machine_busy_seconds(), rss, hwm,
             ))
         await asyncio.sleep(SAMPLE_SECONDS)
+
+
+def cpu_until(samples: list[Sample], end: float) -> float:
+    """The daemon's CPU seconds from its start to `end` (the last sample before it)."""
+    return max((s.cpu for s in samples if s.at <= end), default=math.nan)
 
 
 def cpu_share(samples: list[Sample], start: float, end: float, what: str) -> float:
@@ -387,6 +394,8 @@ def figures(run: DaemonRun, quo: QuoReport, attio: AttioFleet, args: argparse.Na
         "lag_p99_ms": quantile(lag, 0.99) * 1000,
         "lag_max_ms": highest_bucket(lag) * 1000,
         "cpu": cpu_share(run.samples, first, last, "cpu"),
+        # the daemon's CPU from its start until every tenant was live, per contact
+        "cpu_ms_per_contact": 1000 * cpu_until(run.samples, run.ready) / max(1, run.mapped),
         "loop_cpu": cpu_share(run.samples, first, last, "loop_cpu"),
         "quo_cpu": cpu_share(run.samples, first, last, "quo_cpu"),
         "attio_cpu": cpu_share(run.samples, first, last, "attio_cpu"),
