@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from support.cli import Cli, cli_runner
+from support.postgres import MISSING, REQUIRE_ENV, PostgresCluster, find_binaries
 
 # Read by asyncio when each loop is created: every test loop runs in debug mode, which
 # reports never-awaited coroutines, calls from the wrong thread and slow callbacks.
@@ -54,6 +55,26 @@ def cli(tmp_path: Path) -> Cli:
     what every run checks.
     """
     return cli_runner(tmp_path)
+
+
+# -- PostgreSQL (tests/store runs every store test on it too; tests/e2e: replicas) ----
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway cluster for the session (skips when the binaries are missing)."""
+    bin_dir = find_binaries()
+    if bin_dir is None:
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(f"{REQUIRE_ENV} is set but {MISSING}")
+        pytest.skip(MISSING)
+    cluster = PostgresCluster(bin_dir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
 
 
 # -- parallel runs (pytest-xdist, `-n auto` in pyproject) ------------------------------

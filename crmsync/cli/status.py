@@ -88,6 +88,8 @@ def render_table(report: StatusReport) -> Table:
         # config-wide "no http.public_url", which every tenant would repeat.
         if t.crm_changes.startswith("polling only") and "public_url" not in t.crm_changes:
             tenant += "\n[yellow]polling only[/]"
+        if t.replica is not None:
+            tenant += f"\n[dim]on {escape(t.replica)}[/]"
         table.add_row(
             tenant,
             f"[{STATE_STYLES[t.state]}]{t.state}[/] · {PHASE_NAMES.get(t.phase, t.phase)}",

@@ -65,6 +65,10 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     # ... or, instead (never both), a PostgreSQL database shared by replicas
     # (INTERFACE §10): a URL without a password, or env:NAME / file:PATH holding one
     state_url: StateUrl | None = None
+    # With state_url: how long a replica's lease on a group of tenants (all that share a
+    # Quo API key) lasts unrenewed. A replica that dies is replaced after at most this;
+    # one that cannot reach the database stops those tenants a little before it ends.
+    lease_seconds: Annotated[float, msgspec.Meta(ge=3, le=600)] = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "text"
     shutdown_timeout: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 30.0

@@ -37,6 +37,13 @@ from aiohttp.typedefs import Handler
 from crmsync.config import Config
 from crmsync.daemon.collector import tune_collector
 from crmsync.daemon.lag import probe_lag
+from crmsync.daemon.leases import (
+    INBOX_CHANNEL,
+    RELOAD_CHANNEL,
+    LeaseKeeper,
+    ReplicaIdentity,
+    StandbyTargets,
+)
 from crmsync.daemon.logs import configure_logging
 from crmsync.daemon.reload import plan_reload, read_config
 from crmsync.daemon.signals import SignalRequests, task_stacks
@@ -54,6 +61,8 @@ log = logging.getLogger(__name__)
 
 #: how often the monitor ticks (STATUS, heartbeat); faster when the watchdog needs it
 MONITOR_TICK_SECONDS = 1.0
+#: the pause before listening again to the other replicas after the connection broke
+LISTEN_CHECK_SECONDS = 5.0
 
 class Daemon:
     """One `crmsync run`: `await Daemon(config, ...).run()` returns the exit code."""
@@ -82,6 +91,10 @@ class Daemon:
         self._beat = time.monotonic()
         self._resources: Resources | None = None
         self._store: Store | None = None
+        self._keeper: LeaseKeeper | None = None
+        self._keeping: asyncio.Task[None] | None = None
+        self.replica = ReplicaIdentity.of_this_process()
+        self._remote_reload = False  # the reload under way was announced by another replica
         self.launched = asyncio.Event()  # set once the configured tenants are launched
 
     # -- the lifecycle --------------------------------------------------------------
@@ -102,6 +115,17 @@ class Daemon:
                 tenants = self._tenants = TenantSet(
                     store=self._store, health=self.health, force=self.requests.force
                 )
+                shared = self._store.backend == "postgresql"
+                self._keeper = LeaseKeeper(
+                    self._store, tenants, self.replica, config=lambda: self.config,
+                    resources=self._current_resources, shared=shared,
+                )
+                if shared:
+                    log.info("replica %s: tenants are leased per Quo key (lease %gs)",
+                             self.replica.id, self.config.daemon.lease_seconds)
+                    tenants.standby = StandbyTargets(
+                        self._store, lambda: self.config, self._current_resources
+                    )
                 app = build_app(
                     targets=tenants.target, store=self._store, config=lambda: self.config,
                     managed=tenants.runtime,
@@ -117,13 +141,16 @@ class Daemon:
         finally:
             self.requests.remove()
 
-    async def _supervise(self, tenants: TenantSet) -> int:
+    def _current_resources(self) -> Resources:
         assert self._resources is not None
+        return self._resources
+
+    async def _supervise(self, tenants: TenantSet) -> int:
+        assert self._keeper is not None and self._store is not None
         async with asyncio.TaskGroup() as group:
             tenants.bind(group)
-            for tenant in self.config.tenants:
-                if tenant.enabled:
-                    tenants.launch(tenants.build(self._resources, tenant))
+            # The tenants whose leases this process gets (all of them on SQLite).
+            await self._keeper.start()
             self.launched.set()
             # What startup built lives as long as the process: no collection walks it.
             tune_collector()
@@ -132,6 +159,10 @@ class Daemon:
                 group.create_task(self._announce_ready(), name="daemon:ready"),
                 group.create_task(probe_lag(), name="daemon:lag"),
             ]
+            self._keeping = group.create_task(self._keeper.run(), name="daemon:leases")
+            helpers.append(self._keeping)
+            if self._keeper.shared:
+                helpers.append(group.create_task(self._listen(), name="daemon:listen"))
             if self._watchdog is not None:
                 log.info("systemd watchdog: WATCHDOG=1 every %.2fs", self._watchdog)
                 helpers.append(group.create_task(
@@ -190,6 +221,34 @@ class Daemon:
             self._beat = time.monotonic()
             await asyncio.sleep(self._tick)
 
+    async def _listen(self) -> None:
+        """NOTIFYs from the other replicas: a webhook one of them stored for a tenant
+        running here, a reload on one of them. Listens again after a lost connection."""
+        assert self._store is not None
+        callbacks = {INBOX_CHANNEL: self._inbox_notice, RELOAD_CHANNEL: self._reload_notice}
+        while True:
+            try:
+                listening = self._store.listening(callbacks)
+                assert listening is not None
+                async with listening as lost:
+                    await lost.wait()
+                log.warning("lost the connection listening to the other replicas")
+            except Exception as exc:  # the inbox processors poll meanwhile
+                log.warning("cannot listen to the other replicas: %s", exc)
+            await asyncio.sleep(LISTEN_CHECK_SECONDS)
+
+    def _inbox_notice(self, tenant_id: str) -> None:
+        runtime = self.runtime(tenant_id)
+        if runtime is not None:
+            runtime.target.notify()
+
+    def _reload_notice(self, replica_id: str) -> None:
+        if replica_id != self.replica.id:
+            log.info("replica %s reloaded: reloading too", replica_id)
+            self._remote_reload = True
+            self.requests.reload.set()
+            self.requests.wake.set()
+
     def runtime(self, tenant_id: str) -> TenantRuntime | None:
         return None if self._tenants is None else self._tenants.runtime(tenant_id)
 
@@ -229,8 +288,18 @@ class Daemon:
         if plan.shared:
             log.info("%s changed: restarting every tenant", ", ".join(plan.shared))
             self._resources = Resources(self.config, self._resources.session)
-        started = await self._tenants.apply(plan, self._resources, self._stop_deadline())
+        assert self._keeper is not None and self._store is not None
+        started = await self._tenants.apply(
+            plan, self._resources, self._stop_deadline(), owned=self._keeper.owns
+        )
+        started += await self._keeper.tick()  # groups added, moved or gone
         log.info("reloaded: %s", plan.summary())
+        if self._keeper.shared and not self._remote_reload:
+            try:
+                await self._store.notify(RELOAD_CHANNEL, self.replica.id)
+            except Exception as exc:  # the others keep their config until their own HUP
+                log.warning("could not tell the other replicas to reload: %s", exc)
+        self._remote_reload = False
         # READY=1 once the new tenants' startup attempts are over (or on a stop request).
         await _first_of(
             asyncio.gather(*(runtime.settled.wait() for runtime in started)),
@@ -264,7 +333,11 @@ class Daemon:
         self._notifier.send("STOPPING=1", f"STATUS={self._status}")
         log.info("%s: stopping; draining %s for up to %gs",
                  self.requests.stop_signal, count, timeout)
+        if self._keeping is not None:
+            self._keeping.cancel()  # no lease is taken or tenant started while draining
         await self._tenants.stop_all("shutdown", self._stop_deadline())
+        assert self._keeper is not None
+        await self._keeper.close()
         if self.requests.force.is_set():
             log.warning("second SIGINT: forced exit")
             return EXIT_INTERRUPTED

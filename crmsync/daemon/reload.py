@@ -5,7 +5,8 @@ files are read too); it raises `ConfigError` listing every problem, and the daem
 keeps its running config. `plan_reload(old, new)` is pure: it diffs the tenants by id
 (enabled ones only) and sorts the daemon-level settings into three kinds:
 
-- applied live: log level and format, shutdown timeout, the management API's token;
+- applied live: log level and format, shutdown timeout, lease time, the management
+  API's token;
 - shared by every tenant (`[quo]`, `daemon.max_error_rate`, `http.public_url`): a
   change restarts all tenants, which are built from them;
 - fixed at start (`daemon.state_path`/`state_url`, `http.host`, `http.port`,
@@ -35,6 +36,7 @@ NEEDS_RESTART = frozenset({
 #: settings the running daemon picks up as they are
 LIVE = frozenset({
     "daemon.log_level", "daemon.log_format", "daemon.shutdown_timeout",
+    "daemon.lease_seconds",  # the lease keeper reads it at every renewal
     "http.admin_token",  # the management API reads the running config on every request
 })
 SECTIONS = ("daemon", "http", "quo")

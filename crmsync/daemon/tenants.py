@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from crmsync import log_context
@@ -55,6 +56,9 @@ class TenantSet:
         self._running: dict[str, _Running] = {}
         self._targets: dict[str, WebhookTarget] = {}
         self._group: asyncio.TaskGroup | None = None
+        #: with a shared state: the target of a tenant another replica runs, so that a
+        #: webhook may arrive at any replica (stored here, applied by the owner)
+        self.standby: Callable[[str], WebhookTarget | None] | None = None
 
     def bind(self, group: asyncio.TaskGroup) -> None:
         self._group = group
@@ -63,8 +67,15 @@ class TenantSet:
         return len(self._running)
 
     def target(self, tenant_id: str) -> WebhookTarget | None:
-        """The HTTP listener's lookup: None for unknown, removed or stopped tenants."""
-        return self._targets.get(tenant_id)
+        """The HTTP listener's lookup: None for unknown, removed or stopped tenants,
+        unless another replica runs them (`standby`)."""
+        target = self._targets.get(tenant_id)
+        if target is None and self.standby is not None:
+            return self.standby(tenant_id)
+        return target
+
+    def ids(self) -> set[str]:
+        return set(self._running)
 
     def runtime(self, tenant_id: str) -> TenantRuntime | None:
         running = self._running.get(tenant_id)
@@ -94,6 +105,18 @@ class TenantSet:
             self._stop(running, reason, deadline) for running in self._running.values()
         ))
 
+    async def stop_some(self, tenant_ids: Iterable[str], reason: str, deadline: float) -> None:
+        """Stop these running tenants (drain until `deadline`) and forget them."""
+        leaving = [tid for tid in tenant_ids if tid in self._running]
+        for tenant_id in leaving:
+            self._targets.pop(tenant_id, None)
+        await asyncio.gather(*(
+            self._stop(self._running[tid], reason, deadline) for tid in leaving
+        ))
+        for tenant_id in leaving:
+            del self._running[tenant_id]
+            self._health.forget(tenant_id)
+
     async def _stop(self, running: _Running, reason: str, deadline: float) -> None:
         """Drain until `deadline` (loop time), then cancel with a reason; wait for it."""
         runtime, task = running.runtime, running.task
@@ -112,23 +135,43 @@ class TenantSet:
     # -- reload ---------------------------------------------------------------------------
 
     async def apply(
-        self, plan: ReloadPlan, resources: Resources, deadline: float
+        self,
+        plan: ReloadPlan,
+        resources: Resources,
+        deadline: float,
+        *,
+        owned: Callable[[TenantConfig], bool] = lambda _: True,
     ) -> list[TenantRuntime]:
-        """Stop the removed and changed tenants, then launch the changed and added ones;
-        returns the runtimes launched."""
+        """Stop the removed and changed tenants, then launch the changed and added ones
+        that this process runs (`owned`: its leases say so); returns those launched.
+
+        Only tenants running here are stopped or restarted: with replicas, the others
+        are another replica's to apply the reload to.
+        """
         stopping = []
-        for tenant_id in plan.stop:
+        removed = [tid for tid in plan.stop if tid in self._running]
+        for tenant_id in removed:
             self._targets.pop(tenant_id, None)  # new deliveries: 404, the tenant is gone
             stopping.append(self._stop(self._running[tenant_id], "removed", deadline))
-        replacements = {tid: self.build(resources, t) for tid, t in plan.restart.items()}
-        for tenant_id, runtime in replacements.items():
-            self._targets[tenant_id] = runtime.target  # deliveries verified the new way
+        changed = {tid: t for tid, t in plan.restart.items() if tid in self._running}
+        replacements = {
+            tid: self.build(resources, t) for tid, t in changed.items() if owned(t)
+        }
+        for tenant_id in changed:
+            runtime = replacements.get(tenant_id)
+            if runtime is None:  # it moved to a group this process does not hold
+                self._targets.pop(tenant_id, None)
+            else:
+                self._targets[tenant_id] = runtime.target  # deliveries verified the new way
             stopping.append(self._stop(self._running[tenant_id], "config changed", deadline))
         await asyncio.gather(*stopping)
-        for tenant_id in plan.stop:
+        for tenant_id in [*removed, *(tid for tid in changed if tid not in replacements)]:
             del self._running[tenant_id]
             self._health.forget(tenant_id)
-        started = [*replacements.values(), *(self.build(resources, t) for t in plan.start)]
+        started = [
+            *replacements.values(),
+            *(self.build(resources, t) for t in plan.start if owned(t)),
+        ]
         for runtime in started:
             self.launch(runtime)
         return started

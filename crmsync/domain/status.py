@@ -7,7 +7,9 @@ Field names are camelCase on the wire; fields may be added, never renamed.
 
 A stored state is only as live as the process that wrote it. `/status` is served by the
 daemon, so it is live by definition; `crmsync status` asks the state lock whether a
-process runs the tenant (`live`). For a tenant nobody runs, a stored `starting`,
+process runs the tenant (`live`). On a PostgreSQL state, shared by replicas, either asks
+the leases: a tenant is live while its group's lease is current, and `replica` names
+the holder. For a tenant nobody runs, a stored `starting`,
 `running` or `parked` (states only a live process can be in) is reported `stopped`,
 phase, counts and last error as stored; and its last run, if still `pending` or
 `running` in the store, is reported as what the next pass will record for it: `failed`
@@ -34,6 +36,7 @@ from crmsync.store import (
     TenantPhase,
     TenantState,
 )
+from crmsync.store.leases import Held
 from crmsync.store.subscriptions import POLLING_ONLY
 
 #: states only a live process can be in: stale when no process runs the tenant
@@ -68,6 +71,8 @@ class TenantStatus(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
     last_run: LastRun | None
     #: how CRM changes arrive: "webhooks", "polling only: <why>", or "not set up yet"
     crm_changes: str = "not set up yet"
+    #: the process running the tenant (`host:pid`): its lease's holder, while current
+    replica: str | None = None
 
 
 class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,8 +98,14 @@ async def build_status(
     nobody runs is reported as.
     """
     stored: dict[str, Tenant] = {}
+    held: dict[str, Held] = {}
     if store is not None:
         stored = {t.tenant_id: t for t in await store.tenants.list_all()}
+        held = await store.leases.current(now=await store.leases.clock())
+        if store.backend == "postgresql":
+            # Replicas share the state: a tenant is live while its group's lease is.
+            def live(tenant_id: str) -> bool:
+                return tenant_id in held
     configured = {t.id: t.crm for t in config.tenants}
     ids = list(configured) + sorted(stored.keys() - configured.keys())
     tenants = []
@@ -105,9 +116,11 @@ async def build_status(
             tenants.append(_never_seen(tenant_id, crm, configured=tenant_id in configured))
         else:
             running = live is None or live(tenant_id)
+            lease = held.get(tenant_id)
             tenants.append(
                 await _tenant_status(store, row, crm, tenant_id in configured, live=running,
-                                     public_url=config.http.public_url)
+                                     public_url=config.http.public_url,
+                                     replica=lease.holder if lease and running else None)
             )
     return StatusReport(tenants=tenants)
 
@@ -153,7 +166,7 @@ async def _crm_changes(store: Store, tenant_id: str, public_url: str | None) -> 
 
 async def _tenant_status(
     store: Store, row: Tenant, crm: str, configured: bool, *, live: bool,
-    public_url: str | None = None,
+    public_url: str | None = None, replica: str | None = None,
 ) -> TenantStatus:
     tenant_id = row.tenant_id
     run = await store.runs.latest(tenant_id)
@@ -179,6 +192,7 @@ async def _tenant_status(
         watermark=watermark or None,
         configured=configured,
         crm_changes=await _crm_changes(store, tenant_id, public_url),
+        replica=replica,
         last_run=None if run is None else LastRun(
             id=run.id,
             kind=run.kind,

@@ -330,7 +330,39 @@ CREATE TABLE mk_intents (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# v8: replicas sharing one PostgreSQL state lease tenants (INTERFACE §10). A lease is
+# per Quo-key group (every tenant using one Quo API key, named by its fingerprint), so
+# that group's requests all leave one process and its limiter stays exact. A lease row
+# is never deleted: its `token` only grows (a fencing token: each new holder gets a
+# higher one). `lease_members` says which tenants a group holds, for `crmsync status`;
+# `replicas` is each running replica's heartbeat (the fair share counts live ones).
+_V8: Final = """
+CREATE TABLE leases (
+    group_key TEXT NOT NULL PRIMARY KEY,
+    holder TEXT,
+    token INTEGER NOT NULL CHECK (token >= 1),
+    expires_at REAL NOT NULL,
+    acquired_at REAL NOT NULL,
+    renewed_at REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE lease_members (
+    tenant_id TEXT NOT NULL PRIMARY KEY,
+    group_key TEXT NOT NULL REFERENCES leases (group_key) ON DELETE CASCADE
+) WITHOUT ROWID;
+
+CREATE INDEX lease_members_by_group ON lease_members (group_key);
+
+CREATE TABLE replicas (
+    replica_id TEXT NOT NULL PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    seen_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 LATEST_VERSION: Final = len(MIGRATIONS)
 
 

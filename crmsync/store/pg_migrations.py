@@ -285,7 +285,33 @@ CREATE TABLE mk_intents (
 );
 """
 
-PG_MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+_V8: Final = """
+CREATE TABLE leases (
+    group_key text NOT NULL PRIMARY KEY,
+    holder text,
+    token bigint NOT NULL CHECK (token >= 1),
+    expires_at double precision NOT NULL,
+    acquired_at double precision NOT NULL,
+    renewed_at double precision NOT NULL
+);
+
+CREATE TABLE lease_members (
+    tenant_id text NOT NULL PRIMARY KEY,
+    group_key text NOT NULL REFERENCES leases (group_key) ON DELETE CASCADE
+);
+
+CREATE INDEX lease_members_by_group ON lease_members (group_key);
+
+CREATE TABLE replicas (
+    replica_id text NOT NULL PRIMARY KEY,
+    host text NOT NULL,
+    pid bigint NOT NULL,
+    started_at double precision NOT NULL,
+    seen_at double precision NOT NULL
+);
+"""
+
+PG_MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 # One version history for both engines: a new SQLite migration needs its twin here.
 assert len(PG_MIGRATIONS) == migrations.LATEST_VERSION
 

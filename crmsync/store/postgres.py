@@ -253,6 +253,35 @@ class PostgresDatabase(Database):
         finally:
             self._savepoints -= 1
 
+    @contextlib.asynccontextmanager
+    async def listening(
+        self, callbacks: dict[str, Callable[[str], None]]
+    ) -> AsyncIterator[asyncio.Event]:
+        """`LISTEN` on each channel of `callbacks` (one connection of the pool, held
+        until the block ends) and call its callback with each NOTIFY's payload. Yields
+        an event set when that connection is lost (the caller listens again)."""
+        lost = asyncio.Event()
+        async with self._pool.acquire() as conn:
+
+            def deliver(_conn: object, _pid: int, channel: str, payload: object) -> None:
+                callbacks[channel](str(payload))
+
+            def terminated(_conn: object) -> None:
+                lost.set()
+
+            conn.add_termination_listener(terminated)
+            for channel in callbacks:
+                await _settled(conn.add_listener(channel, deliver))
+            try:
+                yield lost
+            finally:
+                conn.remove_termination_listener(terminated)
+                if not conn.is_closed():
+                    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError,
+                                             OSError):
+                        for channel in callbacks:
+                            await _settled(conn.remove_listener(channel, deliver))
+
     async def close(self) -> None:
         """Close the pool once every connection is back (a second call does nothing)."""
         if self.in_transaction():

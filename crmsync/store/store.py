@@ -43,12 +43,13 @@ from crmsync.store.dead_letters import DeadLetters
 from crmsync.store.errors import StoreError
 from crmsync.store.inbox import Inbox
 from crmsync.store.intents import Intents
+from crmsync.store.leases import Leases
 from crmsync.store.location import is_database_url
 from crmsync.store.lock import acquire_state_lock
 from crmsync.store.mappings import Mappings
 from crmsync.store.metakocka import MkDiscovery, MkIntents, MkLinks, MkUnsynced
 from crmsync.store.migrations import LATEST_VERSION, check_version, migrate, schema_version
-from crmsync.store.postgres import has_state, open_postgres
+from crmsync.store.postgres import PostgresDatabase, has_state, open_postgres
 from crmsync.store.quo_calls import QuoCalls
 from crmsync.store.runs import Runs
 from crmsync.store.subscriptions import Subscriptions
@@ -207,6 +208,7 @@ class Store:
         self.mk_unsynced = MkUnsynced(db)
         self.mk_discovery = MkDiscovery(db)
         self.mk_intents = MkIntents(db)
+        self.leases = Leases(db)
 
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """`async with store.transaction():` — BEGIN (SQLite: IMMEDIATE) … COMMIT, or
@@ -220,6 +222,20 @@ class Store:
     def in_transaction(self) -> bool:
         """Whether the current task is inside `transaction()`."""
         return self._db.in_transaction()
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell the other replicas (PostgreSQL NOTIFY); nobody to tell on SQLite."""
+        if isinstance(self._db, PostgresDatabase):
+            await self._db.fetchall("SELECT pg_notify(?, ?)", (channel, payload))
+
+    def listening(
+        self, callbacks: dict[str, Callable[[str], None]]
+    ) -> AbstractAsyncContextManager[asyncio.Event] | None:
+        """What the other replicas `notify` (see `PostgresDatabase.listening`); None
+        on SQLite, where there are no others."""
+        if isinstance(self._db, PostgresDatabase):
+            return self._db.listening(callbacks)
+        return None
 
     def now(self) -> float:
         """The unix time this store stamps on rows (a fake one in tests)."""

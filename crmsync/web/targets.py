@@ -29,7 +29,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Final, Protocol
+from typing import Final, Protocol, Self
 
 from crmsync.adapters.base import (
     CrmAdapter,
@@ -161,7 +161,7 @@ class WebhookTarget:
     @classmethod
     def for_tenant(
         cls, config: Config, tenant: TenantConfig, *, adapter: CrmAdapter, store: Store
-    ) -> WebhookTarget:
+    ) -> Self:
         """A target using the config's Quo signature tolerance."""
         return cls(
             tenant,

@@ -42,7 +42,7 @@ crm_api_key = "env:CRM_KEY"
 TENANT_KEYS = {
     "id", "crm", "state", "phase", "initialSyncCompletedAt", "lastSuccessAt", "lastError",
     "counts", "deadLetters", "deadLettersByCategory", "watermark", "configured", "lastRun",
-    "crmChanges",
+    "crmChanges", "replica",
 }
 COUNT_KEYS = ["fetched", "created", "updated", "linked", "unchanged", "failed", "deleted"]
 

@@ -10,39 +10,19 @@ binaries the `[postgresql]` cases skip with one message.
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from support.clock import FakeClock
 from support.postgres import (
-    MISSING,
-    REQUIRE_ENV,
     PostgresCluster,
     StateFactory,
-    find_binaries,
 )
 
 from crmsync.store import Store, open_store
 
 BACKENDS = ("sqlite", "postgresql")
-
-
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[PostgresCluster]:
-    """One throwaway cluster for the session (skips when the binaries are missing)."""
-    bin_dir = find_binaries()
-    if bin_dir is None:
-        if os.environ.get(REQUIRE_ENV):
-            pytest.fail(f"{REQUIRE_ENV} is set but {MISSING}")
-        pytest.skip(MISSING)
-    cluster = PostgresCluster(bin_dir)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(params=BACKENDS)
