@@ -28,6 +28,7 @@ from collections.abc import Callable
 from crmsync.adapters.errors import CrmAuthError
 from crmsync.cli.common import require_tenant
 from crmsync.config import TenantConfig, load_config
+from crmsync.daemon.leases import command_lease
 from crmsync.daemon.loop import run_async
 from crmsync.daemon.signals import FOREGROUND, STOPPING, SignalRequests
 from crmsync.errors import EXIT_FAILED, EXIT_OK, CommandInterruptedError, CrmsyncError
@@ -153,6 +154,7 @@ async def _sync(args: argparse.Namespace) -> int:
         open_resources(config) as resources,
         open_store(config.daemon.state_location, command=f"crmsync sync --tenant {tenant.id}",
                    tenants=[tenant.id]) as store,
+        command_lease(store, config, tenant, command="crmsync sync"),
     ):
         estimate = await _estimate(store, tenant.id)
         runtime = TenantRuntime(tenant, resources=resources, store=store, health=Health())

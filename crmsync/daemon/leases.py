@@ -41,12 +41,13 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 from crmsync.config import Config, TenantConfig
 from crmsync.daemon.tenants import TenantSet
+from crmsync.errors import UsageError
 from crmsync.store import Store
 from crmsync.tenant.resources import Resources
 from crmsync.tenant.runtime import TenantRuntime
@@ -291,6 +292,53 @@ class LeaseKeeper:
             await self.store.leases.forget_replicas(before=now - FORGET_REPLICAS_AFTER)
         except Exception as exc:  # they expire on their own
             log.warning("leases not released (they expire on their own): %s", exc)
+
+
+@contextlib.asynccontextmanager
+async def command_lease(
+    store: Store, config: Config, tenant: TenantConfig, *, command: str
+) -> AsyncIterator[None]:
+    """Hold `tenant`'s group lease while a command writes its state (a shared state
+    only; on SQLite the state lock already keeps one writer). A replica running the
+    tenant refuses the command (`UsageError`, exit 2, naming it); while the command
+    runs, replicas leave the tenant alone."""
+    if store.backend != "postgresql":
+        yield
+        return
+    leases = store.leases
+    group = group_of(tenant)
+    members = [t.id for t in config.tenants if t.enabled and group_of(t) == group]
+    holder = f"{ReplicaIdentity.of_this_process().id} ({command})"
+    seconds = config.daemon.lease_seconds
+    token = await leases.acquire(group, holder, members or [tenant.id],
+                                 now=await leases.clock(), seconds=seconds)
+    if token is None:
+        lease = await leases.get(group)
+        who = lease.holder if lease is not None and lease.holder else "another replica"
+        raise UsageError(
+            f"tenant {tenant.id} is run by {who} (the lease of its Quo key's tenants); "
+            f"a running replica syncs it itself (POST /api/tenants/{tenant.id}/sync), or "
+            "stop the replicas first"
+        )
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(seconds / 3)
+            if not await leases.renew(group, holder, token, now=await leases.clock(),
+                                      seconds=seconds):
+                log.error("lease %s lost while `%s` ran", group, command)
+                return
+
+    renewing = asyncio.create_task(renew(), name=f"lease:{group}")
+    try:
+        yield
+    finally:
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewing
+        with contextlib.suppress(Exception):  # unreleased, it expires on its own
+            await leases.release(group, holder, token, now=await leases.clock(),
+                                 grace=RELEASE_GRACE)
 
 
 class StandbyTargets:

@@ -57,7 +57,7 @@ def _free_port() -> int:
 
 
 def write_config(path: Path, *, state_url: str, port: int, quo_url: str,
-                 attio_urls: list[str]) -> None:
+                 attio_urls: list[str], public_url: str | None = None) -> None:
     lines = [
         "[daemon]",
         f'state_url = "{state_url}"',
@@ -65,8 +65,10 @@ def write_config(path: Path, *, state_url: str, port: int, quo_url: str,
         "shutdown_timeout = 10",
         "[http]",
         f"port = {port}",
+        *([f'public_url = "{public_url}"'] if public_url else []),
         "[quo]",
         f'base_url = "{quo_url}/v1"',
+        f'webhooks_base_url = "{quo_url}"',
         f"requests_per_second = {LIMIT}",
     ]
     for i, url in enumerate(attio_urls):
@@ -80,6 +82,13 @@ def write_config(path: Path, *, state_url: str, port: int, quo_url: str,
             "page_size = 10",
         ]
     path.write_text("\n".join(lines) + "\n")
+
+
+def replica_env() -> dict[str, str]:
+    return cli_env({
+        **{f"QUO_KEY_{k:02d}": quo_key(k) for k in range(SHARED_FROM)},
+        **{f"ATTIO_KEY_{i:02d}": f"attio-replica-SECRET-{i:02d}" for i in range(TENANTS)},
+    })
 
 
 @dataclass
@@ -131,10 +140,18 @@ async def _answers(session: aiohttp.ClientSession, url: str) -> bool:
 async def _until(check: Any, *, within: float, what: str, every: float = 0.1) -> None:
     """Poll `await check()` until it is true; fail naming `what` after `within` s."""
     deadline = time.monotonic() + within
-    while not await check():
+    while not await _answered(check):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {within:g}s waiting for {what}")
         await asyncio.sleep(every)
+
+
+async def _answered(check: Any) -> bool:
+    """`await check()`, False while what it asks is not listening yet."""
+    try:
+        return bool(await check())
+    except aiohttp.ClientConnectorError:
+        return False
 
 
 async def _stats(session: aiohttp.ClientSession, quo_url: str) -> dict[str, Any]:
@@ -147,14 +164,20 @@ async def _contacts(session: aiohttp.ClientSession, quo_url: str) -> list[dict[s
         return list((await response.json())["data"])
 
 
-@pytest.fixture
-async def attio_fleet() -> AsyncIterator[list[tuple[AttioSim, str]]]:
+@contextlib.asynccontextmanager
+async def attio_sims(count: int, people: int) -> AsyncIterator[list[tuple[AttioSim, str]]]:
     async with contextlib.AsyncExitStack() as stack:
         fleet = []
-        for i in range(TENANTS):
-            config = AttioSimConfig(api_keys=[f"attio-replica-SECRET-{i:02d}"], people=PEOPLE,
+        for i in range(count):
+            config = AttioSimConfig(api_keys=[f"attio-replica-SECRET-{i:02d}"], people=people,
                                     seed=500 + i)
             fleet.append(await stack.enter_async_context(run_attio_simulator(config=config)))
+        yield fleet
+
+
+@pytest.fixture
+async def attio_fleet() -> AsyncIterator[list[tuple[AttioSim, str]]]:
+    async with attio_sims(TENANTS, PEOPLE) as fleet:
         yield fleet
 
 
@@ -162,10 +185,7 @@ async def test_a_killed_replica_s_tenants_finish_on_the_others_exactly_once(
     postgres_cluster: PostgresCluster, attio_fleet: list[tuple[AttioSim, str]], tmp_path: Path
 ) -> None:
     state_url = await postgres_cluster.new_url()
-    env = cli_env({
-        **{f"QUO_KEY_{k:02d}": quo_key(k) for k in range(SHARED_FROM)},
-        **{f"ATTIO_KEY_{i:02d}": f"attio-replica-SECRET-{i:02d}" for i in range(TENANTS)},
-    })
+    env = replica_env()
     people = {record.record_id for sim, _ in attio_fleet for record in sim.people}
     assert len(people) == TENANTS * PEOPLE
     async with quo_simulator(env) as quo_url, aiohttp.ClientSession() as session:
@@ -263,3 +283,85 @@ async def _drain(process: asyncio.subprocess.Process, output: bytearray) -> None
             output.extend(line)
 
     await asyncio.gather(copy(process.stdout), copy(process.stderr))
+
+
+async def test_a_webhook_at_any_replica_is_applied_by_the_owner_and_a_reload_reaches_all(
+    postgres_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    """Two replicas, two tenants (two Quo keys: one lease group each). Every webhook is
+    delivered to replica A (`http.public_url`, as behind a proxy that picks one); the
+    tenant B runs still gets its CRM change into Quo. Then a third tenant is added to
+    both config files and only A gets SIGHUP: B re-reads too, and one of them runs it."""
+    state_url = await postgres_cluster.new_url()
+    env = replica_env()
+    async with (
+        attio_sims(3, 4) as sims,
+        quo_simulator(env) as quo_url,
+        aiohttp.ClientSession() as session,
+    ):
+        ports = [_free_port(), _free_port()]
+        public_url = f"http://127.0.0.1:{ports[0]}"
+        configs = [tmp_path / "a.toml", tmp_path / "b.toml"]
+
+        def configure(tenants: int) -> None:
+            for config, port in zip(configs, ports, strict=True):
+                write_config(config, state_url=state_url, port=port, quo_url=quo_url,
+                             attio_urls=[url for _, url in sims[:tenants]],
+                             public_url=public_url)
+
+        configure(2)
+        replicas: list[Replica] = []
+        drains: list[asyncio.Task[None]] = []
+        try:
+            for config, port in zip(configs, ports, strict=True):
+                process = await spawn_cli("run", "-c", str(config), env=env)
+                replicas.append(Replica(port, process, bytearray()))
+                drains.append(asyncio.create_task(_drain(process, replicas[-1].output)))
+            a, b = replicas
+            b_id = f"{_host()}:{b.process.pid}"
+
+            async def spread_and_live() -> bool:
+                tenants = await a.status(session)
+                return {t["replica"] for t in tenants} == {f"{_host()}:{a.process.pid}", b_id} \
+                    and all(t["phase"] == "live" and t["state"] == "running" for t in tenants)
+
+            await _until(spread_and_live, within=90, what="both tenants live, one per replica")
+            (on_b,) = [t["id"] for t in await a.status(session) if t["replica"] == b_id]
+            attio, attio_url = sims[int(on_b[1:])]
+            record_id = next(iter(attio.people)).record_id
+            root = attio_url.removesuffix("/v2")
+            async with session.patch(f"{root}/_sim/people/{record_id}",
+                                     json={"job_title": "Head of Failover"}) as response:
+                assert response.status == 200, await response.text()
+
+            async def changed_in_quo() -> bool:
+                contacts = await _contacts(session, quo_url)
+                return any(c["externalId"] == record_id
+                           and c["defaultFields"].get("role") == "Head of Failover"
+                           for c in contacts)
+
+            await _until(changed_in_quo, within=30, what="the CRM change, delivered to A, "
+                         "applied by B")
+            configure(3)
+            a.process.send_signal(signal.SIGHUP)
+
+            async def third_synced() -> bool:
+                tenants = {t["id"]: t for t in await b.status(session)}
+                third = tenants.get("t02")
+                return bool(third and third["configured"] and third["initialSyncCompletedAt"])
+
+            await _until(third_synced, within=60, what="the tenant added by the reload")
+            assert "reloading too" in b.log, b.log[-3000:]
+            for replica in replicas:
+                replica.process.send_signal(signal.SIGTERM)
+            codes = [await asyncio.wait_for(r.process.wait(), 60) for r in replicas]
+        finally:
+            for replica in replicas:
+                if replica.process.returncode is None:
+                    replica.process.kill()
+                    await replica.process.wait()
+            await asyncio.gather(*drains)
+    assert codes == [0, 0], [r.log[-3000:] for r in replicas]
+    for replica in replicas:
+        assert "Traceback" not in replica.log, replica.log[-3000:]
+        assert "SECRET" not in replica.log

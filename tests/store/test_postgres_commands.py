@@ -12,6 +12,7 @@ shows the reference and the URL with its password masked; the password never sho
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -23,6 +24,10 @@ from crmsync.store import Mapping, open_store
 
 pytestmark = postgresql_only
 PASSWORD = "pw-SECRET-4242"
+QUO_KEY = "quo-SECRET-1"
+#: acme's lease group (`group_of`: the Quo key's fingerprint) and a replica holding it
+ACME_GROUP = "quo:" + hashlib.sha256(QUO_KEY.encode()).hexdigest()[:16]
+REPLICA = "replica-host:4242"
 CONFIG = """\
 [daemon]
 state_url = "env:CRMSYNC_STATE_URL"
@@ -56,6 +61,10 @@ async def populated(url: str) -> str:
         ))
         await store.dead_letters.add("acme", "people", "rec-2", "quo_validation", "{}", "400")
         assert await store.inbox.insert("acme", "quo", "EVone", "message.received", b"{}", {})
+        # A replica runs acme: its Quo key's lease is current.
+        assert await store.leases.acquire(
+            ACME_GROUP, REPLICA, ["acme"], now=await store.leases.clock(), seconds=600
+        ) == 1
     return url
 
 
@@ -63,7 +72,7 @@ async def crmsync(tmp_path: Path, url: str, *args: str, keys: bool = False) -> R
     env = {k: v for k, v in cli_env({"COLUMNS": "200", "CRMSYNC_STATE_URL": url}).items()
            if keys or k not in ("QUO_KEY", "CRM_KEY")}
     if keys:
-        env |= {"QUO_KEY": "quo-SECRET-1", "CRM_KEY": "crm-SECRET-2"}
+        env |= {"QUO_KEY": QUO_KEY, "CRM_KEY": "crm-SECRET-2"}
     return await run_cli(*args, "-c", "crmsync.toml", env=env, cwd=tmp_path,
                          secrets=[PASSWORD])
 
@@ -74,12 +83,13 @@ async def test_read_only_commands_read_a_postgresql_state(
     status = await crmsync(tmp_path, populated, "status", "--json")
     assert status.code == 0, status.describe()
     (acme,) = json.loads(status.out)["tenants"]
-    # No file lock on PostgreSQL: the stored state is shown as it is (replicas run it).
-    assert (acme["id"], acme["state"], acme["phase"], acme["deadLetters"]) == (
-        "acme", "running", "live", 1)
+    # No file lock on PostgreSQL: a tenant is live while its group's lease is current.
+    assert (acme["id"], acme["state"], acme["phase"], acme["deadLetters"], acme["replica"]) \
+        == ("acme", "running", "live", 1, REPLICA)
     table = await crmsync(tmp_path, populated, "status")
     assert table.code == 0, table.describe()
     assert "acme (attio)" in table.out
+    assert f"on {REPLICA}" in table.out
 
     mappings = await crmsync(tmp_path, populated, "mappings", "--tenant", "acme")
     assert mappings.code == 0, mappings.describe()
@@ -134,3 +144,28 @@ async def test_a_bad_state_url_is_a_config_error_naming_the_key(
         "PostgreSQL URL (postgresql://USER@HOST[:PORT]/DATABASE), got "
         "'mysql://crmsync:***@db/crmsync'"
     ]
+
+
+async def test_sync_is_refused_while_a_replica_runs_the_tenant(
+    tmp_path: Path, populated: str
+) -> None:
+    """Two writers of one tenant would break its limiter and its checkpoints: `crmsync
+    sync` takes the tenant's lease, and a replica holding it refuses the command."""
+    result = await crmsync(tmp_path, populated, "sync", "--tenant", "acme", keys=True)
+    assert result.code == 2, result.describe()
+    assert result.err.strip().splitlines()[-1] == (
+        f"tenant acme is run by {REPLICA} (the lease of its Quo key's tenants); "
+        "a running replica syncs it itself (POST /api/tenants/acme/sync), or stop the "
+        "replicas first"
+    )
+
+
+async def test_status_shows_a_tenant_whose_lease_ended_as_stopped(
+    tmp_path: Path, populated: str
+) -> None:
+    async with open_store(populated) as store:
+        now = await store.leases.clock()
+        assert await store.leases.release(ACME_GROUP, REPLICA, 1, now=now, grace=0)
+    status = await crmsync(tmp_path, populated, "status", "--json")
+    (acme,) = json.loads(status.out)["tenants"]
+    assert (acme["state"], acme["replica"]) == ("stopped", None)
