@@ -36,6 +36,8 @@ FILES: tuple[tuple[str, str], ...] = (
     ("prometheus/crmsync.rules.yml", "alert rules (/etc/prometheus/)"),
     ("prometheus/crmsync.rules.test.yml", "their tests (promtool test rules)"),
     ("grafana/crmsync.json", "dashboard (import into Grafana)"),
+    ("replicas/replica.conf", "crmsync@.service drop-in (replicas)"),
+    ("replicas/nginx.conf", "proxy for the replicas (nginx)"),
 )
 EXECUTABLES = frozenset({"crmsyncctl"})
 #: what the shipped unit's ExecStart= runs (deploy/README.md installs it there)

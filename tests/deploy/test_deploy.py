@@ -410,6 +410,27 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     assert ours == [], "\n".join(ours)
 
 
+def test_systemd_analyze_verify_replica_instances(tmp_path: Path) -> None:
+    """`crmsync@.service` is crmsync.service installed as a template, plus the drop-in."""
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze not installed")
+    template = tmp_path / "crmsync@.service"
+    verifiable_unit(tmp_path).rename(template)
+    binary = shutil.which("true") or sys.executable
+    drop_in = (DEPLOY / "replicas" / "replica.conf").read_text()
+    assert "ExecStart=/opt/crmsync/venv/bin/crmsync run -c /etc/crmsync/replica-%i.toml" \
+        in drop_in
+    (tmp_path / "crmsync@.service.d").mkdir()
+    (tmp_path / "crmsync@.service.d" / "replica.conf").write_text(
+        re.sub(r"(?m)^ExecStart=(\S+)", f"ExecStart={binary}", drop_in)
+    )
+    result = run_tool(tool, "verify", "--man=no", str(tmp_path / "crmsync@2.service"))
+    ours = [line for line in result.stderr.splitlines() if "crmsync@" in line]
+    assert result.returncode == 0, result.stderr
+    assert ours == [], "\n".join(ours)
+
+
 def test_systemd_analyze_security_exposure(tmp_path: Path) -> None:
     tool = shutil.which("systemd-analyze")
     if tool is None:
