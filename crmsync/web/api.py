@@ -6,8 +6,8 @@ whatever its path or method, known or not, is checked in this order:
 1. `Authorization: Bearer <token>`, compared in constant time (both sides HMAC'd with
    a per-process key to 32 bytes, then `hmac.compare_digest`: the time says nothing of
    either length or content) → 401, before anything else is looked at;
-2. the path (404 when no route has it), the tenant (404 unknown or not running), the
-   method (405);
+2. the path (404 when no route has it), the tenant (404 unknown or not running; with
+   replicas, 409 naming the replica that runs it, 503 while it moves), the method (405);
 3. the body or query (400, one line: not JSON, the wrong shape, 0 or more than
    `MAX_IDS` ids, an id that is not a non-empty string);
 4. the Metakocka routes: 409 when the tenant has no `[tenants.metakocka]` link.
@@ -217,6 +217,7 @@ async def _check(request: web.Request, labels: _Labels) -> tuple[ApiCall, ApiRou
     labels.route = candidates[0].template
     tenant = request.app[MANAGED_KEY](tenant_id)
     if tenant is None:
+        await _elsewhere(request, tenant_id)
         raise _Refused(404, "unknown tenant")
     labels.tenant = tenant.id
     route = _method(request, candidates)
@@ -227,6 +228,22 @@ async def _check(request: web.Request, labels: _Labels) -> tuple[ApiCall, ApiRou
     if route.metakocka and tenant.config.metakocka is None:
         raise _Refused(409, f"tenant {tenant.id} has no Metakocka link ([tenants.metakocka])")
     return call, route
+
+
+async def _elsewhere(request: web.Request, tenant_id: str) -> None:
+    """With replicas (a PostgreSQL state): a configured tenant another replica runs is
+    409 naming it (ask that one; `/status` lists who runs what), one no replica runs
+    right now 503 (its lease is being taken over: retry)."""
+    store = request.app[STORE_KEY]
+    configured = any(t.id == tenant_id and t.enabled for t in request.app[CONFIG_KEY]().tenants)
+    if store.backend != "postgresql" or not configured:
+        return
+    held = (await store.leases.current(now=await store.leases.clock())).get(tenant_id)
+    if held is not None:
+        raise _Refused(409, f"tenant {tenant_id} runs on replica {held.holder}: send the "
+                            "request to that replica")
+    raise _Refused(503, f"tenant {tenant_id} is between replicas (its lease is being "
+                        "taken over): retry shortly", {"Retry-After": "5"})
 
 
 def authorised(header: str | None, token: str | None) -> bool:

@@ -43,6 +43,7 @@ SHARED_FROM = 20
 REPLICAS = 3
 LIMIT = 10
 LEASE_SECONDS = 3.0
+ADMIN_TOKEN = "admin-replica-SECRET"
 PEOPLE = int(os.environ.get("CRMSYNC_FAILOVER_PEOPLE", "30"))
 
 
@@ -66,6 +67,7 @@ def write_config(path: Path, *, state_url: str, port: int, quo_url: str,
         "[http]",
         f"port = {port}",
         *([f'public_url = "{public_url}"'] if public_url else []),
+        'admin_token = "env:ADMIN_TOKEN"',
         "[quo]",
         f'base_url = "{quo_url}/v1"',
         f'webhooks_base_url = "{quo_url}"',
@@ -86,6 +88,7 @@ def write_config(path: Path, *, state_url: str, port: int, quo_url: str,
 
 def replica_env() -> dict[str, str]:
     return cli_env({
+        "ADMIN_TOKEN": ADMIN_TOKEN,
         **{f"QUO_KEY_{k:02d}": quo_key(k) for k in range(SHARED_FROM)},
         **{f"ATTIO_KEY_{i:02d}": f"attio-replica-SECRET-{i:02d}" for i in range(TENANTS)},
     })
@@ -342,6 +345,11 @@ async def test_a_webhook_at_any_replica_is_applied_by_the_owner_and_a_reload_rea
 
             await _until(changed_in_quo, within=30, what="the CRM change, delivered to A, "
                          "applied by B")
+            async with session.get(f"{public_url}/api/tenants/{on_b}/mappings",
+                                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as answer:
+                assert answer.status == 409, await answer.text()
+                assert (await answer.json())["error"] == (
+                    f"tenant {on_b} runs on replica {b_id}: send the request to that replica")
             configure(3)
             a.process.send_signal(signal.SIGHUP)
 
