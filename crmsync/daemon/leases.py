@@ -212,8 +212,28 @@ class LeaseKeeper:
             )
             if token is not None:
                 self.held[group] = _Held(token=token, tenants=members, renewed=sent)
+                if self.shared:
+                    self._fence(group, groups[group])
                 log.info("lease %s taken (token %d): %s", group, token, ", ".join(members))
                 wanted -= 1
+
+    def _fence(self, group: str, tenants: list[TenantConfig]) -> None:
+        """The key's limiter sends nothing once this lease may have ended here: a
+        process paused past its lease (SIGSTOP, a frozen VM) wakes up to a limiter that
+        holds every request until the keeper has stopped the tenants."""
+        def ours() -> bool:
+            held = self.held.get(group)
+            return held is not None and time.monotonic() < self._deadline(held)
+
+        resources = self.resources()
+        for tenant in tenants:
+            resources.limiters.for_account(
+                "quo", tenant.quo_api_key.reveal(), resources.quo_limits
+            ).read.guard = ours
+
+    def _deadline(self, held: _Held) -> float:
+        """Monotonic time after which this process must not act on the lease."""
+        return held.renewed + self.seconds - margin(self.seconds)
 
     async def _reconcile(self, groups: dict[str, list[TenantConfig]]) -> list[TenantRuntime]:
         """Run exactly the tenants of the held groups (those being released drain)."""
@@ -239,8 +259,10 @@ class LeaseKeeper:
 
     async def _give_up_overdue(self) -> None:
         """Stop the groups whose lease may end before a renewal could reach the database."""
-        deadline = time.monotonic() - (self.seconds - margin(self.seconds))
-        overdue = [g for g, h in self.held.items() if h.renewed < deadline]
+        if not self.shared:
+            return  # nobody else may take them: keep running while the file is busy
+        now = time.monotonic()
+        overdue = [g for g, h in self.held.items() if now >= self._deadline(h)]
         await self._stop_groups(overdue, "lease about to end unrenewed (state database?)")
 
     async def _stop_groups(self, groups: list[str], why: str) -> None:
@@ -249,7 +271,8 @@ class LeaseKeeper:
         for group in groups:
             log.error("lease %s given up: %s", group, why)
         if ids:
-            await self.tenants.stop_some(ids, why, asyncio.get_running_loop().time())
+            await self.tenants.stop_some(ids, why, asyncio.get_running_loop().time(),
+                                         fenced=True)
 
     def _release_later(self, group: str, why: str) -> None:
         held = self.held[group]

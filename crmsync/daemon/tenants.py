@@ -105,11 +105,15 @@ class TenantSet:
             self._stop(running, reason, deadline) for running in self._running.values()
         ))
 
-    async def stop_some(self, tenant_ids: Iterable[str], reason: str, deadline: float) -> None:
-        """Stop these running tenants (drain until `deadline`) and forget them."""
+    async def stop_some(
+        self, tenant_ids: Iterable[str], reason: str, deadline: float, *, fenced: bool = False
+    ) -> None:
+        """Stop these running tenants (drain until `deadline`) and forget them;
+        `fenced`: another process may run them now, so their end is not recorded."""
         leaving = [tid for tid in tenant_ids if tid in self._running]
         for tenant_id in leaving:
             self._targets.pop(tenant_id, None)
+            self._running[tenant_id].runtime.fenced = fenced
         await asyncio.gather(*(
             self._stop(self._running[tid], reason, deadline) for tid in leaving
         ))

@@ -68,6 +68,7 @@ import heapq
 import math
 import operator
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Final, Literal, NamedTuple
@@ -198,6 +199,9 @@ class SlidingWindowLimiter:
         #: the extra margin E as last set, when it was set, and the last widening
         self._extra = 0.0
         self._extra_set_at = 0.0
+        #: False when this process may no longer use the key (a replica whose lease on
+        #: it may have ended: `daemon/leases.py`); checked before and after every wait
+        self.guard: Callable[[], bool] | None = None
         self._last_widened: float | None = None
         self.total_grants = 0
         self.total_wait_seconds = 0.0
@@ -361,6 +365,7 @@ class SlidingWindowLimiter:
     async def acquire(self, lane: Lane = Lane.BACKFILL) -> Slot:
         """Wait for a slot. Call `slot.sent()` when the request leaves, `answered()` when
         its answer comes back, `done()` after (in a `finally`)."""
+        await self._hold_if_fenced(None)
         start = self.now()
         if self._cold:
             self._cold = False
@@ -386,11 +391,22 @@ class SlidingWindowLimiter:
                 with contextlib.suppress(ValueError):
                     self._waiters[lane].remove(waiter)
             raise
+        await self._hold_if_fenced(slot)  # the wait may have outlasted the lease
         waited = self.now() - start
         slot.waited = waited
         self.total_grants += 1
         self.total_wait_seconds += waited
         return slot
+
+    async def _hold_if_fenced(self, slot: Slot | None) -> None:
+        """Send nothing more once `guard` says the key is not ours: wait until the
+        caller is cancelled (the lease keeper stops the tenants; raising instead would
+        look like a failed request, and the tenant would record it)."""
+        if self.guard is None or self.guard():
+            return
+        if slot is not None:
+            slot.done()  # its window starts and ends: the key is not held up
+        await asyncio.get_running_loop().create_future()
 
     def pause(self, seconds: float) -> None:
         """Hold every request on this key for `seconds` (after a 429)."""

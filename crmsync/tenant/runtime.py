@@ -97,6 +97,8 @@ class TenantRuntime:
         self.state: TenantState = "starting"
         self.phase: TenantPhase = "setup"
         self.progress = Progress()
+        #: set when this process lost the tenant's lease: its end is not recorded
+        self.fenced = False
         self._budget = RestartBudget()  # the tenant level's
         self._pass_budget = RestartBudget()  # shared by all the tenant's passes
         self._restarts = RestartCounter(self.id)
@@ -412,7 +414,11 @@ class TenantRuntime:
                 " flight (resumed from the last checkpoint on the next start)")
 
     async def _end(self, state: TenantState, *, error: str | None = None) -> None:
-        """The final state: shown even when the store cannot take it (the log says why)."""
+        """The final state: shown even when the store cannot take it (the log says why).
+        Not stored once `fenced`: another replica may run the tenant by now."""
+        if self.fenced:
+            self._show(state, self.phase, error)
+            return
         try:
             await self._set_state(state, error=error)
         except Exception:
