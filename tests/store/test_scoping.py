@@ -24,6 +24,7 @@ from crmsync.store.checkpoints import Checkpoints
 from crmsync.store.dead_letters import DeadLetters
 from crmsync.store.inbox import Inbox
 from crmsync.store.intents import Intents
+from crmsync.store.leases import Leases
 from crmsync.store.mappings import ContactSnapshot, Mappings
 from crmsync.store.metakocka import MkDiscovery, MkIntents, MkLink, MkLinks, MkUnsynced
 from crmsync.store.quo_calls import QuoCalls
@@ -321,6 +322,13 @@ FOREIGN_ID_WRITES = {
     "dead_letters.record_attempt",
 }
 UNSCOPED = {"tenants.list_all"}  # status lists every tenant
+# Leases belong to Quo-key groups and replicas, not to one tenant (tests/store/test_leases.py)
+UNSCOPED |= {
+    f"leases.{name}" for name in (
+        "clock", "beat", "live_replicas", "leave", "forget_replicas", "acquire", "renew",
+        "release", "holds", "get", "current",
+    )
+}
 
 
 async def snapshot(store: Store, t: str, ids: Ids) -> dict[str, Any]:
@@ -378,6 +386,7 @@ REPOSITORIES: dict[str, type] = {
     "mk_unsynced": MkUnsynced,
     "mk_discovery": MkDiscovery,
     "mk_intents": MkIntents,
+    "leases": Leases,
 }
 
 
