@@ -9,8 +9,8 @@ Quo simulator, in a process of its own so that its clock is not starved by this 
 counts every key's arrivals in a sliding window and answers 429 above the limit).
 
 The figures (takeover time, keys' windows) are printed: `pytest -s` shows them.
-`CRMSYNC_FAILOVER_PEOPLE` sets the people per tenant (default 30; the closing figures
-of issue 14 used more).
+People per tenant: 30, 100 in a full run (`CRMSYNC_FULL=1`), or
+`CRMSYNC_FAILOVER_PEOPLE`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import aiohttp
 import pytest
 from support.cli import cli_env, spawn_cli
 from support.postgres import PostgresCluster
+from support.sizes import sized
 
 from crmsync.sim.attio import AttioSim, AttioSimConfig, run_attio_simulator
 
@@ -44,7 +45,7 @@ REPLICAS = 3
 LIMIT = 10
 LEASE_SECONDS = 3.0
 ADMIN_TOKEN = "admin-replica-SECRET"
-PEOPLE = int(os.environ.get("CRMSYNC_FAILOVER_PEOPLE", "30"))
+PEOPLE = int(os.environ.get("CRMSYNC_FAILOVER_PEOPLE", sized(30, 100)))
 
 
 def quo_key(tenant: int) -> str:
