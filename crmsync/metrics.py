@@ -112,3 +112,13 @@ metakocka_partners_synced = Counter(
     " from_metakocka) and action (created, linked, updated, unchanged, imported, failed)",
     ["tenant", "direction", "action"],
 )
+# Replicas on a PostgreSQL state (daemon/leases.py): leases per Quo-key group.
+leases_held = Gauge(
+    "crmsync_leases_held", "Quo-key groups of tenants this process holds the lease of"
+)
+lease_events = Counter(
+    "crmsync_lease_events_total",
+    "Lease changes by event: taken, released, lost (another replica took it over) or"
+    " expired (given up unrenewed: the state database was out of reach)",
+    ["event"],
+)

@@ -45,6 +45,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from crmsync import metrics
 from crmsync.config import Config, TenantConfig
 from crmsync.daemon.tenants import TenantSet
 from crmsync.errors import UsageError
@@ -169,7 +170,7 @@ class LeaseKeeper:
             log.warning("cannot renew leases: %s", exc)
             await self._give_up_overdue()
             raise
-        await self._stop_groups(lost, "lease lost: another replica took it over")
+        await self._stop_groups(lost, "lease lost: another replica took it over", "lost")
         await self._give_up_overdue()
         groups = self.groups()
         kept = [g for g, h in self.held.items() if not h.leaving and g in groups]
@@ -182,7 +183,9 @@ class LeaseKeeper:
         elif len(kept) > share:
             for group in sorted(kept)[share:]:
                 self._release_later(group, f"rebalancing: {live} replicas share the tenants")
-        return await self._reconcile(groups)
+        started = await self._reconcile(groups)
+        metrics.leases_held.set(len(self.held))
+        return started
 
     async def _renew(self, group: str, now: float, sent: float) -> bool:
         held = self.held[group]
@@ -215,6 +218,7 @@ class LeaseKeeper:
                 if self.shared:
                     self._fence(group, groups[group])
                 log.info("lease %s taken (token %d): %s", group, token, ", ".join(members))
+                metrics.lease_events.labels("taken").inc()
                 wanted -= 1
 
     def _fence(self, group: str, tenants: list[TenantConfig]) -> None:
@@ -263,13 +267,15 @@ class LeaseKeeper:
             return  # nobody else may take them: keep running while the file is busy
         now = time.monotonic()
         overdue = [g for g, h in self.held.items() if now >= self._deadline(h)]
-        await self._stop_groups(overdue, "lease about to end unrenewed (state database?)")
+        await self._stop_groups(overdue, "lease about to end unrenewed (state database?)",
+                                "expired")
 
-    async def _stop_groups(self, groups: list[str], why: str) -> None:
+    async def _stop_groups(self, groups: list[str], why: str, event: str) -> None:
         """Cancel at once: another replica may start these tenants any moment now."""
         ids = [tid for g in groups for tid in self.held.pop(g).tenants]
         for group in groups:
             log.error("lease %s given up: %s", group, why)
+            metrics.lease_events.labels(event).inc()
         if ids:
             await self.tenants.stop_some(ids, why, asyncio.get_running_loop().time(),
                                          fenced=True)
@@ -289,6 +295,7 @@ class LeaseKeeper:
             if self.held.get(group) is not held:
                 return  # lost meanwhile: nothing left to release
             del self.held[group]
+            metrics.lease_events.labels("released").inc()
             with contextlib.suppress(Exception):  # unreleased, it simply expires
                 await self.store.leases.release(
                     group, self.replica.id, held.token,
