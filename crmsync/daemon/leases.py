@@ -173,6 +173,11 @@ class LeaseKeeper:
         await self._stop_groups(lost, "lease lost: another replica took it over", "lost")
         await self._give_up_overdue()
         groups = self.groups()
+        for group, held in self.held.items():
+            members = [t.id for t in groups.get(group, [])]
+            if members and members != held.tenants and not held.leaving:
+                held.tenants = members  # a reload added, removed or moved a tenant
+                await self.store.leases.set_members(group, members)
         kept = [g for g, h in self.held.items() if not h.leaving and g in groups]
         gone = [g for g, h in self.held.items() if not h.leaving and g not in groups]
         for group in gone:  # no longer configured (a reload removed its tenants)

@@ -125,6 +125,13 @@ class Leases:
             row = await self._db.fetchone(
                 "SELECT token FROM leases WHERE group_key = ?", (group_key,)
             )
+            await self.set_members(group_key, tenants)
+        assert row is not None
+        return int(row[0])
+
+    async def set_members(self, group_key: str, tenants: Sequence[str]) -> None:
+        """Which tenants the group holds now (a reload may add or move one)."""
+        async with self._db.transaction():
             await self._db.execute(
                 "DELETE FROM lease_members WHERE group_key = ?", (group_key,)
             )
@@ -134,8 +141,6 @@ class Leases:
                     " ON CONFLICT (tenant_id) DO UPDATE SET group_key = excluded.group_key",
                     (tenant_id, group_key),
                 )
-        assert row is not None
-        return int(row[0])
 
     async def renew(
         self, group_key: str, holder: str, token: int, *, now: float, seconds: float

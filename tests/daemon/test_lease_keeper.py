@@ -189,3 +189,28 @@ async def test_a_paused_replica_s_limiter_sends_nothing_past_its_lease(
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+
+
+async def test_a_tenant_added_to_a_held_group_is_run_and_listed(url: str) -> None:
+    """A reload that adds a tenant on a key this replica holds: it starts here, and
+    `crmsync status` lists it under the lease (else it would show as stopped)."""
+    configs = [make_config()]
+    async with open_store(url) as store, open_resources(configs[0]) as resources:
+        tenants = FakeTenants()
+        keeper = LeaseKeeper(
+            store, cast(TenantSet, tenants), ReplicaIdentity("r0", "host", 0),
+            config=lambda: configs[-1], resources=lambda: resources, shared=True,
+        )
+        await keeper.tick()
+        configs.append(parse_config(
+            f"[daemon]\nlease_seconds = {LEASE}\n" + "".join(
+                f'[[tenants]]\nid = "{tenant}"\ncrm = "attio"\nquo_api_key = "env:{key}"\n'
+                'crm_api_key = "env:CRM"\n'
+                for tenant, key in {**KEYS, "f": "QB"}.items()
+            ), "test.toml", ENV,
+        ))
+        await keeper.tick()
+        assert "f" in tenants.running
+        held = await store.leases.current(now=await store.leases.clock())
+        assert held["f"].group_key == held["c"].group_key
+        await keeper.close()

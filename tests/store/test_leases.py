@@ -106,3 +106,11 @@ async def test_the_clock_is_the_wall_clock_of_the_database(store: Store) -> None
         assert abs(now - time.time()) < 5  # the server's clock, on this machine
     else:
         assert now == store.now()  # the store's (fake) clock
+
+
+async def test_members_follow_a_reload(store: Store) -> None:
+    await store.leases.acquire("quo:k1", "r1", ["acme"], now=NOW, seconds=LEASE)
+    await store.leases.set_members("quo:k1", ["acme", "other"])
+    assert set(await store.leases.current(now=NOW)) == {"acme", "other"}
+    await store.leases.set_members("quo:k1", ["other"])
+    assert set(await store.leases.current(now=NOW)) == {"other"}

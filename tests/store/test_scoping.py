@@ -326,7 +326,7 @@ UNSCOPED = {"tenants.list_all"}  # status lists every tenant
 UNSCOPED |= {
     f"leases.{name}" for name in (
         "clock", "beat", "live_replicas", "leave", "forget_replicas", "acquire", "renew",
-        "release", "holds", "get", "current",
+        "release", "holds", "get", "current", "set_members",
     )
 }
 
