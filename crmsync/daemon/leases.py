@@ -126,10 +126,6 @@ class LeaseKeeper:
         held = self.held.get(group_of(tenant))
         return held is not None and not held.leaving
 
-    def holder_of(self, tenant_id: str) -> str | None:
-        """This replica's id when it runs `tenant_id` (for `/status`)."""
-        return self.replica.id if tenant_id in self.tenants.ids() else None
-
     # -- the loop -----------------------------------------------------------------------
 
     async def start(self) -> list[TenantRuntime]:
@@ -149,7 +145,7 @@ class LeaseKeeper:
             await asyncio.sleep(self.seconds / 3)
             try:
                 await self.tick()
-            except Exception:  # the next tick tries again; the local deadline still holds
+            except Exception:  # a bug: the next tick tries again; the deadlines still hold
                 log.exception("lease keeping failed")
 
     async def tick(self) -> list[TenantRuntime]:
@@ -167,9 +163,9 @@ class LeaseKeeper:
             lost = [g for g in list(self.held) if not await self._renew(g, now, sent)]
             live = len(await leases.live_replicas(now=now, within=seconds)) if self.shared else 1
         except Exception as exc:  # the database is unreachable: nothing renewed
-            log.warning("cannot renew leases: %s", exc)
+            log.warning("cannot renew leases (state database unreachable?): %s", exc)
             await self._give_up_overdue()
-            raise
+            return []
         await self._stop_groups(lost, "lease lost: another replica took it over", "lost")
         await self._give_up_overdue()
         groups = self.groups()

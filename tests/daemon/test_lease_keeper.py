@@ -214,3 +214,22 @@ async def test_a_tenant_added_to_a_held_group_is_run_and_listed(url: str) -> Non
         held = await store.leases.current(now=await store.leases.clock())
         assert held["f"].group_key == held["c"].group_key
         await keeper.close()
+
+
+async def test_a_replica_cut_off_from_the_database_stops_before_its_leases_end(
+    replicas: list[Replica], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, _ = replicas
+    await one.keeper.tick()
+
+    async def unreachable() -> float:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(one.store.leases, "clock", unreachable)
+    assert await one.keeper.tick() == []  # within the deadline: keeps running
+    assert one.tenants.running == set(KEYS)
+    for held in one.keeper.held.values():  # as if the last renewal were a lease ago
+        held.renewed -= LEASE
+    await one.keeper.tick()
+    assert one.tenants.running == set()
+    assert sorted(one.tenants.stopped) == sorted((t, True) for t in KEYS)
