@@ -13,16 +13,14 @@ even for the read-only commands: they read the state, so they need it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Final
 from urllib.parse import urlsplit
 
 from crmsync.config.secret import SecretError, parse_reference, resolve_secret
+from crmsync.urls import has_password, mask_password
 
 SCHEMES: Final = ("postgresql", "postgres")
-MASK: Final = "***"
-_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
 FORM: Final = "postgresql://USER@HOST[:PORT]/DATABASE"
 
 
@@ -67,23 +65,8 @@ class StateUrl:
 
 
 def mask(url: str) -> str:
-    """`url` with any password (`user:PASSWORD@`, `?password=`) as `***`; everything
-    from the user name to the last `@` is hidden, so an unescaped `@` hides no less."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    at = rest.rfind("@")
-    if at >= 0:
-        user, colon, _ = rest[:at].partition(":")
-        if colon:
-            rest = f"{user}:{MASK}@{rest[at + 1:]}"
-    return _QUERY_PASSWORD.sub(rf"\g<1>{MASK}", f"{scheme}://{rest}")
-
-
-def _has_password(url: str) -> bool:
-    _, sep, rest = url.partition("://")
-    at = rest.rfind("@")
-    return bool(sep and at >= 0 and ":" in rest[:at]) or bool(_QUERY_PASSWORD.search(url))
+    """`url` with any password as `***` (`crmsync.urls.mask_password`)."""
+    return mask_password(url)
 
 
 def check_url(url: str, *, inline: bool) -> None:
@@ -101,7 +84,7 @@ def check_url(url: str, *, inline: bool) -> None:
         raise SecretError(f"has an invalid host or port: {shown!r}") from None
     if port == 0:
         raise SecretError(f"has an invalid port: {shown!r}")
-    if inline and _has_password(url):
+    if inline and has_password(url):
         raise SecretError(
             "must not hold a password inline: put the whole URL in env:NAME or file:PATH, "
             f"or the password in PGPASSWORD or ~/.pgpass (got {shown!r})"
