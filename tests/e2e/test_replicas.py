@@ -112,6 +112,33 @@ class Replica:
 
 
 @contextlib.asynccontextmanager
+async def running(configs: list[tuple[Path, int]], env: dict[str, str]
+                  ) -> AsyncIterator[list[Replica]]:
+    """`crmsync run -c CONFIG` per config; whatever still runs at the end is killed."""
+    replicas: list[Replica] = []
+    drains: list[asyncio.Task[None]] = []
+    try:
+        for config, port in configs:
+            process = await spawn_cli("run", "-c", str(config), env=env)
+            replicas.append(Replica(port, process, bytearray()))
+            drains.append(asyncio.create_task(_drain(process, replicas[-1].output)))
+        yield replicas
+    finally:
+        for replica in replicas:
+            if replica.process.returncode is None:
+                replica.process.kill()
+                await replica.process.wait()
+        await asyncio.gather(*drains)
+
+
+async def stop(replicas: list[Replica]) -> list[int]:
+    """SIGTERM each; their exit codes."""
+    for replica in replicas:
+        replica.process.send_signal(signal.SIGTERM)
+    return [await asyncio.wait_for(r.process.wait(), 60) for r in replicas]
+
+
+@contextlib.asynccontextmanager
 async def quo_simulator(env: dict[str, str]) -> AsyncIterator[str]:
     """`crmsync sim quo` in its own process, accepting every tenant's key."""
     port = _free_port()
@@ -193,19 +220,14 @@ async def test_a_killed_replica_s_tenants_finish_on_the_others_exactly_once(
     people = {record.record_id for sim, _ in attio_fleet for record in sim.people}
     assert len(people) == TENANTS * PEOPLE
     async with quo_simulator(env) as quo_url, aiohttp.ClientSession() as session:
-        replicas: list[Replica] = []
-        drains: list[asyncio.Task[None]] = []
-        try:
-            for n in range(REPLICAS):
-                port = _free_port()
-                config = tmp_path / f"replica{n}.toml"
-                write_config(config, state_url=state_url, port=port, quo_url=quo_url,
-                             attio_urls=[url for _, url in attio_fleet])
-                process = await spawn_cli("run", "-c", str(config), env=env)
-                replica = Replica(port, process, bytearray())
-                replicas.append(replica)
-                drains.append(asyncio.create_task(_drain(process, replica.output)))
-
+        configs = []
+        for n in range(REPLICAS):
+            port = _free_port()
+            config = tmp_path / f"replica{n}.toml"
+            write_config(config, state_url=state_url, port=port, quo_url=quo_url,
+                         attio_urls=[url for _, url in attio_fleet])
+            configs.append((config, port))
+        async with running(configs, env) as replicas:
             # Mid initial sync: a quarter of the people are in Quo.
             async def quarter_done() -> bool:
                 return (await _stats(session, quo_url))["contacts"] >= len(people) // 4
@@ -240,15 +262,7 @@ async def test_a_killed_replica_s_tenants_finish_on_the_others_exactly_once(
             contacts = await _contacts(session, quo_url)
             stats = await _stats(session, quo_url)
             after = await survivors[0].status(session)
-            for survivor in survivors:
-                survivor.process.send_signal(signal.SIGTERM)
-            codes = [await asyncio.wait_for(s.process.wait(), 60) for s in survivors]
-        finally:
-            for replica in replicas:
-                if replica.process.returncode is None:
-                    replica.process.kill()
-                    await replica.process.wait()
-            await asyncio.gather(*drains)
+            codes = await stop(survivors)
 
     by_external_id = Counter(c["externalId"] for c in contacts)
     twice = {k: n for k, n in by_external_id.items() if n > 1}
@@ -314,13 +328,7 @@ async def test_a_webhook_at_any_replica_is_applied_by_the_owner_and_a_reload_rea
                              public_url=public_url)
 
         configure(2)
-        replicas: list[Replica] = []
-        drains: list[asyncio.Task[None]] = []
-        try:
-            for config, port in zip(configs, ports, strict=True):
-                process = await spawn_cli("run", "-c", str(config), env=env)
-                replicas.append(Replica(port, process, bytearray()))
-                drains.append(asyncio.create_task(_drain(process, replicas[-1].output)))
+        async with running(list(zip(configs, ports, strict=True)), env) as replicas:
             a, b = replicas
             b_id = f"{_host()}:{b.process.pid}"
 
@@ -361,15 +369,7 @@ async def test_a_webhook_at_any_replica_is_applied_by_the_owner_and_a_reload_rea
 
             await _until(third_synced, within=60, what="the tenant added by the reload")
             assert "reloading too" in b.log, b.log[-3000:]
-            for replica in replicas:
-                replica.process.send_signal(signal.SIGTERM)
-            codes = [await asyncio.wait_for(r.process.wait(), 60) for r in replicas]
-        finally:
-            for replica in replicas:
-                if replica.process.returncode is None:
-                    replica.process.kill()
-                    await replica.process.wait()
-            await asyncio.gather(*drains)
+            codes = await stop(replicas)
     assert codes == [0, 0], [r.log[-3000:] for r in replicas]
     for replica in replicas:
         assert "Traceback" not in replica.log, replica.log[-3000:]
