@@ -149,8 +149,11 @@ class Daemon:
         assert self._keeper is not None and self._store is not None
         async with asyncio.TaskGroup() as group:
             tenants.bind(group)
-            # The tenants whose leases this process gets (all of them on SQLite).
+            # The tenants whose leases this process gets (all of them on SQLite). Not
+            # ready until they are launched (each then has its own reason until it runs).
+            self.health.set_reason("daemon", "starting: taking the tenants' leases")
             await self._keeper.start()
+            self.health.set_reason("daemon", None)
             self.launched.set()
             # What startup built lives as long as the process: no collection walks it.
             tune_collector()
