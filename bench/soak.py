@@ -2,7 +2,7 @@
 
     python bench/soak.py [--minutes 30] [--sample-seconds 60] [--warmup-minutes 5]
                          [--tenants 20] [--people 40] [--rate 5] [--poll-interval 10]
-                         [--state-dir DIR] [--tracemalloc FRAMES]
+                         [--idle-seconds 45] [--state-dir DIR] [--tracemalloc FRAMES]
 
 The simulators run in this process: per tenant one Quo simulator (its own key and
 workspace) and one Attio simulator (its own key and workspace). `[quo] base_url` is
@@ -23,6 +23,19 @@ stack; the count is read from that log line; the daemon has no task-count metric
 SQLite file and its WAL, and per table its rows and bytes (`dbstat`, read-only, between
 the daemon's writes). Fds and tasks are the fewest of three readings 1.5 s apart (a
 request in flight holds one of each for a moment; a leak holds them for good).
+
+Open TCP connections are counted apart from the other fds: a keep-alive pool (the
+daemon's, and the simulators' whose deliveries the daemon's listener holds open, one
+task each) keeps a connection as long as it is reused within its keep-alive time, and
+aiohttp reuses the oldest first, so under steady traffic a pool stays at the most
+connections it ever needed at once: it steps up with a burst (a loaded machine) and
+not back while the traffic lasts, which is no leak but looks like one in a slope.
+Connections are therefore judged idle: `--idle-seconds` after the daemon is live and
+before the load, and again that long after the load stopped (the pools close what
+they no longer use), the daemon must hold no more connections, fds or tasks than
+before the load (`IDLE_TOLERANCE` per minute of load). The slope check applies to the
+fds other than connections, and to the tasks other than the listener's one per
+connection (aiohttp's `RequestHandler.start()`).
 Meanwhile `/metrics`, `/status` and `/readyz` are read every `--scrape-seconds`, as a
 monitoring system would. `--tracemalloc FRAMES` (diagnostics) also prints where the
 child's Python allocations grew after the warm-up.
@@ -30,12 +43,15 @@ child's Python allocations grew after the warm-up.
 At the end it prints per series the least-squares slope per minute over the samples
 after the warm-up and fails (exit 1) if one is above its tolerance (`TOLERANCES`):
 
-    rss_mib       0.5 MiB/min      fds, tasks   0.1 per minute (none leaks per event)
+    rss_mib       0.5 MiB/min      fds_other, tasks_other   0.1 per minute (none leaks
+                                   per event)
     wal_mib       0.1 MiB/min      (checkpoints keep the WAL bounded)
     db_other_kib  16 KiB/min       the database's pages minus the tables that grow with
                                    the traffic (`GROWS_WITH`)
     rows          0.5 per minute   of each other table
     bytes/event   4 KiB            what the tables that grow with events add per event
+    idle          0.1 per minute   connections, fds and tasks after the load, idle, less
+                                   before it (what the pools do not explain)
 
 A soak is shorter than any retention (`inbox_retention_days` is at least one day), so
 the tables that keep rows per event or per poll pass grow during it, whether or not
@@ -73,17 +89,21 @@ from aiohttp import web
 from crmsync.sim.attio import AttioSim, AttioSimConfig, run_attio_simulator
 from crmsync.sim.quo import QuoSim, QuoSimConfig, run_quo_simulator
 from crmsync.sim.quo.publish import Publication
+from crmsync.store.runs import RUNS_KEPT
 
 MIB = 1024 * 1024
 #: series -> the largest slope per minute that is not growth
 TOLERANCES: dict[str, float] = {
     "rss_mib": 0.5,
-    "fds": 0.1,
-    "tasks": 0.1,
+    "fds_other": 0.1,  # the fds other than TCP connections (judged idle, below)
+    "tasks_other": 0.1,  # the tasks other than the listener's per connection (idle, too)
     "wal_mib": 0.1,
     "db_other_kib": 16.0,
 }
 BYTES_PER_EVENT_LIMIT = 4096.0
+#: connections, fds and tasks per minute of load that the daemon, idle after the load,
+#: may hold more than idle before it
+IDLE_TOLERANCE = 0.1
 #: rows per minute a table outside `GROWS_WITH` may gain (none should, after the warm-up)
 ROWS_TOLERANCE = 0.5
 
@@ -102,11 +122,15 @@ GROWS_WITH = {
     "webhook_inbox": Growth("event", "after inbox_retention_days (>= 1 day)"),
     "webhook_deliveries": Growth("event", "delivery ids after 28 h"),
     "quo_calls": Growth("event", "30 days after the call's last event"),
-    "activities": Growth("event", None),  # one row per logged message or call
-    "sync_runs": Growth("poll pass", None),  # one row per pass (a poll is a pass)
+    "activities": Growth("event", "after the longer of the call retention (30 days) and"
+                         " inbox_retention_days"),  # one row per logged message or call
+    "sync_runs": Growth("poll pass", f"beyond the newest {RUNS_KEPT} runs of the tenant"),
 }
 KINDS = ("sms", "call", "summary", "crm")
 TASK_LINE = re.compile(r"^(\d+) tasks$", re.MULTILINE)
+#: the listener's task of one open connection (aiohttp's server: one per keep-alive)
+CONNECTION_TASK = re.compile(r"^Stack for <Task \w+ name='[^']*' coro=<RequestHandler\.start\(\)",
+                             re.MULTILINE)
 TASK_NAME = re.compile(r"^--- (.*) ---$", re.MULTILINE)
 ID_LIKE = re.compile(r"[0-9a-f]{8,}|\d+")
 
@@ -453,7 +477,10 @@ class Sample:
     minute: float
     rss_mib: float
     fds: int
+    conns: int  # established TCP connections (keep-alive pools included)
+    fds_other: int  # fds other than those connections
     tasks: int
+    tasks_other: int  # tasks other than the listener's one per open connection
     db_mib: float
     wal_mib: float
     events: int  # accepted so far (Quo first attempts 2xx + Attio changes sent)
@@ -482,6 +509,7 @@ class ProcessFiles:
 
     rss_mib: float
     fds: int
+    conns: int
     db_mib: float
     wal_mib: float
 
@@ -492,12 +520,28 @@ class ProcessFiles:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1]) / 1024
         wal = Path(f"{state}-wal")
+        sockets, fds = set(), 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # closed meanwhile
+                target = str(fd.readlink())
+                fds += 1
+                if target.startswith("socket:["):
+                    sockets.add(target[8:-1])
+        conns = 0
+        for table in ("tcp", "tcp6"):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                conns += fields[3] != TCP_LISTEN and fields[9] in sockets
         return cls(
             rss_mib=rss,
-            fds=sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir()),
+            fds=fds,
+            conns=conns,
             db_mib=state.stat().st_size / MIB,
             wal_mib=wal.stat().st_size / MIB if wal.exists() else 0.0,
         )
+
+
+TCP_LISTEN = "0A"  # /proc/net/tcp's state of a listening socket
 
 
 def table_stats(path: Path) -> tuple[dict[str, int], dict[str, float], float]:
@@ -521,6 +565,12 @@ def table_stats(path: Path) -> tuple[dict[str, int], dict[str, float], float]:
     return rows, dict(kib), size
 
 
+def tasks_other(dump: str) -> int:
+    """The dump's tasks less the listener's per-connection tasks (-1: no count)."""
+    m = TASK_LINE.search(dump)
+    return int(m.group(1)) - len(CONNECTION_TASK.findall(dump)) if m else -1
+
+
 def task_groups(dump: str) -> Counter[str]:
     """Task names with ids and numbers folded (`quo-sim-publish-#`), counted."""
     return Counter(ID_LIKE.sub("#", name) for name in TASK_NAME.findall(dump))
@@ -531,24 +581,50 @@ def task_groups(dump: str) -> Counter[str]:
 READINGS = 3
 
 
-async def sample(child: Daemon, state: Path, started: float, events: int) -> Sample:
-    pid = child.process.pid
-    minute = (time.monotonic() - started) / 60
-    dumps, fds = [], []
+async def fewest_of(child: Daemon, state: Path,
+                    ) -> tuple[list[str], list[int], list[ProcessFiles]]:
+    """`READINGS` task dumps, their task counts and fd readings, 1.5 s apart."""
+    dumps, readings = [], []
     for reading in range(READINGS):
         if reading:
             await asyncio.sleep(1.5)
         dumps.append(await child.task_dump())
-        fds.append((await asyncio.to_thread(ProcessFiles.read, pid, state)).fds)
+        readings.append(await asyncio.to_thread(ProcessFiles.read, child.process.pid, state))
     counts = [int(m.group(1)) if (m := TASK_LINE.search(d)) else -1 for d in dumps]
+    return dumps, counts, readings
+
+
+@dataclass
+class Idle:
+    """The daemon with no load: the fewest of `READINGS` readings."""
+
+    conns: int
+    fds: int
+    tasks: int
+
+    @classmethod
+    async def read(cls, child: Daemon, state: Path, after: float) -> Idle:
+        await asyncio.sleep(after)
+        _, counts, readings = await fewest_of(child, state)
+        return cls(min(r.conns for r in readings), min(r.fds for r in readings),
+                   min(counts))
+
+
+async def sample(child: Daemon, state: Path, started: float, events: int) -> Sample:
+    pid = child.process.pid
+    minute = (time.monotonic() - started) / 60
+    dumps, counts, readings = await fewest_of(child, state)
     fewest = counts.index(min(counts))
     files = await asyncio.to_thread(ProcessFiles.read, pid, state)
     rows, kib, logical = await asyncio.to_thread(table_stats, state)
     return Sample(
         minute=minute,
         rss_mib=files.rss_mib,
-        fds=min(fds),
+        fds=min(r.fds for r in readings),
+        conns=min(r.conns for r in readings),
+        fds_other=min(r.fds - r.conns for r in readings),
         tasks=counts[fewest],
+        tasks_other=min(tasks_other(d) for d in dumps),
         db_mib=files.db_mib,
         wal_mib=files.wal_mib,
         events=events,
@@ -581,8 +657,10 @@ def events_accepted(load: Load, all_tenants: list[Tenant]) -> int:
 
 
 def print_sample(s: Sample) -> None:
-    print(f"  t={s.minute:5.1f} min  rss={s.rss_mib:6.1f} MiB  fds={s.fds:4d}  "
-          f"tasks={s.tasks:4d}  db={s.db_mib:6.2f} MiB  wal={s.wal_mib:5.2f} MiB  "
+    print(f"  t={s.minute:5.1f} min  rss={s.rss_mib:6.1f} MiB  fds={s.fds:4d}"
+          f" (conns {s.conns:3d})  tasks={s.tasks:4d} (other {s.tasks_other:3d})"
+          f"  db={s.db_mib:6.2f} MiB"
+          f"  wal={s.wal_mib:5.2f} MiB  "
           f"events={s.events:6d}  inbox={s.table_rows.get('webhook_inbox', 0):6d}"
           f"  load={s.load:.2f}",
           flush=True)
@@ -609,13 +687,16 @@ async def soak(args: argparse.Namespace, directory: Path) -> int:
                        trace_frames=args.tracemalloc) as child,
             ):
                 took = await wait_live(session, child, within=args.people * 2 + 180)
-                print(f"{len(all_tenants)} tenants live after {took:.1f} s; soaking"
-                      f" {args.minutes} min at {args.rate} events/s, a sample every"
+                before = await Idle.read(child, state, args.idle_seconds)
+                print(f"{len(all_tenants)} tenants live after {took:.1f} s; idle"
+                      f" {args.idle_seconds:.0f} s later: {before}", flush=True)
+                print(f"soaking {args.minutes} min at {args.rate} events/s, a sample every"
                       f" {args.sample_seconds} s (warm-up {args.warmup_minutes} min)",
                       flush=True)
                 samples, load = await run_load(session, child, state, all_tenants, args)
+                after = await Idle.read(child, state, args.idle_seconds)
                 code = await child.stop()
-        return report(samples, load, all_tenants, child, code, args)
+        return report(samples, load, all_tenants, child, code, args, (before, after))
 
 
 async def scrape(session: aiohttp.ClientSession, child: Daemon, every: float, load: Load,
@@ -683,8 +764,8 @@ def verdicts(samples: list[Sample], warmup: float) -> tuple[list[Verdict], float
     kept = [s for s in samples if s.minute >= warmup - 1e-6]
     series = {
         "rss_mib": [s.rss_mib for s in kept],
-        "fds": [float(s.fds) for s in kept],
-        "tasks": [float(s.tasks) for s in kept],
+        "fds_other": [float(s.fds_other) for s in kept],
+        "tasks_other": [float(s.tasks_other) for s in kept],
         "wal_mib": [s.wal_mib for s in kept],
         "db_other_kib": [s.db_other_kib for s in kept],
     }
@@ -699,7 +780,7 @@ def verdicts(samples: list[Sample], warmup: float) -> tuple[list[Verdict], float
 
 
 def report(samples: list[Sample], load: Load, all_tenants: list[Tenant], child: Daemon,
-           code: int, args: argparse.Namespace) -> int:
+           code: int, args: argparse.Namespace, idle: tuple[Idle, Idle]) -> int:
     failures = []
     kept = [s for s in samples if s.minute >= args.warmup_minutes - 1e-6]
     if len(kept) < 3:
@@ -715,6 +796,20 @@ def report(samples: list[Sample], load: Load, all_tenants: list[Tenant], child: 
               f"{v.tolerance:>11.2f}  {'ok' if v.ok else 'GROWING'}")
         if not v.ok:
             failures.append(f"{v.series} grows {v.per_minute:.4f}/min")
+    for name in ("fds", "conns", "tasks"):
+        points = [(s.minute, float(getattr(s, name))) for s in kept]
+        print(f"  {name:<14}{points[0][1]:>10.2f}{points[-1][1]:>10.2f}"
+              f"{slope(points):>12.4f}{'':>11}  (keep-alive pools: judged idle, below)")
+    before, after = idle
+    allowed = IDLE_TOLERANCE * args.minutes
+    print(f"  idle {args.idle_seconds:.0f} s before the load -> after it (at most"
+          f" +{allowed:.1f} each):")
+    for name in ("conns", "fds", "tasks"):
+        was, now = getattr(before, name), getattr(after, name)
+        grown = now - was > allowed
+        print(f"    {name:<10}{was:>6} -> {now:<6}{now - was:>+5}  {'GROWN' if grown else 'ok'}")
+        if grown:
+            failures.append(f"idle {name} {was} -> {now} after the load")
     db_slope = slope([(s.minute, s.db_mib) for s in kept])
     print(f"  db_mib (the file): {first.db_mib:.2f} -> {last.db_mib:.2f}, {db_slope:.4f} MiB/min;"
           f" tables growing with events {per_event * events_per_min / MIB:.4f} MiB/min ="
@@ -822,6 +917,10 @@ def main() -> None:
     parser.add_argument("--quo-rps", type=int, default=10, help="Quo limit per key")
     parser.add_argument("--scrape-seconds", type=float, default=15.0,
                         help="seconds between reads of /metrics, /status and /readyz")
+    parser.add_argument("--idle-seconds", type=float, default=45.0,
+                        help="idle time before the load and after it, then connections,"
+                             " fds and tasks are read (longer than the keep-alive time"
+                             " of the pools, 15 s, and their cleanup period)")
     parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
                         help="diagnostics: trace the child's allocations (FRAMES deep) and"
                              " print where memory grew after the warm-up (slow; RSS"

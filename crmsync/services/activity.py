@@ -88,6 +88,8 @@ NEGATIVE_TTL: Final = 30.0  # a person may be added to the CRM any moment
 PHONE_CACHE_SIZE: Final = 10_000
 #: how long a call's record is kept after its last event (a summary may come late)
 CALL_RETENTION: Final = 30 * 86400.0
+#: `daemon.inbox_retention_days`'s default, in seconds: how long an event may be replayed
+INBOX_RETENTION: Final = 30 * 86400.0
 PRUNE_EVERY: Final = 3600.0
 
 
@@ -167,8 +169,13 @@ class ActivityLogger:
         crm_object: str = "people",
         cache_ttl: float = 300.0,
         call_retention: float = CALL_RETENTION,
+        inbox_retention: float = INBOX_RETENTION,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`call_retention`: how long a call's record outlives its last event;
+        `inbox_retention`: how long the inbox keeps an event for replay. A logged
+        activity's row is kept for the longer of the two after its last change, so no
+        replay and no late call event finds it gone and writes a second note."""
         self.tenant = tenant
         self._quo = quo
         self._adapter = adapter
@@ -176,6 +183,7 @@ class ActivityLogger:
         self._crm_object = crm_object
         self._ttl = cache_ttl
         self._call_retention = call_retention
+        self._activity_retention = max(call_retention, inbox_retention)
         self._clock = clock
         self._own: frozenset[str] = frozenset()
         self._own_expires = float("-inf")
@@ -202,7 +210,7 @@ class ActivityLogger:
         except msgspec.ValidationError as exc:
             log.warning("ignoring %s event: %s", kind, exc)
             return "ignored"
-        await self._prune_calls()
+        await self._prune()
         if isinstance(event, MessageEvent):
             async with self._locks.hold(event.id):
                 return await self._log_message(event)
@@ -241,12 +249,16 @@ class ActivityLogger:
             await self._store.quo_calls.put(self.tenant, event.call_id, encoded)
         return record
 
-    async def _prune_calls(self) -> None:
+    async def _prune(self) -> None:
+        """Once every `PRUNE_EVERY`: forget settled calls' records and old activities."""
         if self._clock() < self._next_prune:
             return
         self._next_prune = self._clock() + PRUNE_EVERY
-        before = self._store.now() - self._call_retention
-        while await self._store.quo_calls.prune(self.tenant, before) > 0:
+        now = self._store.now()
+        while await self._store.quo_calls.prune(self.tenant, now - self._call_retention) > 0:
+            pass
+        before = now - self._activity_retention
+        while await self._store.activities.prune(self.tenant, before) > 0:
             pass
 
     async def _fetch_call(self, call_id: str) -> Call | None:

@@ -9,6 +9,10 @@ adding a second one.
 created, `finish_write` clears it once the note id is saved. A row that still has it
 after a crash says "a note with this content may exist in the CRM": the logger looks
 for it there before writing again.
+
+Rows are pruned by age (`prune`, by the activity logger): once no event of the
+activity can come again (replayed from the inbox, retried by Quo, a late call event),
+its row has done its work. A row with a write in flight is kept.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import msgspec
 from crmsync.store.database import Database, Row, columns, marks
 
 ActivityKind = Literal["message", "call"]
+PRUNE_BATCH: Final = 1000
 
 
 class Activity(msgspec.Struct, frozen=True, kw_only=True):
@@ -130,3 +135,14 @@ class Activities:
              tenant_id, quo_object_id, crm_person_id),
         )
         return changed > 0
+
+    async def prune(self, tenant_id: str, before: float, limit: int = PRUNE_BATCH) -> int:
+        """Delete up to `limit` rows last changed before `before` with no note write in
+        flight; call again until it returns less than `limit` (each statement stays
+        short)."""
+        return await self._db.execute(
+            "DELETE FROM activities WHERE (tenant_id, quo_object_id, crm_person_id) IN"
+            " (SELECT tenant_id, quo_object_id, crm_person_id FROM activities"
+            " WHERE tenant_id = ? AND updated_at < ? AND pending_hash IS NULL LIMIT ?)",
+            (tenant_id, before, limit),
+        )

@@ -11,6 +11,11 @@ forget the cursors of a pass that reached the end, and record the run's facts on
 tenant: when the initial sync completed, when a pass last succeeded). The tenant's
 lifecycle state (state, phase, last error) is not a run's business: only the tenant
 runtime writes it.
+
+Every pass opens a run, and the poller passes every `poll_interval` for the daemon's
+whole life, so `begin()` also deletes the tenant's final runs older than its newest
+`RUNS_KEPT` (at most `PRUNE_BATCH` per pass): only the latest run is ever read
+(status, the CRM change counts), the rest is recent history.
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ FINAL_STATES: Final = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 #: the error of a run whose process stopped before it finished (killed or interrupted):
 #: such a run is `failed` with this error, whoever closes it (see `begin`)
 INTERRUPTED: Final = "interrupted"
+#: the newest runs kept per tenant; older final ones are deleted as a pass begins
+RUNS_KEPT: Final = 1000
+#: the most runs one `prune` deletes (a state from before pruning drains over passes)
+PRUNE_BATCH: Final = 1000
 
 
 class Counts(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,7 +165,27 @@ class Runs:
             kind: RunKind = "initial" if initial else ("full" if full else "incremental")
             run_id = await self.create(tenant_id, kind)
             await self.transition(tenant_id, run_id, "running")
+            await self.prune(tenant_id)
         return RunStart(run_id=run_id, kind=kind, initial=initial)
+
+    async def prune(
+        self, tenant_id: str, keep: int = RUNS_KEPT, limit: int = PRUNE_BATCH
+    ) -> int:
+        """Delete up to `limit` of the tenant's final runs older than its newest `keep`
+        (oldest first); returns how many. An open run is never deleted."""
+        cutoff = await self._db.fetchone(
+            "SELECT id FROM sync_runs WHERE tenant_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+            (tenant_id, keep),
+        )
+        if cutoff is None:
+            return 0
+        final = sorted(FINAL_STATES)
+        return await self._db.execute(
+            "DELETE FROM sync_runs WHERE id IN (SELECT id FROM sync_runs"  # noqa: S608
+            f" WHERE tenant_id = ? AND id <= ? AND state IN ({marks(len(final))})"
+            " ORDER BY id LIMIT ?)",
+            (tenant_id, cutoff["id"], *final, limit),
+        )
 
     async def finish(
         self,
@@ -235,7 +264,7 @@ class Runs:
         return None if row is None else _run(row)
 
     async def totals(self, tenant_id: str) -> Counts:
-        """Counts summed over every run of the tenant (what `status` shows)."""
+        """Counts summed over the tenant's runs still kept (the newest `RUNS_KEPT`)."""
         sums = ", ".join(f"coalesce(sum({name}), 0) AS {name}" for name in COUNT_FIELDS)
         row = await self._db.fetchone(
             f"SELECT {sums} FROM sync_runs WHERE tenant_id = ?",  # noqa: S608

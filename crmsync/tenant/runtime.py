@@ -121,7 +121,10 @@ class TenantRuntime:
                 records=RecordWriter(self.id, store=store, sync=live), sync_method="manual",
             ),
         )
-        self.activity = ActivityLogger(self.id, quo=self.quo, adapter=self.adapter, store=store)
+        self.activity = ActivityLogger(
+            self.id, quo=self.quo, adapter=self.adapter, store=store,
+            inbox_retention=resources.config.daemon.inbox_retention_days * 86400.0,
+        )
         self.contact_edits = ContactEditHandler(
             self.id, adapter=self.adapter, store=store,
             records=RecordWriter(self.id, store=store, sync=live),
