@@ -3,6 +3,7 @@
     python bench/multi_tenant.py [--tenants 200] [--people 300] [--limit 10]
                                  [--page-size 100] [--idle 15] [--no-calibrate]
                                  [--daemon-cpus LIST] [--py-spy FILE] [--cprofile FILE]
+                                 [--keep-log FILE]
 
 Each tenant has its own Quo API key (limited to `--limit` requests per second) and its
 own Attio workspace of `--people` seeded people; every tenant starts its initial sync
@@ -302,7 +303,12 @@ async def one_run(args: argparse.Namespace, *, tenants: int, people: int, idle: 
         attio_fleet(tenants, people) as attio,
     ):
         with tempfile.TemporaryDirectory() as tmp:
-            run = await run_daemon(quo, attio, args, Path(tmp), idle=idle, profile=profile)
+            try:
+                run = await run_daemon(quo, attio, args, Path(tmp), idle=idle, profile=profile)
+            finally:
+                if args.keep_log is not None:  # the daemon's log outlives its state
+                    with contextlib.suppress(OSError):
+                        args.keep_log.write_bytes((Path(tmp) / "daemon.log").read_bytes())
     assert quo.report is not None
     return run, quo.report, attio
 
@@ -472,6 +478,8 @@ def main() -> None:
                         help="skip the two short runs behind the RSS-per-tenant figures")
     parser.add_argument("--daemon-cpus", default=None, metavar="LIST",
                         help="pin the daemon to these CPUs (taskset --cpu-list), e.g. 1")
+    parser.add_argument("--keep-log", type=Path, default=None,
+                        help="copy the daemon's log here (of the last daemon run)")
     parser.add_argument("--cprofile", type=Path, default=None,
                         help="run the daemon under cProfile, its stats written here")
     parser.add_argument("--py-spy", type=Path, default=None,

@@ -10,10 +10,15 @@ Bulk creates (`BulkSubmitted`) come without ids: the verifier lists them by
 are found or the deadline passes; every found contact gets its mapping, and one that
 never shows up is created singly and reported.
 
+The outcomes waiting in its inbox are saved together, in one transaction (a unit of
+work run in one hop to SQLite's thread): with 200 tenants syncing, a transaction per
+record bounded the whole process at ~300 contacts/s.
+
 Each of its store writes is timed into `crmsync_store_write_seconds{tenant, write}`
-(`mapping`: a record's mapping and settled intent; `checkpoint`: a page's cursor and
-counts; `dead_letter`): what the pipeline waits for the store, its lock included, since
-every tenant's writes go through the one state database.
+(`mapping`: a record's mapping and settled intent, the unit it was saved in;
+`checkpoint`: a page's cursor and counts; `dead_letter`): what the pipeline waits for
+the store, its lock included, since every tenant's writes go through the one state
+database.
 """
 
 from __future__ import annotations
@@ -41,11 +46,14 @@ from crmsync.actors.messages import (
 )
 from crmsync.net.retry import RetryPolicy
 from crmsync.quo.errors import QuoAuthError, QuoError
-from crmsync.services.contact_writes import QuoContactSync, failure_category, save_mapping
+from crmsync.services.contact_writes import QuoContactSync, failure_category, mapping_row
 from crmsync.store import Store
-from crmsync.store.checkpoints import CURSOR, CURSOR_DONE
+from crmsync.store.checkpoints import CURSOR_DONE
 
 log = logging.getLogger(__name__)
+
+#: outcomes saved in one unit of work at most (3 statements each, one commit)
+OUTCOME_BATCH = 100
 
 store_write_seconds = Histogram(
     "crmsync_store_write_seconds",
@@ -118,34 +126,67 @@ class MappingVerifier(Actor[VerifyMessage]):
             for write in ("mapping", "checkpoint", "dead_letter")
         }
 
-    async def _settle(self, page: int, action: str) -> None:
+    def _count_settled(self, page: int, action: str) -> None:
         state = self._pages.setdefault(page, _Page())
         state.settled += 1
         state.counts[action] += 1
         if self._on_settled:
             self._on_settled(action)
+
+    async def _settle(self, page: int, action: str) -> None:
+        self._count_settled(page, action)
         await self._commit_finished_pages()
 
     async def _record_outcome(self, outcome: Outcome) -> None:
-        with _timed(self._write_seconds["mapping"]):
-            await self._save_mapping(outcome)
-        with log_context.trace(trace_id(outcome.crm_object, outcome.record_id)):
-            log.debug("%s as Quo contact %s (%s)", outcome.action, outcome.quo_contact_id,
-                      outcome.sync_method)
-        await self._settle(outcome.page, outcome.action)
+        await self._record_outcomes([outcome])
 
-    async def _save_mapping(self, outcome: Outcome) -> None:
-        await save_mapping(
-            self._store,
-            self.tenant,
-            crm_object=outcome.crm_object,
-            record_id=outcome.record_id,
-            quo_contact_id=outcome.quo_contact_id,
-            action=outcome.action,
-            content_hash=outcome.content_hash,
-            sync_method=outcome.sync_method,
-            entity_type=self._entity_type,
-        )
+    async def _record_outcomes(self, outcomes: list[Outcome]) -> None:
+        """Save the outcomes' mappings in one unit of work, then settle each.
+
+        Once sent, the save is seen through before a cancellation goes on, and its
+        records are counted as settled: their mappings are stored, so an interrupted
+        run counts them (`uncommitted_counts`), like any settled record.
+        """
+        started = time.perf_counter()
+        save = asyncio.ensure_future(self._store.mappings.save_synced([
+            mapping_row(
+                self.tenant, crm_object=outcome.crm_object, record_id=outcome.record_id,
+                quo_contact_id=outcome.quo_contact_id, action=outcome.action,
+                content_hash=outcome.content_hash, sync_method=outcome.sync_method,
+                entity_type=self._entity_type,
+            )
+            for outcome in outcomes
+        ]))
+        try:
+            await asyncio.shield(save)
+        except asyncio.CancelledError:
+            await asyncio.wait({save})
+            if not save.cancelled() and save.exception() is None:
+                for outcome in outcomes:
+                    self._count_settled(outcome.page, outcome.action)
+            raise
+        # Each record waited for the whole unit: that is its mapping write's time.
+        elapsed = time.perf_counter() - started
+        for outcome in outcomes:
+            self._write_seconds["mapping"].observe(elapsed)
+            with log_context.trace(trace_id(outcome.crm_object, outcome.record_id)):
+                log.debug("%s as Quo contact %s (%s)", outcome.action,
+                          outcome.quo_contact_id, outcome.sync_method)
+            self._count_settled(outcome.page, outcome.action)
+        await self._commit_finished_pages()
+
+    def _more_outcomes(self, first: Outcome) -> tuple[list[Outcome], VerifyMessage | None]:
+        """`first` and the outcomes queued right behind it (up to `OUTCOME_BATCH`), and
+        the message that stopped the run of outcomes, if any: saved as one unit, they
+        cost one commit (and one hop to SQLite's thread) instead of one each."""
+        assert self.inbox is not None
+        outcomes = [first]
+        while len(outcomes) < OUTCOME_BATCH and not self.inbox.empty():
+            queued = self.inbox.get_nowait()
+            if not isinstance(queued, Outcome):
+                return outcomes, queued
+            outcomes.append(queued)
+        return outcomes, None
 
     async def _record_failure(self, failed: RecordFailed) -> None:
         with _timed(self._write_seconds["dead_letter"]):
@@ -186,13 +227,10 @@ class MappingVerifier(Actor[VerifyMessage]):
         self._next_page_to_commit += 1
 
     async def _commit_page_rows(self, page: _Page) -> None:
-        async with self._store.transaction():
-            await self._store.checkpoints.set(
-                self.tenant, page.crm_object, CURSOR, page.next_cursor or CURSOR_DONE
-            )
-            await self._store.runs.add_counts(
-                self.tenant, self._run_id, fetched=page.expected or 0, **page.counts
-            )
+        await self._store.checkpoints.commit_page(
+            self.tenant, page.crm_object, page.next_cursor or CURSOR_DONE,
+            run_id=self._run_id, counts={"fetched": page.expected or 0, **page.counts},
+        )
 
     def uncommitted_counts(self) -> Counter[str]:
         """What the records settled in pages not committed yet came to, by action.
@@ -247,12 +285,17 @@ class MappingVerifier(Actor[VerifyMessage]):
         ))
 
     async def run(self) -> None:
+        held: VerifyMessage | None = None  # taken from the inbox, not handled yet
         async with asyncio.TaskGroup() as bulk_checks:
             while True:
-                message = await self.receive()
+                if held is None:
+                    message = await self.receive()
+                else:
+                    message, held = held, None
                 match message:
                     case Outcome():
-                        await self._record_outcome(message)
+                        outcomes, held = self._more_outcomes(message)
+                        await self._record_outcomes(outcomes)
                     case RecordFailed():
                         await self._record_failure(message)
                     case PageEnd(page=page, crm_object=crm_object):

@@ -2,7 +2,8 @@
 
 Shared by the initial-sync writer, the bulk verifier and the live (webhook) path; the
 lane says whether these calls go before backfill in the key's limiter. `save_mapping`
-stores the outcome: the mapping row and the settled intent, atomically. Every write
+stores the outcome: the mapping row and the settled intent, atomically (one unit of
+work, `Mappings.save_synced`; the sync pipeline's verifier saves several at once). Every write
 also stores the contact's snapshot (`RecordWriter.snapshot`): the base against which a
 later edit of the contact in Quo is merged (`services/contact_edits.py`).
 """
@@ -117,7 +118,10 @@ class RecordWriter:
         self, crm_object: str, record_id: str, contact: ContactInput, content_hash: str
     ) -> tuple[WriteAction, str] | None:
         """The outcome when the record needs no create, else None."""
-        mapping = await self._store.mappings.get(self.tenant, crm_object, record_id)
+        # One query for both: the mapping and whether an intent is open.
+        mapping, intent_open = await self._store.mappings.lookup(
+            self.tenant, crm_object, record_id
+        )
         if mapping is not None and mapping.deleted_at is None:
             if mapping.content_hash == content_hash:
                 return "unchanged", mapping.quo_contact_id
@@ -126,8 +130,12 @@ class RecordWriter:
                 await self.snapshot(crm_object, record_id, contact, content_hash,
                                     quo_updated_at=updated.updated_at)
                 return "updated", updated.id
-            # The contact was deleted in Quo: it is created again.
-        if await self._store.intents.get(self.tenant, crm_object, record_id) is not None:
+            # The contact was deleted in Quo: it is created again. The intent is read
+            # afresh, as before the lookup's change: the update took a while.
+            intent_open = await self._store.intents.get(
+                self.tenant, crm_object, record_id
+            ) is not None
+        if intent_open:
             found = await self.sync.link_existing(record_id, contact)
             if found is not None:
                 await self.snapshot(crm_object, record_id, contact, content_hash)
@@ -165,14 +173,23 @@ class RecordWriter:
         previous snapshot or `seen` (encoded fields and Quo's `updatedAt` of an edit
         just applied), so an edit made in Quo just before this write is merged when it
         arrives late instead of being lost (`services/contact_edits.py`)."""
+        fields = contact_fields.encode(contact_fields.from_input(contact))
+        if seen is None:
+            # The base is the previous snapshot's state: one statement reads and
+            # writes it (the initial sync's path, once per created contact).
+            await self._store.mappings.save_written(
+                self.tenant, crm_object, record_id, content_hash=content_hash,
+                fields=fields, quo_updated_at=quo_updated_at,
+            )
+            return
         old = await self._store.mappings.snapshot(self.tenant, crm_object, record_id)
         base = None if old is None else (old.fields, old.quo_updated_at)
-        if seen is not None and (base is None or not updated_before(seen[1], base[1])):
+        if base is None or not updated_before(seen[1], base[1]):
             base = seen
         await self._store.mappings.save_snapshot(
             self.tenant, crm_object, record_id, ContactSnapshot(
                 content_hash=content_hash,
-                fields=contact_fields.encode(contact_fields.from_input(contact)),
+                fields=fields,
                 quo_updated_at=quo_updated_at, origin="write",
                 base_fields=None if base is None else base[0],
                 base_quo_updated_at=None if base is None else base[1],
@@ -198,7 +215,27 @@ async def save_mapping(
     sync_method: SyncMethod,
     entity_type: str = "person",
 ) -> None:
-    row = Mapping(
+    # Unchanged keeps the row's action and sync method: they say how it was made.
+    await store.mappings.save_synced([mapping_row(
+        tenant, crm_object=crm_object, record_id=record_id, quo_contact_id=quo_contact_id,
+        action=action, content_hash=content_hash, sync_method=sync_method,
+        entity_type=entity_type,
+    )])
+
+
+def mapping_row(
+    tenant: str,
+    *,
+    crm_object: str,
+    record_id: str,
+    quo_contact_id: str,
+    action: WriteAction,
+    content_hash: str,
+    sync_method: SyncMethod,
+    entity_type: str = "person",
+) -> Mapping:
+    """The mapping of a written record, as `Mappings.save_synced` stores it."""
+    return Mapping(
         tenant_id=tenant,
         crm_object=crm_object,
         crm_record_id=record_id,
@@ -209,14 +246,6 @@ async def save_mapping(
         content_hash=content_hash,
         last_synced_at=time.time(),
     )
-    async with store.transaction():
-        # Unchanged keeps the row's action and sync method: they say how it was made.
-        if action != "unchanged" or not await store.mappings.touch(
-            tenant, crm_object, record_id, row.last_synced_at
-        ):
-            await store.mappings.upsert(row)
-        await store.intents.settle(tenant, crm_object, record_id)
-        await store.dead_letters.resolve_for_record(tenant, crm_object, record_id)
 
 
 def updated_before(updated_at: str | None, than: str | None) -> bool:

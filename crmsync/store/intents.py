@@ -13,12 +13,23 @@ from typing import ClassVar, Generic, Literal, TypeVar
 
 import msgspec
 
-from crmsync.store.database import Database, columns, to_struct
+from crmsync.store.database import Database, Statement, columns, to_struct
 
 Operation = Literal["create", "update", "delete", "bulk_create"]
 
 
 IntentT = TypeVar("IntentT", bound=msgspec.Struct)
+
+
+def settle_statement(
+    table: str, tenant_id: str, crm_object: str, crm_record_id: str
+) -> Statement:
+    """`IntentLog.settle` as a statement, for a unit of work (`Database.execute_batch`)."""
+    return (
+        f"DELETE FROM {table}"  # noqa: S608 (a fixed name)
+        " WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?",
+        (tenant_id, crm_object, crm_record_id),
+    )
 
 
 class WriteIntent(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,9 +57,7 @@ class IntentLog(Generic[IntentT]):
     async def settle(self, tenant_id: str, crm_object: str, crm_record_id: str) -> bool:
         """The write is done (or known not to have happened); returns whether one was open."""
         changed = await self._db.execute(
-            f"DELETE FROM {self.table}"  # noqa: S608 (a fixed name)
-            " WHERE tenant_id = ? AND crm_object = ? AND crm_record_id = ?",
-            (tenant_id, crm_object, crm_record_id),
+            *settle_statement(self.table, tenant_id, crm_object, crm_record_id)
         )
         return changed > 0
 
@@ -84,7 +93,9 @@ class Intents(IntentLog[WriteIntent]):
         operation: Operation,
         payload_hash: str,
     ) -> None:
-        await self._db.execute(
+        # Grouped: every writer task of every tenant notes an intent before each create,
+        # and a commit each was what bounded the initial syncs (`execute_grouped`).
+        await self._db.execute_grouped(
             "INSERT INTO write_intents (tenant_id, crm_object, crm_record_id, operation,"
             " payload_hash, started_at) VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (tenant_id, crm_object, crm_record_id) DO UPDATE SET"

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import msgspec
 
-from crmsync.store.database import Database, columns, marks, to_struct
+from crmsync.store.database import Database, Statement, columns, marks, to_struct
 
 RowT = TypeVar("RowT", bound=msgspec.Struct)
 
@@ -51,9 +51,13 @@ class RecordRows(Generic[RowT]):
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    def _upsert_statement(self, row: RowT) -> Statement:
+        """`upsert` as a statement, for a unit of work (`Database.execute_batch`)."""
+        return self._upsert, msgspec.structs.astuple(row)
+
     async def upsert(self, row: RowT) -> None:
         """Insert or replace the row of `row.crm_record_id` (tenant from the row)."""
-        await self._db.execute(self._upsert, msgspec.structs.astuple(row))
+        await self._db.execute(*self._upsert_statement(row))
 
     async def get(self, tenant_id: str, crm_object: str, crm_record_id: str) -> RowT | None:
         found = await self._db.fetchone(

@@ -141,6 +141,11 @@ async def _collect(store: Store, t: str) -> list[Mapping]:
     return [m async for m in store.mappings.iter_all(t, chunk_size=1)]
 
 
+async def _prune_runs(store: Store, o: str, ids: Ids) -> int:
+    await store.runs.transition(o, ids["run"], "completed")  # an open run is never pruned
+    return await store.runs.prune(o, keep=0)
+
+
 READS: dict[str, Read] = {
     "tenants.get": lambda s, t, ids: s.tenants.get(t),
     "runs.get": lambda s, t, ids: s.runs.get(t, ids["run"]),
@@ -149,6 +154,7 @@ READS: dict[str, Read] = {
     "checkpoints.get": lambda s, t, ids: s.checkpoints.get(t, "people", "cursor"),
     "checkpoints.all": lambda s, t, ids: s.checkpoints.all(t),
     "mappings.get": lambda s, t, ids: s.mappings.get(t, "people", "rec-1"),
+    "mappings.lookup": lambda s, t, ids: s.mappings.lookup(t, "people", "rec-1"),
     "mappings.get_many": lambda s, t, ids: s.mappings.get_many(t, "people", ["rec-1", "rec-2"]),
     "mappings.by_quo_contact": lambda s, t, ids: s.mappings.by_quo_contact(t, "quo-1"),
     "mappings.snapshot": lambda s, t, ids: s.mappings.snapshot(t, "people", "rec-1"),
@@ -219,6 +225,9 @@ WRITES: dict[str, Write] = {
     "runs.add_counts": lambda s, o, ids: s.runs.add_counts(o, ids["run"], created=5),
     "checkpoints.set": lambda s, o, ids: s.checkpoints.set(o, "people", "cursor", "changed"),
     "checkpoints.delete": lambda s, o, ids: s.checkpoints.delete(o, "people", "cursor"),
+    "checkpoints.commit_page": lambda s, o, ids: s.checkpoints.commit_page(
+        o, "people", "changed", run_id=ids["run"], counts={"created": 5}
+    ),
     "mappings.upsert": lambda s, o, ids: s.mappings.upsert(
         Mapping(
             tenant_id=o,
@@ -232,6 +241,18 @@ WRITES: dict[str, Write] = {
             last_synced_at=9.0,
         )
     ),
+    "mappings.save_synced": lambda s, o, ids: s.mappings.save_synced([
+        Mapping(
+            tenant_id=o, crm_object="people", crm_record_id="rec-1", quo_contact_id="quo-9",
+            entity_type="person", sync_method="initial", action="created",
+            content_hash="changed", last_synced_at=9.0,
+        )
+    ]),
+    "mappings.save_written": lambda s, o, ids: s.mappings.save_written(
+        o, "people", "rec-1", content_hash="changed", fields="{}", quo_updated_at=None
+    ),
+    "activities.prune": lambda s, o, ids: s.activities.prune(o, FAR_FUTURE),
+    "runs.prune": lambda s, o, ids: _prune_runs(s, o, ids),
     "mappings.mark_deleted": lambda s, o, ids: s.mappings.mark_deleted(o, "people", "rec-1", 9.0),
     "mappings.unlink": lambda s, o, ids: s.mappings.unlink(o, "people", "rec-1", 9.0),
     "mappings.set_content_hash": (

@@ -709,15 +709,17 @@ async def test_bulk_checks_never_commit_a_cursor_past_unmapped_records(
                        bulk_visibility_delay=(0.05, 0.4))
     async with pipeline_env(tmp_path, people=600, quo=quo) as env:
         commits: list[tuple[int, int]] = []
-        set_checkpoint = env.store.checkpoints.set
+        commit_page = env.store.checkpoints.commit_page
 
-        async def watched(tenant: str, crm_object: str, name: str, value: str) -> None:
+        async def watched(
+            tenant: str, crm_object: str, value: str, *, run_id: int, counts: dict[str, int]
+        ) -> None:
             if value.isdigit():
                 mapped = len(await env.mappings())
                 commits.append((int(value), mapped))
-            await set_checkpoint(tenant, crm_object, name, value)
+            await commit_page(tenant, crm_object, value, run_id=run_id, counts=counts)
 
-        monkeypatch.setattr(env.store.checkpoints, "set", watched)
+        monkeypatch.setattr(env.store.checkpoints, "commit_page", watched)
         before = restarts()
         result = await env.pipeline(
             bulk_batch_size=30, bulk=BulkOptions(first_check_after=0.05, deadline=20),
