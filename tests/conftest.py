@@ -82,7 +82,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 #: tests that run daemons in subprocesses against the simulators, whose strict rate
 #: checks read the simulator's own clock: run one at a time (one xdist worker takes
 #: the whole group), so two of them never starve each other's simulator of CPU
-SERIAL_DIRS = ("e2e", "reliability")
+SERIAL_DIRS = ("e2e", "reliability", "bench")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
