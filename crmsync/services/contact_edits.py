@@ -64,7 +64,7 @@ from crmsync.domain.contact import Transformed, TransformError, build_contact
 from crmsync.domain.contact_fields import ContactFields, QuoContact, quo_contact
 from crmsync.domain.contact_merge import Conflict, merge, new_person, person_changes
 from crmsync.quo.envelope import EnvelopeError, decode
-from crmsync.services.contact_writes import RecordWriter, save_mapping, updated_before
+from crmsync.services.contact_writes import RecordWriter, mapping_row, updated_before
 from crmsync.store import Store
 from crmsync.store.mappings import ContactSnapshot, Mapping, WriteAction
 
@@ -249,11 +249,11 @@ class ContactEditHandler:
             quo_updated_at=updated.updated_at,
             seen=(contact_fields.encode(contact.fields), contact.updated_at),
         )
-        await save_mapping(
-            self._store, self.tenant, crm_object=record.crm_object, record_id=record.record_id,
+        await self._store.mappings.save_synced([mapping_row(
+            self.tenant, crm_object=record.crm_object, record_id=record.record_id,
             quo_contact_id=contact.id, action=action, content_hash=result.content_hash,
             sync_method="webhook",
-        )
+        )])
         metrics.records_synced.labels(self.tenant, action).inc()
         return True
 

@@ -203,26 +203,6 @@ class RecordWriter:
             await self.create(crm_object, record_id, contact, content_hash)
 
 
-async def save_mapping(
-    store: Store,
-    tenant: str,
-    *,
-    crm_object: str,
-    record_id: str,
-    quo_contact_id: str,
-    action: WriteAction,
-    content_hash: str,
-    sync_method: SyncMethod,
-    entity_type: str = "person",
-) -> None:
-    # Unchanged keeps the row's action and sync method: they say how it was made.
-    await store.mappings.save_synced([mapping_row(
-        tenant, crm_object=crm_object, record_id=record_id, quo_contact_id=quo_contact_id,
-        action=action, content_hash=content_hash, sync_method=sync_method,
-        entity_type=entity_type,
-    )])
-
-
 def mapping_row(
     tenant: str,
     *,

@@ -19,7 +19,7 @@ from crmsync.domain.contact import TransformError, build_contact
 from crmsync.net.ratelimit import Lane
 from crmsync.quo.client import QuoClient
 from crmsync.quo.errors import QuoNotFoundError, QuoValidationError
-from crmsync.services.contact_writes import RecordWriter, save_mapping
+from crmsync.services.contact_writes import RecordWriter, mapping_row
 from crmsync.store import Store
 from crmsync.store.mappings import SyncMethod
 
@@ -85,11 +85,11 @@ class CrmChangeHandler:
         action, contact_id = await self._records.write(
             record.crm_object, record.record_id, result.contact, result.content_hash
         )
-        await save_mapping(
-            self._store, self.tenant, crm_object=record.crm_object,
+        await self._store.mappings.save_synced([mapping_row(
+            self.tenant, crm_object=record.crm_object,
             record_id=record.record_id, quo_contact_id=contact_id, action=action,
             content_hash=result.content_hash, sync_method=self._sync_method,
-        )
+        )])
         await self._count(action)
         return action, contact_id
 
