@@ -2,6 +2,7 @@
 
     python bench/multi_tenant.py [--tenants 200] [--people 300] [--limit 10]
                                  [--page-size 100] [--idle 15] [--no-calibrate]
+                                 [--basis adaptive|response|send]
                                  [--daemon-cpus LIST] [--py-spy FILE] [--cprofile FILE]
                                  [--keep-log FILE]
 
@@ -98,6 +99,7 @@ def write_config(directory: Path, quo_url: str, attio_urls: list[str],
         "[daemon]", f'state_path = "{directory / "state.db"}"', 'log_level = "warning"',
         "[http]", 'host = "127.0.0.1"', f"port = {port}",
         "[quo]", f'base_url = "{quo_url}"', f"requests_per_second = {args.limit}",
+        f'rate_limit_basis = "{args.basis}"',
     ]
     for i, url in enumerate(attio_urls):
         lines += [
@@ -470,6 +472,8 @@ def main() -> None:
                         help="Attio people per tenant (one Quo request each)")
     parser.add_argument("--limit", type=int, default=10, help="Quo requests/s per key")
     parser.add_argument("--page-size", type=int, default=100)
+    parser.add_argument("--basis", choices=["adaptive", "response", "send"],
+                        default="adaptive", help="quo.rate_limit_basis of the daemon")
     parser.add_argument("--idle", type=float, default=15.0,
                         help="seconds after the syncs before the idle RSS is read")
     parser.add_argument("--timeout", type=float, default=1800.0,
