@@ -11,8 +11,8 @@ Each grant is a `Slot` that occupies the window from a basis time T until `windo
 seconds later (`window` is one second plus a margin m), and a new request is granted
 only while fewer than N slots are in flight or inside their window. Under a backlog
 the next request is granted the moment a slot expires. The bases, for a request sent
-at S (its headers left: an aiohttp trace hook, see `slot_trace_config`) and answered
-at R (its answer's headers came back):
+at S (its first bytes were handed to the socket: aiohttp trace hooks, see
+`slot_trace_config`) and answered at R (its answer's headers came back):
 
 - "response": T = when the request finished. The server saw the request before
   answering it, and the next request reaches it after we send it, so N + 1 arrivals
@@ -20,8 +20,8 @@ at R (its answer's headers came back):
   cycles in `window` + one round trip.
 - "send": T = S. Faster (a slot cycles in `window`), and exact on our side; on the
   server's side safe only while the one-way delay varies by less than m.
-- "adaptive" (Quo's default): T = R - F + E, where F is the fastest of the key's last
-  `RTT_SAMPLES` round trips and E an extra margin that only a 429 sets.
+- "adaptive" (Quo's default): T = R - F + E, where F is the fastest round trip of the
+  key in the last `FLOOR_HORIZON` windows and E an extra margin that only a 429 sets.
 
 Why "adaptive" is safe. Split a request's round trip R - S into its way out o (until
 the server counts it) and its way back b (the server's work included): it arrived at
@@ -29,7 +29,7 @@ A = S + o = R - b. A request j is granted, and so sent, only after the N-th most
 slot i has expired: S_j >= R_i - F + 1 + m. Hence
 A_j - A_i = S_j + o_j - R_i + b_i >= 1 + m + o_j + b_i - F, which is at least one
 second as long as o_j + b_i >= F - m: no request's way out plus another's way back is
-more than the margin faster than the fastest recent round trip. Among any N + 1
+more than the margin faster than the floor F. Among any N + 1
 requests the last one granted found at most N - 1 others occupying the key, so one of
 them arrived a second or more before it: no sliding second at the server holds
 N + 1 arrivals (its window (t - 1, t] cannot hold both). Delays may vary by any
@@ -38,9 +38,17 @@ so a slow answer (the request may have arrived late) holds its slot longer, a fa
 frees it almost as early as the send basis would. Round trips are only ever longer
 than their floor, so this needs no percentile and no jitter bound, and it charges a
 slot the *mean* excess where a margin sized to the spread would charge every slot the
-worst case. Until `MIN_RTT_SAMPLES` round trips are known F counts as 0 (the response
-basis). A request that got no answer (cancelled, timed out, connection lost) counts
-as answered at the later of its end and one slowest recent round trip after its send.
+worst case. A request that got no answer (cancelled, timed out, connection lost)
+counts as answered at the later of its end and one slowest recent round trip after
+its send.
+
+F must be the floor of the *way*, not of a spell in which every request was slowed
+alike: a server that stalled (or queued) every request of a burst makes all their
+round trips long, and a floor learnt from them alone credits the next, fast, request
+with a way back it never had (a simulator stalled 150 ms under load took 174 requests
+in one second at 100/s so). Hence F is the fastest over a long horizon, and counts as
+0 (the response basis) until at least `MIN_RTT_SAMPLES` answers have come over at
+least `MIN_FLOOR_SPAN` windows. Both are in windows, so they scale with the limit's.
 
 If the assumption breaks (a faster route, Quo counting differently) the server
 answers 429: the transport pauses the key, and the limiter (told by the slot whose
@@ -68,7 +76,7 @@ import heapq
 import math
 import operator
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Final, Literal, NamedTuple
@@ -77,11 +85,20 @@ import aiohttp
 
 Basis = Literal["adaptive", "response", "send"]
 
-#: round trips the adaptive basis keeps to find the floor F (and the spread)
+#: round trips the adaptive basis keeps for their spread (how far a 429 widens E) and
+#: their slowest (how long a request without an answer holds its slot)
 RTT_SAMPLES: Final = 200
 #: below this many round trips the adaptive basis counts like "response" (F = 0): the
 #: fastest of a handful may still carry jitter, the fastest of 20 hardly any
 MIN_RTT_SAMPLES: Final = 20
+#: ... and until answers have come over this many windows (a first burst can be
+#: delayed alike, a server stalled as the key started)
+MIN_FLOOR_SPAN: Final = 5
+#: F is the fastest round trip answered in this many windows (10 minutes for Quo's):
+#: long, so that a spell of slow answers does not lift it, short enough to follow a way
+#: that became slower, in steps of `FLOOR_BUCKET` windows (bounded memory)
+FLOOR_HORIZON: Final = 600
+FLOOR_BUCKET: Final = 10
 #: the widest extra margin repeated 429s can set
 MAX_EXTRA_MARGIN: Final = 0.5
 #: the first widening is at least this much, even when round trips do not vary
@@ -103,20 +120,40 @@ class Slot:
     """One granted request: `sent()` when its headers leave, `answered(status)` when its
     answer's headers come back, `done()` when it is over (also after a failure)."""
 
-    __slots__ = ("_limiter", "answered_at", "sent_at", "waited", "window_start")
+    __slots__ = ("_body_pending", "_limiter", "answered_at", "sent_at", "waited", "window_start")
 
     def __init__(self, limiter: SlidingWindowLimiter, waited: float) -> None:
         self._limiter = limiter
+        #: the headers wait for the body: the send is stamped when its first chunk leaves
+        self._body_pending = False
         self.sent_at: float | None = None
         self.answered_at: float | None = None
         #: when this slot's `window` starts; None while the request is in flight
         self.window_start: float | None = None
         self.waited = waited
 
-    def sent(self) -> None:
-        """The request's headers left (called by the trace hook)."""
+    def sent(self, *, body_follows: bool = False) -> None:
+        """The request's headers are ready (called by the trace hook). Without a body
+        they leave now; with one they leave with its first chunk (`body_sent`)."""
+        if body_follows:
+            self._body_pending = True
+        elif not self._body_pending:
+            self._stamp_send()
+
+    def body_sent(self) -> None:
+        """The body's first chunk, and the headers with it, leave now (trace hook).
+
+        aiohttp buffers a body request's headers and writes them with the body, and
+        before Python 3.12 that happens in a task of its own: a pass of the loop after
+        the headers hook, which on a busy loop is tens to hundreds of milliseconds.
+        Stamped at the hook, such a request looked sent before it was: its round trip
+        too long, hence a floor F too high (adaptive), or a window started too early
+        (send). A stamp that is late instead only errs on the safe side for both."""
+        self._stamp_send()
+
+    def _stamp_send(self) -> None:
         if self.sent_at is not None:
-            return  # aiohttp re-sent it: the first send counts (the cautious side)
+            return  # aiohttp re-sent it: the first send counts
         self.sent_at = self._limiter.now()
         if self._limiter.basis == "send":
             self._start_window(self.sent_at)
@@ -196,6 +233,13 @@ class SlidingWindowLimiter:
         self._rtt_count = 0
         self._rtt_lows: deque[tuple[int, float]] = deque()
         self._rtt_highs: deque[tuple[int, float]] = deque()
+        #: the floor's horizon: the fastest round trip per bucket of `FLOOR_BUCKET`
+        #: windows, as (bucket number, seconds), and their minimum; when the first and
+        #: the latest answer came
+        self._floor_buckets: deque[tuple[int, float]] = deque()
+        self._floor = 0.0
+        self._first_answer: float | None = None
+        self._last_answer = 0.0
         #: the extra margin E as last set, when it was set, and the last widening
         self._extra = 0.0
         self._extra_set_at = 0.0
@@ -234,8 +278,10 @@ class SlidingWindowLimiter:
 
     # -- the adaptive basis -----------------------------------------------------------
 
-    def _record_rtt(self, seconds: float) -> None:
-        """One more round trip; the one `RTT_SAMPLES` back leaves the window."""
+    def _record_rtt(self, seconds: float, answered_at: float) -> None:
+        """One more round trip, answered at `answered_at`; the one `RTT_SAMPLES` back
+        leaves the recent ones, buckets older than `FLOOR_HORIZON` leave the floor's."""
+        self._record_floor(seconds, answered_at)
         number = self._rtt_count
         self._rtt_count += 1
         oldest = number - RTT_SAMPLES  # this sample number and older have left
@@ -246,11 +292,34 @@ class SlidingWindowLimiter:
             if queue[0][0] <= oldest:
                 queue.popleft()
 
+    def _record_floor(self, seconds: float, answered_at: float) -> None:
+        if self._first_answer is None:
+            self._first_answer = answered_at
+        self._last_answer = max(self._last_answer, answered_at)
+        buckets = self._floor_buckets
+        bucket = int(self._last_answer // (FLOOR_BUCKET * self.window))
+        if buckets and buckets[-1][0] == bucket:
+            if seconds < buckets[-1][1]:
+                buckets[-1] = (bucket, seconds)
+                self._floor = min(self._floor, seconds)
+            return
+        buckets.append((bucket, seconds))
+        oldest_kept = bucket - FLOOR_HORIZON // FLOOR_BUCKET + 1
+        while buckets[0][0] < oldest_kept:
+            buckets.popleft()
+        self._floor = min(fastest for _, fastest in buckets)
+
     def rtt_floor(self) -> float:
-        """F: the fastest recent round trip, 0 until `MIN_RTT_SAMPLES` are known."""
-        if self._rtt_count < MIN_RTT_SAMPLES:
+        """F: the fastest round trip of the horizon; 0 until `MIN_RTT_SAMPLES` answers
+        have come over `MIN_FLOOR_SPAN` windows."""
+        first = self._first_answer
+        if (
+            self._rtt_count < MIN_RTT_SAMPLES
+            or first is None
+            or self._last_answer - first < MIN_FLOOR_SPAN * self.window
+        ):
             return 0.0
-        return self._rtt_lows[0][1]
+        return self._floor
 
     def _rtt_ceiling(self) -> float:
         """The slowest recent round trip (call only once there is one)."""
@@ -280,7 +349,7 @@ class SlidingWindowLimiter:
         """T = R - F + E for an answer at `answered_at`; records the round trip."""
         if sent_at is None:  # no trace hook on the session: all we know is the answer
             return answered_at + self.extra_margin(answered_at)
-        self._record_rtt(answered_at - sent_at)
+        self._record_rtt(answered_at - sent_at, answered_at)
         # F <= this round trip (it is one of the samples once enough are known), so the
         # window never starts before the send: never looser than the send basis.
         return sent_at + self.margin_of(answered_at - sent_at, answered_at)
@@ -423,20 +492,36 @@ class SlidingWindowLimiter:
         return max(0.0, self._paused_until - self.now())
 
 
+def _has_body(headers: Mapping[str, str]) -> bool:
+    return headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in headers
+
+
 async def _on_headers_sent(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    slot = getattr(context, "trace_request_ctx", None)
+    if isinstance(slot, Slot):
+        slot.sent(body_follows=_has_body(params.headers))
+
+
+async def _on_chunk_sent(
     session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
 ) -> None:
     slot = getattr(context, "trace_request_ctx", None)
     if isinstance(slot, Slot):
-        slot.sent()
+        slot.body_sent()
 
 
 def slot_trace_config() -> aiohttp.TraceConfig:
     """Attach to the ClientSession so a `Slot` passed as `trace_request_ctx` learns
-    the moment its request's headers leave (aiohttp calls the hook just before it
-    writes them to the socket, in the same step)."""
+    the moment its request leaves: aiohttp calls the headers hook just before it writes
+    a bodiless request to the socket, and the chunk hook just before each body chunk
+    (the first carries the buffered headers), each in the same step as the write."""
     config = aiohttp.TraceConfig()
     config.on_request_headers_sent.append(_on_headers_sent)
+    config.on_request_chunk_sent.append(_on_chunk_sent)
     return config
 
 

@@ -4,7 +4,12 @@ basis, on arrivals at a server with the delays it assumes; its margin; lanes, pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import re
+import socket
+import threading
+import time
 from collections.abc import Callable
 
 import aiohttp
@@ -12,7 +17,10 @@ import pytest
 
 from crmsync.config.model import QuoConfig
 from crmsync.net.ratelimit import (
+    FLOOR_BUCKET,
+    FLOOR_HORIZON,
     MAX_EXTRA_MARGIN,
+    MIN_FLOOR_SPAN,
     MIN_RTT_SAMPLES,
     MIN_WIDENING,
     RTT_SAMPLES,
@@ -296,10 +304,16 @@ async def test_the_same_network_breaks_the_send_basis() -> None:
     assert max_in_any_window(arrivals, SECOND) > 5
 
 
-def _learn(limiter: SlidingWindowLimiter, *round_trips: float) -> None:
-    """Answers with these round trips, at made-up times (the arithmetic is the clock's)."""
+def _learn(
+    limiter: SlidingWindowLimiter, *round_trips: float, start: float = 0.0, every: float = 1.0
+) -> float:
+    """Answers with these round trips, sent `every` seconds from `start` on, at made-up
+    times (the arithmetic is the clock's); returns when the next would be sent."""
+    sent = start
     for rtt in round_trips:
-        limiter.answered_window_start(0.0, rtt)
+        limiter.answered_window_start(sent, sent + rtt)
+        sent += every
+    return sent
 
 
 def test_adaptive_counts_like_response_until_it_knows_the_floor() -> None:
@@ -312,6 +326,27 @@ def test_adaptive_counts_like_response_until_it_knows_the_floor() -> None:
     assert limiter.rtt_floor() == pytest.approx(0.1)
 
 
+def test_a_burst_delayed_alike_does_not_set_the_floor() -> None:
+    """1. 100 requests sent at once, all answered 150 ms later (the server stalled)
+    2. then answers keep coming, at a 2 ms round trip, but for less than
+       `MIN_FLOOR_SPAN` windows
+    Result: until answers span that long, each slot counts from its answer, as with
+    the response basis; from then on, from the fastest.
+    Regression: the burst alone set F = 0.15 s and each of its slots' window started
+    at its send; requests sent a second later reached a simulator that had counted the
+    burst 150 ms late: 174 in one second at a limit of 100."""
+    window = 1.02
+    limiter = SlidingWindowLimiter(100, window=window, basis="adaptive")
+    _learn(limiter, *[0.15] * 100, start=9.4, every=0.0)
+    assert limiter.rtt_floor() == 0.0
+    assert limiter.answered_window_start(9.4, 9.55) == pytest.approx(9.55)
+    sent = _learn(limiter, *[0.002] * 50, start=10.5, every=0.07)
+    assert sent - 0.07 + 0.002 - 9.55 < MIN_FLOOR_SPAN * window
+    assert limiter.rtt_floor() == 0.0
+    _learn(limiter, 0.002, start=9.55 + MIN_FLOOR_SPAN * window)
+    assert limiter.rtt_floor() == pytest.approx(0.002)
+
+
 def test_a_slower_round_trip_holds_its_slot_longer_at_once() -> None:
     """Each slot pays its own excess over the floor, from the first slow answer on."""
     limiter = SlidingWindowLimiter(10, window=1.02, basis="adaptive")
@@ -320,16 +355,23 @@ def test_a_slower_round_trip_holds_its_slot_longer_at_once() -> None:
     assert limiter.answered_window_start(20.0, 20.1) == pytest.approx(20.0)
 
 
-def test_a_faster_floor_widens_at_once_and_narrows_only_as_it_ages_out() -> None:
-    limiter = SlidingWindowLimiter(10, window=1.02, basis="adaptive")
-    _learn(limiter, *[0.1] * MIN_RTT_SAMPLES)
-    _learn(limiter, 0.08)  # a faster way: every later slot is charged from it at once
-    assert limiter.answered_window_start(10.0, 10.1) == pytest.approx(10.02)
-    _learn(limiter, *[0.1] * (RTT_SAMPLES - 2))
-    assert limiter.rtt_floor() == pytest.approx(0.08)  # still within the last 200
-    _learn(limiter, 0.1)
-    assert limiter.rtt_floor() == pytest.approx(0.1)
-    assert limiter.answered_window_start(20.0, 20.1) == pytest.approx(20.0)
+def test_a_faster_floor_widens_at_once_and_narrows_only_after_the_horizon() -> None:
+    """A faster answer lowers F at once; slower ones raise it only once the fast one
+    is `FLOOR_HORIZON` windows old (within one `FLOOR_BUCKET`): a spell of slow
+    answers, a busy server, does not make the next fast request look slow."""
+    window = 1.02
+    limiter = SlidingWindowLimiter(10, window=window, basis="adaptive")
+    sent = _learn(limiter, *[0.1] * MIN_RTT_SAMPLES)
+    sent = _learn(limiter, 0.08, start=sent)  # a faster way: charged from it at once
+    assert limiter.answered_window_start(sent, sent + 0.1) == pytest.approx(sent + 0.02)
+    fast_at = sent + 0.08
+    # Slow answers, one a second, until the fast one has nearly left the horizon.
+    horizon_start = (FLOOR_HORIZON - FLOOR_BUCKET) * window
+    sent = _learn(limiter, *[0.3] * int(horizon_start - 2), start=sent + 1)
+    assert sent + 0.3 - fast_at < FLOOR_HORIZON * window
+    assert limiter.rtt_floor() == pytest.approx(0.08)
+    _learn(limiter, 0.3, start=fast_at + (FLOOR_HORIZON + FLOOR_BUCKET) * window)
+    assert limiter.rtt_floor() == pytest.approx(0.3)
 
 
 def test_a_request_without_an_answer_counts_as_the_slowest_recent_one() -> None:
@@ -383,7 +425,7 @@ async def test_a_429_leaves_the_fixed_bases_as_configured(basis: Basis) -> None:
 
 async def test_quo_answers_teach_the_floor_and_a_429_widens_the_key() -> None:
     """1. the Quo simulator on 127.0.0.1, a session with the slot trace hook
-    2. 25 calls through an adaptive limiter, then one answered 429
+    2. calls through an adaptive limiter until it knows the floor, then one answered 429
     Result: the round trips were timed from the send to the answer (a floor is
     known), the 429 widened the margin at once, and the call succeeded on its retry."""
     config = QuoSimConfig(api_keys=["key"], requests_per_second=100)
@@ -391,10 +433,14 @@ async def test_quo_answers_teach_the_floor_and_a_429_widens_the_key() -> None:
         run_quo_simulator(config=config) as (sim, url),
         aiohttp.ClientSession(trace_configs=[slot_trace_config()]) as session,
     ):
-        limiter = SlidingWindowLimiter(100, window=1.02, basis="adaptive")
+        # A short window (80/s): the floor is known once answers span `MIN_FLOOR_SPAN`
+        # of them.
+        limiter = SlidingWindowLimiter(4, window=0.05, basis="adaptive")
         quo = QuoClient(session, base_url=url, api_key="key", limiter=limiter, tenant="t",
                         retry=RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.02))
-        for _ in range(MIN_RTT_SAMPLES + 5):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while limiter.rtt_floor() == 0 and loop.time() < deadline:
             await quo.list_phone_numbers()
         floor = limiter.rtt_floor()
         assert 0 < floor < 1.0
@@ -411,7 +457,7 @@ def test_quo_uses_the_adaptive_basis_by_default() -> None:
     assert QuoConfig().rate_limit_basis == "adaptive"
 
 
-def test_recent_round_trip_extremes_match_a_full_rescan() -> None:
+def test_recent_round_trip_spread_matches_a_full_rescan() -> None:
     """The monotonic queues give the min and max of exactly the last `RTT_SAMPLES`."""
     limiter = SlidingWindowLimiter(10, window=1.02, basis="adaptive")
     rng = random.Random(3)
@@ -422,8 +468,6 @@ def test_recent_round_trip_extremes_match_a_full_rescan() -> None:
         _learn(limiter, rtt)
         seen.append(rtt)
         recent = seen[-RTT_SAMPLES:]
-        floor = min(recent) if len(seen) >= MIN_RTT_SAMPLES else 0.0
-        assert limiter.rtt_floor() == floor
         assert limiter.rtt_spread() == pytest.approx(max(recent) - min(recent))
 
 
@@ -446,3 +490,80 @@ async def test_windows_that_end_out_of_grant_order_free_the_key_in_end_order() -
     for slot in (first, second, granted):
         slot.done()
     assert limiter.in_flight == 0
+
+
+class _StampingServer:
+    """An HTTP/1.1 server in a thread of its own that stamps, with the loop's clock
+    (`time.monotonic`), when each request's first bytes arrive: unlike a server on the
+    test's loop, it sees them the moment they leave, however busy that loop is."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/"
+        self.arrivals: list[float] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # the listener closed: the test is over
+            while True:
+                connection, _ = self._listener.accept()
+                threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection, contextlib.suppress(OSError):
+            while True:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                self.arrivals.append(time.monotonic())
+                while b"\r\n\r\n" not in chunk:  # the rest of the headers
+                    chunk += connection.recv(65536)
+                head, _, body = chunk.partition(b"\r\n\r\n")
+                declared = re.search(rb"(?i)content-length: *(\d+)", head)
+                length = int(declared[1]) if declared else 0
+                while len(body) < length:
+                    body += connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_request_counts_as_sent_when_its_bytes_leave_not_before(method: str) -> None:
+    """1. a server in its own thread stamps each request's arrival
+    2. a GET and a POST (JSON body) through a session with the slot trace hook; right
+       after the headers hook, a callback holds the loop 80 ms (a busy loop: on
+       Python 3.11 aiohttp writes a body, headers coalesced, in a task of its own, after it)
+    Result: the slot's send stamp is no later than the arrival, and within 20 ms of it.
+    Regression: a POST's send was stamped at the headers hook, 80 ms before it left,
+    which made its round trip look 80 ms longer than it was: an adaptive floor that
+    high let the next second's requests reach Quo inside this one's."""
+    server = _StampingServer()
+    loop = asyncio.get_running_loop()
+    loop.slow_callback_duration = 1.0  # the hold is the point of the test
+
+    async def busy_loop_after_headers(
+        session: aiohttp.ClientSession, context: object, params: object
+    ) -> None:
+        loop.call_soon(time.sleep, 0.08)
+
+    hold = aiohttp.TraceConfig()
+    hold.on_request_headers_sent.append(busy_loop_after_headers)
+    limiter = SlidingWindowLimiter(10, window=1.02, basis="adaptive")
+    try:
+        async with aiohttp.ClientSession(trace_configs=[slot_trace_config(), hold]) as session:
+            slot = await limiter.acquire()
+            body = {"name": "x" * 100} if method == "POST" else None
+            async with session.request(
+                method, server.url, json=body, trace_request_ctx=slot
+            ) as answer:
+                slot.answered(answer.status)
+            slot.done()
+    finally:
+        server.close()
+    assert answer.status == 200 and len(server.arrivals) == 1
+    assert slot.sent_at is not None
+    assert slot.sent_at <= server.arrivals[0] + 0.002  # the ms clock of uvloop, if used
+    assert server.arrivals[0] - slot.sent_at < 0.02
