@@ -97,6 +97,10 @@ class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     # Enables the management API (`/api/…`, INTERFACE §9): `Authorization: Bearer <it>`
     admin_token: Secret | None = None
+    # Replicas (a PostgreSQL state): where the other replicas reach this one's listener,
+    # to forward a management API request for a tenant this one runs. Default:
+    # http://<host>:<bound port>, the machine's name when host is a wildcard address.
+    advertise_url: HttpUrl | None = None
 
 
 class QuoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

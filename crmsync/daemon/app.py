@@ -30,6 +30,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable
+from dataclasses import replace
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -43,6 +44,7 @@ from crmsync.daemon.leases import (
     LeaseKeeper,
     ReplicaIdentity,
     StandbyTargets,
+    advertised_url,
 )
 from crmsync.daemon.logs import configure_logging
 from crmsync.daemon.reload import plan_reload, read_config
@@ -135,6 +137,9 @@ class Daemon:
                 http = self.config.http
                 port = await stack.enter_async_context(serve(app, http.host, http.port))
                 log.info("listening on http://%s:%d", http.host, port)
+                # The other replicas forward management API requests for our tenants here.
+                self.replica = replace(self.replica, api_url=advertised_url(http, port))
+                self._keeper.replica = self.replica
                 code = await self._supervise(tenants)
             log.info("stopped")
             return code

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from crmsync import metrics
-from crmsync.config import Config, TenantConfig
+from crmsync.config import Config, HttpConfig, TenantConfig
 from crmsync.daemon.tenants import TenantSet
 from crmsync.errors import UsageError
 from crmsync.store import Store
@@ -81,12 +81,27 @@ class ReplicaIdentity:
     id: str
     host: str
     pid: int
+    #: where the other replicas reach this one's listener (set once it is bound)
+    api_url: str | None = None
 
     @classmethod
     def of_this_process(cls) -> ReplicaIdentity:
         host = socket.gethostname()
         pid = os.getpid()
         return cls(id=f"{host}:{pid}", host=host, pid=pid)
+
+
+def advertised_url(http: HttpConfig, port: int) -> str:
+    """`http.advertise_url`, or http://<host>:<port> (the machine's name for a wildcard
+    host: another machine cannot reach 0.0.0.0)."""
+    if http.advertise_url is not None:
+        return http.advertise_url.rstrip("/")
+    host = http.host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 (a name for the bind-all address)
+        host = socket.getfqdn()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 @dataclass
@@ -134,7 +149,7 @@ class LeaseKeeper:
         if self.shared:
             await self.store.leases.beat(
                 self.replica.id, host=self.replica.host, pid=self.replica.pid,
-                now=await self.store.leases.clock(),
+                now=await self.store.leases.clock(), api_url=self.replica.api_url,
             )
             await asyncio.sleep(min(self.seconds / 3, 5.0))
         return await self.tick()
@@ -159,7 +174,7 @@ class LeaseKeeper:
         try:
             now = await leases.clock()
             await leases.beat(self.replica.id, host=self.replica.host, pid=self.replica.pid,
-                              now=now)
+                              now=now, api_url=self.replica.api_url)
             lost = [g for g in list(self.held) if not await self._renew(g, now, sent)]
             live = len(await leases.live_replicas(now=now, within=seconds)) if self.shared else 1
         except Exception as exc:  # the database is unreachable: nothing renewed

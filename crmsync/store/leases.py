@@ -37,6 +37,8 @@ class Replica(msgspec.Struct, frozen=True, kw_only=True):
     pid: int
     started_at: float
     seen_at: float
+    #: where the others reach its listener (None: it did not say)
+    api_url: str | None = None
 
 
 class Held(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,14 +68,25 @@ class Leases:
 
     # -- replicas ---------------------------------------------------------------------
 
-    async def beat(self, replica_id: str, *, host: str, pid: int, now: float) -> None:
-        """Record that `replica_id` is alive at `now` (registering it the first time)."""
+    async def beat(
+        self, replica_id: str, *, host: str, pid: int, now: float, api_url: str | None = None
+    ) -> None:
+        """Record that `replica_id` is alive at `now` (registering it the first time)
+        and where its listener is."""
         await self._db.execute(
-            "INSERT INTO replicas (replica_id, host, pid, started_at, seen_at)"
-            " VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (replica_id) DO UPDATE SET seen_at = excluded.seen_at",
-            (replica_id, host, pid, now, now),
+            "INSERT INTO replicas (replica_id, host, pid, started_at, seen_at, api_url)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (replica_id) DO UPDATE SET seen_at = excluded.seen_at,"
+            " api_url = excluded.api_url",
+            (replica_id, host, pid, now, now, api_url),
         )
+
+    async def replica(self, replica_id: str) -> Replica | None:
+        row = await self._db.fetchone(
+            f"SELECT {columns(Replica)} FROM replicas WHERE replica_id = ?",  # noqa: S608
+            (replica_id,),
+        )
+        return None if row is None else to_struct(Replica, row)
 
     async def live_replicas(self, *, now: float, within: float) -> list[Replica]:
         """Replicas seen in the last `within` seconds, by id."""

@@ -362,7 +362,13 @@ CREATE TABLE replicas (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+# v9: where a replica's listener can be reached by the others (`http.advertise_url`):
+# a management API request at a replica that does not run the tenant is forwarded there.
+_V9: Final = """
+ALTER TABLE replicas ADD COLUMN api_url TEXT;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 LATEST_VERSION: Final = len(MIGRATIONS)
 
 

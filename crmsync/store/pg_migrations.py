@@ -311,7 +311,11 @@ CREATE TABLE replicas (
 );
 """
 
-PG_MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+_V9: Final = """
+ALTER TABLE replicas ADD COLUMN api_url text;
+"""
+
+PG_MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 # One version history for both engines: a new SQLite migration needs its twin here.
 assert len(PG_MIGRATIONS) == migrations.LATEST_VERSION
 

@@ -7,7 +7,8 @@ whatever its path or method, known or not, is checked in this order:
    a per-process key to 32 bytes, then `hmac.compare_digest`: the time says nothing of
    either length or content) → 401, before anything else is looked at;
 2. the path (404 when no route has it), the tenant (404 unknown or not running; with
-   replicas, 409 naming the replica that runs it, 503 while it moves), the method (405);
+   replicas, a tenant another replica runs is forwarded there, see `_forward`; 503
+   while it moves between replicas), the method (405);
 3. the body or query (400, one line: not JSON, the wrong shape, 0 or more than
    `MAX_IDS` ids, an id that is not a non-empty string);
 4. the Metakocka routes: 409 when the tenant has no `[tenants.metakocka]` link.
@@ -29,12 +30,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+import aiohttp
 import msgspec
 from aiohttp import web
 
 from crmsync import log_context, metrics
 from crmsync.domain.mapping_rows import MappingRow
 from crmsync.store import Mapping as StoredMapping
+from crmsync.urls import mask_password
 from crmsync.web.keys import (
     CONFIG_KEY,
     MANAGED_KEY,
@@ -50,6 +53,13 @@ MAX_IDS: Final = 1000
 PREFIX: Final = "/api/"
 #: the metric's labels before the token is checked or for what matches no route/tenant
 UNKNOWN: Final = "_unknown"
+#: set on a request one replica forwards to another (which then never forwards it on)
+FORWARDED_BY: Final = "X-Crmsync-Forwarded-By"
+#: on a forwarded answer: the replica that ran the request
+ANSWERED_BY: Final = "X-Crmsync-Replica"
+#: a bulk sync of `MAX_IDS` records at Quo's 10/s takes minutes: no overall limit, but
+#: the owner must connect at once and never go quiet for long
+FORWARD_TIMEOUT: Final = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=900)
 
 # Per process, never shown: the token and the presented credentials are compared as
 # HMACs under this key, so both sides have the same length whatever was sent.
@@ -194,6 +204,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return response
 
 
+class _Forwarded(Exception):  # noqa: N818 (an answer, not an error)
+    def __init__(self, response: web.Response) -> None:
+        super().__init__("forwarded")
+        self.response = response
+
+
 async def _answer(request: web.Request, labels: _Labels) -> web.StreamResponse:
     try:
         call, route = await _check(request, labels)
@@ -201,6 +217,8 @@ async def _answer(request: web.Request, labels: _Labels) -> web.StreamResponse:
         response = error_response(refused.status, refused.message)
         response.headers.update(refused.headers)
         return response
+    except _Forwarded as forwarded:
+        return forwarded.response
     return await route.handler(call)
 
 
@@ -217,7 +235,7 @@ async def _check(request: web.Request, labels: _Labels) -> tuple[ApiCall, ApiRou
     labels.route = candidates[0].template
     tenant = request.app[MANAGED_KEY](tenant_id)
     if tenant is None:
-        await _elsewhere(request, tenant_id)
+        await _elsewhere(request, tenant_id, labels)
         raise _Refused(404, "unknown tenant")
     labels.tenant = tenant.id
     route = _method(request, candidates)
@@ -230,20 +248,55 @@ async def _check(request: web.Request, labels: _Labels) -> tuple[ApiCall, ApiRou
     return call, route
 
 
-async def _elsewhere(request: web.Request, tenant_id: str) -> None:
+async def _elsewhere(request: web.Request, tenant_id: str, labels: _Labels) -> None:
     """With replicas (a PostgreSQL state): a configured tenant another replica runs is
-    409 naming it (ask that one; `/status` lists who runs what), one no replica runs
-    right now 503 (its lease is being taken over: retry)."""
+    forwarded there (`_Forwarded`), one no replica runs right now is 503 (its lease is
+    being taken over: retry). 409 naming the replica where forwarding cannot be: it
+    advertised no address, or the request was forwarded here already."""
     store = request.app[STORE_KEY]
     configured = any(t.id == tenant_id and t.enabled for t in request.app[CONFIG_KEY]().tenants)
     if store.backend != "postgresql" or not configured:
         return
     held = (await store.leases.current(now=await store.leases.clock())).get(tenant_id)
-    if held is not None:
+    if held is None:
+        raise _Refused(503, f"tenant {tenant_id} is between replicas (its lease is being "
+                            "taken over): retry shortly", {"Retry-After": "5"})
+    labels.tenant = tenant_id
+    owner = await store.leases.replica(held.holder)
+    if owner is None or owner.api_url is None or FORWARDED_BY in request.headers:
         raise _Refused(409, f"tenant {tenant_id} runs on replica {held.holder}: send the "
                             "request to that replica")
-    raise _Refused(503, f"tenant {tenant_id} is between replicas (its lease is being "
-                        "taken over): retry shortly", {"Retry-After": "5"})
+    raise _Forwarded(await _forward(request, tenant_id, owner.replica_id, owner.api_url))
+
+
+async def _forward(
+    request: web.Request, tenant_id: str, replica: str, api_url: str
+) -> web.Response:
+    """The request as the replica that runs the tenant answers it: same method, path,
+    query, body and credentials (it checks them again), marked as forwarded."""
+    headers = {name: value for name in ("Authorization", "Content-Type")
+               if (value := request.headers.get(name)) is not None}
+    headers[FORWARDED_BY] = "1"
+    url = api_url + request.path_qs
+    try:
+        body = await request.read()
+        async with (
+            aiohttp.ClientSession(timeout=FORWARD_TIMEOUT) as session,
+            session.request(request.method, url, data=body, headers=headers) as answer,
+        ):
+            payload = await answer.read()
+            status = answer.status
+            content_type = answer.headers.get("Content-Type", "application/json")
+            passed_on = {name: answer.headers[name] for name in ("Allow", "Retry-After")
+                         if name in answer.headers}
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _Refused(502, f"tenant {tenant_id} runs on replica {replica}, which did not "
+                            f"answer at {mask_password(api_url)}: {type(exc).__name__}"
+                       ) from None
+    response = web.Response(status=status, body=payload,
+                            headers={"Content-Type": content_type, **passed_on})
+    response.headers[ANSWERED_BY] = replica
+    return response
 
 
 def authorised(header: str | None, token: str | None) -> bool:

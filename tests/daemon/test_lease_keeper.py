@@ -8,6 +8,7 @@ leases, the replicas' heartbeats and the clock are PostgreSQL's.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ from typing import Any, cast
 import pytest
 from support.postgres import PostgresCluster
 
-from crmsync.config import Config, TenantConfig, parse_config
-from crmsync.daemon.leases import LeaseKeeper, ReplicaIdentity, group_of
+from crmsync.config import Config, HttpConfig, TenantConfig, parse_config
+from crmsync.daemon.leases import LeaseKeeper, ReplicaIdentity, advertised_url, group_of
 from crmsync.daemon.tenants import TenantSet
 from crmsync.net.ratelimit import SlidingWindowLimiter
 from crmsync.store import Store, open_store
@@ -233,3 +234,21 @@ async def test_a_replica_cut_off_from_the_database_stops_before_its_leases_end(
     await one.keeper.tick()
     assert one.tenants.running == set()
     assert sorted(one.tenants.stopped) == sorted((t, True) for t in KEYS)
+
+
+@pytest.mark.parametrize(
+    ("http", "port", "expected"),
+    [
+        (HttpConfig(host="10.0.0.5"), 8787, "http://10.0.0.5:8787"),
+        (HttpConfig(host="::1"), 9000, "http://[::1]:9000"),
+        (HttpConfig(host="0.0.0.0"), 8787, f"http://{socket.getfqdn()}:8787"),
+        (HttpConfig(advertise_url="https://crmsync-2.internal/"), 8787,
+         "https://crmsync-2.internal"),
+    ],
+)
+def test_a_replica_advertises_where_the_others_reach_it(
+    http: HttpConfig, port: int, expected: str
+) -> None:
+    """The bound port (the config's may be 0), the machine's name for a wildcard host
+    (no other machine can reach 0.0.0.0), or `http.advertise_url` as given."""
+    assert advertised_url(http, port) == expected

@@ -308,8 +308,9 @@ async def test_a_webhook_at_any_replica_is_applied_by_the_owner_and_a_reload_rea
 ) -> None:
     """Two replicas, two tenants (two Quo keys: one lease group each). Every webhook is
     delivered to replica A (`http.public_url`, as behind a proxy that picks one); the
-    tenant B runs still gets its CRM change into Quo. Then a third tenant is added to
-    both config files and only A gets SIGHUP: B re-reads too, and one of them runs it."""
+    tenant B runs still gets its CRM change into Quo, and the management API at A for
+    that tenant answers as B (forwarded). Then a third tenant is added to both config
+    files and only A gets SIGHUP: B re-reads too, and one of them runs it."""
     state_url = await postgres_cluster.new_url()
     env = replica_env()
     async with (
@@ -354,8 +355,25 @@ async def test_a_webhook_at_any_replica_is_applied_by_the_owner_and_a_reload_rea
 
             await _until(changed_in_quo, within=30, what="the CRM change, delivered to A, "
                          "applied by B")
+            # The management API at A for B's tenant: A forwards it to B, which answers.
+            auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
             async with session.get(f"{public_url}/api/tenants/{on_b}/mappings",
-                                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as answer:
+                                   params={"crmRecordId": record_id}, headers=auth) as answer:
+                assert answer.status == 200, await answer.text()
+                assert answer.headers["X-Crmsync-Replica"] == b_id
+                (row,) = (await answer.json())["mappings"]
+                assert row["crmRecordId"] == record_id
+            async with session.post(f"{public_url}/api/tenants/{on_b}/sync", headers=auth,
+                                    json={"crmRecordIds": [record_id]}) as answer:
+                assert answer.status == 200, await answer.text()
+                assert answer.headers["X-Crmsync-Replica"] == b_id
+            async with session.post(f"{public_url}/api/tenants/{on_b}/sync",
+                                    headers={"Authorization": "Bearer wrong"},
+                                    json={"crmRecordIds": [record_id]}) as answer:
+                assert answer.status == 401  # A checks the token before it forwards
+            # Forwarded once already (a loop between replicas): A answers itself.
+            async with session.get(f"{public_url}/api/tenants/{on_b}/mappings",
+                                   headers={**auth, "X-Crmsync-Forwarded-By": "1"}) as answer:
                 assert answer.status == 409, await answer.text()
                 assert (await answer.json())["error"] == (
                     f"tenant {on_b} runs on replica {b_id}: send the request to that replica")

@@ -100,6 +100,18 @@ async def test_replicas_live_while_they_beat(store: Store) -> None:
     assert await store.leases.live_replicas(now=NOW, within=LEASE * 10) == []
 
 
+async def test_a_replica_says_where_its_listener_is(store: Store) -> None:
+    """The address is kept with the heartbeat (the management API forwards there) and
+    follows a replica that moved it (a restart under the same id is a new process)."""
+    await store.leases.beat("a:1", host="a", pid=1, now=NOW)
+    assert (await store.leases.replica("a:1")) is not None
+    assert (await store.leases.replica("a:1")).api_url is None  # type: ignore[union-attr]
+    await store.leases.beat("a:1", host="a", pid=1, now=NOW + 1, api_url="http://a:8787")
+    found = await store.leases.replica("a:1")
+    assert found is not None and found.api_url == "http://a:8787" and found.started_at == NOW
+    assert await store.leases.replica("b:2") is None
+
+
 async def test_the_clock_is_the_wall_clock_of_the_database(store: Store) -> None:
     now = await store.leases.clock()
     if store.backend == "postgresql":

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from support.clock import FakeClock
 
-from crmsync.store import Mapping, Store, open_store
+from crmsync.store import LATEST_VERSION, Mapping, Store, open_store
 from crmsync.store.metakocka import MkLink
 from crmsync.store.migrations import MIGRATIONS, split_statements
 
@@ -52,7 +52,7 @@ async def test_upgrade_from_v6_keeps_existing_data(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     _file_at_v6(path)
     async with open_store(path) as store:
-        assert store.applied_migrations == (7, 8)
+        assert store.applied_migrations == tuple(range(7, LATEST_VERSION + 1))
         mapping = await store.mappings.get(T, "people", "rec-1")
         assert mapping is not None and mapping.quo_contact_id == "CT-1"
         assert await store.quo_calls.get(T, "AC1") == b"{}"
@@ -60,7 +60,7 @@ async def test_upgrade_from_v6_keeps_existing_data(tmp_path: Path) -> None:
         await store.mk_links.upsert(link())
         assert await store.mk_links.get(T, "people", "rec-1") == link()
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchall() == [(8,)]
+        assert conn.execute("PRAGMA user_version").fetchall() == [(LATEST_VERSION,)]
         for table in NEW_TABLES:  # every new table is per tenant
             info = {r[1]: r for r in conn.execute(f"PRAGMA table_info({table})")}
             assert info["tenant_id"][3] == 1, table

@@ -347,7 +347,7 @@ UNSCOPED = {"tenants.list_all"}  # status lists every tenant
 UNSCOPED |= {
     f"leases.{name}" for name in (
         "clock", "beat", "live_replicas", "leave", "forget_replicas", "acquire", "renew",
-        "release", "holds", "get", "current", "set_members",
+        "release", "holds", "get", "current", "set_members", "replica",
     )
 }
 
