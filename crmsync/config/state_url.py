@@ -72,8 +72,11 @@ def mask(url: str) -> str:
 def check_url(url: str, *, inline: bool) -> None:
     """`SecretError` (its message shows the URL masked) unless `url` is a usable
     PostgreSQL URL; `inline` (written in the file): it must carry no password."""
+    if "://" not in url:
+        # Not echoed: what an env: or file: reference holds may be a bare password.
+        raise SecretError(f"must be a PostgreSQL URL ({FORM}), and this is not a URL")
     shown = mask(url)
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    scheme = url.partition("://")[0].lower()
     if scheme not in SCHEMES:
         raise SecretError(f"must be a PostgreSQL URL ({FORM}), got {shown!r}")
     if any(c.isspace() for c in url) or not url.isprintable():

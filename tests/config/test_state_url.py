@@ -99,9 +99,13 @@ FORM = "(postgresql://USER@HOST[:PORT]/DATABASE)"
     ("env:NOT_SET", "environment variable NOT_SET is not set"),
     ("env:BAD",
      f"env:BAD: the URL there must be a PostgreSQL URL {FORM}, got 'mysql://u:***@db/x'"),
+    # Regression (found by tests/config/test_fuzz.py): a reference holding no URL at all,
+    # a password pasted on its own, was echoed in the message.
+    ("env:BARE", f"env:BARE: the URL there must be a PostgreSQL URL {FORM}, and this is "
+                 "not a URL"),
 ])
 def test_a_bad_state_url_is_one_problem_naming_the_key(value: str, expected: str) -> None:
-    env = ENV | {"BAD": f"mysql://u:{PASSWORD}@db/x"}
+    env = ENV | {"BAD": f"mysql://u:{PASSWORD}@db/x", "BARE": PASSWORD}
     assert problems(daemon(f'state_url = "{value}"'), env) == [
         f"crmsync.toml: daemon.state_url: {expected}"
     ]
