@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -119,6 +120,34 @@ def _high_water_kib(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return 0
+
+
+@contextlib.asynccontextmanager
+async def daemon_process(
+    config: Path, env: dict[str, str], log: Path, *, python: list[str] | None = None,
+    stop_within: float = 30.0,
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`crmsync run -c CONFIG` as a child (`python`: the interpreter's command line, e.g.
+    under cProfile or taskset), its output in `log`, without the asyncio debug mode the
+    test suite sets; on exit SIGTERM (the drain), then SIGKILL after `stop_within` s."""
+    env = dict(env)
+    env.pop("PYTHONASYNCIODEBUG", None)
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *(python or [sys.executable]), "-m", "crmsync", "run", "-c", str(config),
+            env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
+        )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(stop_within):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
 async def run_cli(*args: str, env: dict[str, str] | None = None) -> ChildRun:

@@ -62,7 +62,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +69,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from common import daemon_process
 from fleet import AttioFleet, QuoProcess, QuoReport, attio_fleet, attio_key, quo_key, quo_process
 
 from crmsync.daemon.loop import loop_factory
@@ -122,29 +122,13 @@ def key_env(tenants: int) -> dict[str, str]:
     return env
 
 
-@contextlib.asynccontextmanager
-async def daemon(config: Path, env: dict[str, str], log: Path, profile: Path | None,
-                 cpus: str | None) -> AsyncIterator[asyncio.subprocess.Process]:
+def daemon(config: Path, env: dict[str, str], log: Path, profile: Path | None,
+           cpus: str | None) -> contextlib.AbstractAsyncContextManager[asyncio.subprocess.Process]:
     python = [sys.executable] if profile is None else [
         sys.executable, "-m", "cProfile", "-o", str(profile)]
     if cpus is not None:
         python = ["taskset", "--cpu-list", cpus, *python]
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            *python, "-m", "crmsync", "run", "-c", str(config), env=env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(60):
-                    await proc.wait()
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    return daemon_process(config, env, log, python=python, stop_within=60)
 
 
 # -- sampling -------------------------------------------------------------------------

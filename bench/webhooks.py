@@ -42,7 +42,6 @@ import math
 import os
 import random
 import re
-import signal
 import socket
 import sys
 import tempfile
@@ -57,7 +56,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import CRM_KEY, QUO_KEY, Sims, write_config
+from common import CRM_KEY, QUO_KEY, Sims, daemon_process, write_config
 
 from crmsync.quo.signature import HEADER, sign
 from crmsync.sim.attio import AttioSimConfig, run_attio_simulator
@@ -110,26 +109,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.asynccontextmanager
-async def daemon(config: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+def daemon(config: Path, log: Path) -> contextlib.AbstractAsyncContextManager[
+        asyncio.subprocess.Process]:
     env = dict(os.environ, BENCH_QUO_KEY=QUO_KEY, BENCH_ATTIO_KEY=CRM_KEY)
-    env.pop("PYTHONASYNCIODEBUG", None)
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "crmsync", "run", "-c", str(config), env=env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(30):
-                    await proc.wait()
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    return daemon_process(config, env, log)
 
 
 async def wait_live(session: aiohttp.ClientSession, base: str,
